@@ -1,0 +1,34 @@
+"""The .dsae file format and the entropy coding of its payloads; numpy and bytes only, no torch."""
+from bitstream.coder import (
+    SCALE_TABLE,
+    SYMBOL_BOUND,
+    SymbolDecoder,
+    SymbolEncoder,
+    categorical_bits,
+    gaussian_bits,
+)
+from bitstream.format import (
+    FORMAT_VERSION,
+    MAGIC,
+    BitstreamError,
+    BitstreamReader,
+    BitstreamWriter,
+    Header,
+    Segment,
+)
+
+__all__ = [
+    "BitstreamError",
+    "BitstreamReader",
+    "BitstreamWriter",
+    "FORMAT_VERSION",
+    "Header",
+    "MAGIC",
+    "SCALE_TABLE",
+    "SYMBOL_BOUND",
+    "Segment",
+    "SymbolDecoder",
+    "SymbolEncoder",
+    "categorical_bits",
+    "gaussian_bits",
+]

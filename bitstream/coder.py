@@ -1,0 +1,150 @@
+"""Entropy coding of integer symbols with constriction's range coder.
+
+Symbols are coded first in, first out: a `SymbolDecoder` must make the same sequence of
+`gaussian` / `categorical` calls, with the same model parameters, as the `SymbolEncoder`
+that wrote the payload. Gaussian symbols are mean-centred integers coded under a zero-mean
+quantised Gaussian whose std is looked up in the fixed `SCALE_TABLE`, so encoder and decoder
+only have to agree on integer scale indices, never on floats.
+
+A payload is the range coder's compressed words as little-endian uint32 bytes.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import constriction
+import numpy as np
+
+from bitstream.format import BitstreamError
+
+SCALE_TABLE: np.ndarray = np.exp(np.linspace(np.log(0.11), np.log(256.0), 64))
+"""float64 (64,): std of the zero-mean Gaussian for each scale index."""
+SCALE_TABLE.flags.writeable = False
+
+SYMBOL_BOUND: int = 1023
+"""Gaussian-coded symbols lie in [-SYMBOL_BOUND, SYMBOL_BOUND]; the caller clamps."""
+
+_GAUSSIAN = constriction.stream.model.QuantizedGaussian(-SYMBOL_BOUND, SYMBOL_BOUND)
+_TINY = np.finfo(np.float64).tiny  # probability floor that keeps ideal bit counts finite
+
+
+def _int_array(values: np.ndarray, name: str, low: int, high: int) -> np.ndarray:
+    """Check that `values` is a 1-D integer array in [low, high]; return it as int32."""
+    values = np.asarray(values)
+    if values.ndim != 1 or not (values.size == 0 or np.issubdtype(values.dtype, np.integer)):
+        raise ValueError(f"{name} must be a 1-D integer array, got {values.dtype} of shape {values.shape}")
+    if values.size and (values.min() < low or values.max() > high):
+        raise ValueError(f"{name} must lie in [{low}, {high}], got [{values.min()}, {values.max()}]")
+    return values.astype(np.int32)
+
+
+def _scale_index(scale_index: np.ndarray) -> np.ndarray:
+    """Validate scale indices: int (n,) in [0, len(SCALE_TABLE))."""
+    return _int_array(scale_index, "scale_index", 0, len(SCALE_TABLE) - 1)
+
+
+def _gaussian_symbols(symbols: np.ndarray, scale_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a Gaussian batch; return (symbols int32 (n,), scale_index int32 (n,))."""
+    symbols = _int_array(symbols, "symbols", -SYMBOL_BOUND, SYMBOL_BOUND)
+    scale_index = _scale_index(scale_index)
+    if symbols.shape != scale_index.shape:
+        raise ValueError(f"{symbols.shape[0]} symbols but {scale_index.shape[0]} scale indices")
+    return symbols, scale_index
+
+
+def _pmf(pmf: np.ndarray) -> np.ndarray:
+    """Validate a probability table: float (K,), K >= 2, finite, nonnegative, positive sum."""
+    pmf = np.asarray(pmf, dtype=np.float64)
+    if pmf.ndim != 1 or pmf.size < 2:
+        raise ValueError(f"pmf must be a 1-D array of at least 2 entries, got shape {pmf.shape}")
+    if not np.all(np.isfinite(pmf)) or pmf.min() < 0 or pmf.sum() <= 0:
+        raise ValueError("pmf must be finite and nonnegative with a positive sum")
+    return pmf
+
+
+def _categorical_model(pmf: np.ndarray) -> constriction.stream.model.Categorical:
+    """The constriction model for a validated pmf (identical on both sides)."""
+    return constriction.stream.model.Categorical(pmf, perfect=False)
+
+
+class SymbolEncoder:
+    """Collects integer symbols into one range-coded payload."""
+
+    def __init__(self) -> None:
+        self._encoder = constriction.stream.queue.RangeEncoder()
+
+    def gaussian(self, symbols: np.ndarray, scale_index: np.ndarray) -> None:
+        """Append symbols int (n,) in [-SYMBOL_BOUND, SYMBOL_BOUND], each coded under a zero-mean
+        quantised Gaussian with std SCALE_TABLE[scale_index] (int (n,)). ValueError on bad input."""
+        symbols, scale_index = _gaussian_symbols(symbols, scale_index)
+        self._encoder.encode(symbols, _GAUSSIAN, np.zeros(len(symbols)), SCALE_TABLE[scale_index])
+
+    def categorical(self, symbols: np.ndarray, pmf: np.ndarray) -> None:
+        """Append symbols int (n,) in [0, K), all coded under one pmf float (K,) (need not sum to 1)."""
+        pmf = _pmf(pmf)
+        symbols = _int_array(symbols, "symbols", 0, len(pmf) - 1)
+        self._encoder.encode(symbols, _categorical_model(pmf))
+
+    def to_bytes(self) -> bytes:
+        """The payload so far: compressed words as little-endian uint32 bytes (length % 4 == 0)."""
+        return self._encoder.get_compressed().astype("<u4").tobytes()
+
+
+class SymbolDecoder:
+    """Reads symbols back from a `SymbolEncoder` payload, in the order they were encoded.
+
+    Bad arguments raise ValueError; a payload the models cannot decode raises BitstreamError.
+    A corrupted payload may also decode silently to wrong symbols: integrity is the CRC's job.
+    """
+
+    def __init__(self, payload: bytes) -> None:
+        if len(payload) % 4:
+            raise BitstreamError(f"entropy-coded payload of {len(payload)} bytes is not a whole number of 32-bit words")
+        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+        self._decoder = constriction.stream.queue.RangeDecoder(words)
+
+    def gaussian(self, scale_index: np.ndarray) -> np.ndarray:
+        """Decode one symbol per scale index int (n,); returns int32 (n,)."""
+        stds = SCALE_TABLE[_scale_index(scale_index)]
+        return self._decode(_GAUSSIAN, np.zeros(len(stds)), stds)
+
+    def categorical(self, pmf: np.ndarray, count: int) -> np.ndarray:
+        """Decode `count` symbols under one pmf float (K,); returns int32 (count,) in [0, K)."""
+        if count < 0:
+            raise ValueError(f"count must be nonnegative, got {count}")
+        return self._decode(_categorical_model(_pmf(pmf)), int(count))
+
+    def _decode(self, *args: object) -> np.ndarray:
+        """Run the range decoder, turning its complaints about the data into BitstreamError."""
+        try:
+            return np.asarray(self._decoder.decode(*args), dtype=np.int32)
+        except Exception as error:  # constriction raises AssertionError on invalid data
+            raise BitstreamError(f"entropy-coded payload is corrupted ({error})") from error
+
+
+@functools.lru_cache(maxsize=1)
+def _gaussian_log2_pmf() -> np.ndarray:
+    """log2 p(s | scale index) of the quantised, truncated Gaussian: float64 (64, 2*SYMBOL_BOUND + 1),
+    column j is symbol j - SYMBOL_BOUND. Probabilities are floored at the smallest normal float."""
+    erfc = np.frompyfunc(math.erfc, 1, 1)
+    inv = 1.0 / (SCALE_TABLE[:, None] * math.sqrt(2.0))  # (64, 1)
+    magnitude = np.abs(np.arange(-SYMBOL_BOUND, SYMBOL_BOUND + 1))
+    # 0.5 * erfc(x / (std sqrt 2)) = P(X > x); the bin [|s| - 0.5, |s| + 0.5] is a difference of two tails.
+    mass = 0.5 * (erfc((magnitude - 0.5) * inv) - erfc((magnitude + 0.5) * inv)).astype(np.float64)
+    inside = 1.0 - erfc((SYMBOL_BOUND + 0.5) * inv).astype(np.float64)  # P(|X| <= B + 0.5)
+    return np.log2(np.maximum(mass / inside, _TINY))
+
+
+def gaussian_bits(symbols: np.ndarray, scale_index: np.ndarray) -> float:
+    """Ideal information content Σ -log2 p (bits) of symbols int (n,) under the models that
+    `SymbolEncoder.gaussian` uses (Gaussian CDF over [s-0.5, s+0.5], renormalised to ±(B+0.5))."""
+    symbols, scale_index = _gaussian_symbols(symbols, scale_index)
+    return float(-_gaussian_log2_pmf()[scale_index, symbols + SYMBOL_BOUND].sum())
+
+
+def categorical_bits(symbols: np.ndarray, pmf: np.ndarray) -> float:
+    """Ideal information content Σ -log2 p (bits) of symbols int (n,) under the normalised pmf (K,)."""
+    pmf = _pmf(pmf)
+    symbols = _int_array(symbols, "symbols", 0, len(pmf) - 1)
+    return float(-np.log2(np.maximum(pmf / pmf.sum(), _TINY))[symbols].sum())
