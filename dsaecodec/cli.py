@@ -1,0 +1,200 @@
+"""The `dsaecodec` command: encode, decode, info, models.
+
+Every expected failure (a bad or foreign .dsae file, an unreadable video, an existing output,
+a bad option value) ends in one line on stderr and exit code 2; outputs are written atomically.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")  # compressai's torch.jit.script
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from bitstream.format import BitstreamError
+    from dsaecodec.fileutil import OutputExistsError
+    from dsaecodec.videoio import VideoError
+    from dsaecodec.zoo import UnknownModelError
+
+    return (BitstreamError, VideoError, OutputExistsError, UnknownModelError, ValueError, OSError)
+
+
+def _one_line_errors(command):
+    """Turn the errors a user can cause into `dsaecodec: error: ...` and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except _expected_errors() as error:
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            click.echo(f"dsaecodec: error: {message}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("dsaecodec: interrupted; no output written", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but PyTorch sees no CUDA device")
+    return name
+
+
+DEVICE_OPTION = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+                             help="Where the networks run. Files are only guaranteed to decode bit-exactly on the "
+                                  "kind of device that encoded them.")
+FORCE_OPTION = click.option("--force", is_flag=True, help="Overwrite the output if it exists.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dsaecodec")
+def main() -> None:
+    """dsaecodec: a neural video codec built on the Disentangled Sequential Autoencoder.
+
+    \b
+      dsaecodec encode clip.mp4 -o clip.dsae     compress any video FFmpeg reads
+      dsaecodec decode clip.dsae                 back to clip.mp4 (or .y4m, or a PNG folder)
+      dsaecodec info clip.dsae                   geometry, model and bits per frame
+      dsaecodec models                           the shipped models
+    """
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .dsae file [default: INPUT with .dsae]")
+@click.option("-q", "--quality", type=int, default=2, show_default=True,
+              help="Quality level, 0 (fewest bits) to the model's highest (see `dsaecodec models`).")
+@click.option("-t", "--segment-length", type=click.IntRange(1, 1024), default=8, show_default=True,
+              help="Frames per segment: one content latent f is sent per segment. The shipped models were trained on 8.")
+@click.option("-m", "--model", "model_name", default="dsae-natural", show_default=True, help="Shipped model to use.")
+@DEVICE_OPTION
+@FORCE_OPTION
+@_one_line_errors
+def encode(input_path: Path, output: Path | None, quality: int, segment_length: int, model_name: str,
+           device: str, force: bool) -> None:
+    """Compress the video INPUT (anything FFmpeg reads) into a .dsae file."""
+    from tqdm import tqdm
+
+    from dsaecodec.codec import encode_stream
+    from dsaecodec.fileutil import atomic_output, check_output
+    from dsaecodec.videoio import VideoReader
+
+    output = output or input_path.with_suffix(".dsae")
+    check_output(output, force)
+    with VideoReader(input_path) as video, atomic_output(output, force) as tmp, open(tmp, "wb") as out:
+        frames, payload = 0, [0, 0]
+        bar = tqdm(total=video.frame_count, unit="frame", desc="encode", disable=None, leave=False)
+        for coded in encode_stream(iter(video), out, fps=video.fps, model_name=model_name, quality=quality,
+                                   segment_length=segment_length, device=_device(device)):
+            frames += coded.segment.frame_count
+            payload[0] += len(coded.segment.f_payload)
+            payload[1] += len(coded.segment.z_payload)
+            bar.update(coded.segment.frame_count)
+        bar.close()
+        out.flush()
+        size = out.tell()
+    pixels = frames * video.width * video.height
+    click.echo(f"{output}: {frames} frames {video.width}x{video.height}, {size} bytes, "
+               f"{8 * size / frames:.0f} bits/frame ({8 * size / pixels:.4f} bpp; "
+               f"f {8 * payload[0] / frames:.0f} + z {8 * payload[1] / frames:.0f} bits/frame of payload)")
+
+
+@main.command()
+@click.argument("input_path", metavar="IN.dsae", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output video: .mp4/.mkv (x264), .y4m, or a folder of PNGs [default: IN with .mp4]")
+@click.option("--lossless", is_flag=True, help="Write .mp4/.mkv with x264 crf 0 in 4:4:4 instead of crf 18.")
+@DEVICE_OPTION
+@FORCE_OPTION
+@_one_line_errors
+def decode(input_path: Path, output: Path | None, lossless: bool, device: str, force: bool) -> None:
+    """Decompress a .dsae file into a playable video."""
+    from fractions import Fraction
+
+    from tqdm import tqdm
+
+    from dsaecodec.codec import Decoder
+    from dsaecodec.fileutil import check_output
+    from dsaecodec.videoio import VideoWriter
+
+    output = output or input_path.with_suffix(".mp4")
+    check_output(output, force)
+    with open(_readable(input_path), "rb") as source:
+        decoder = Decoder(source, device=_device(device))
+        header = decoder.header
+        fps = Fraction(header.fps_num, header.fps_den)
+        with VideoWriter(output, header.width, header.height, fps, lossless=lossless, force=force) as writer:
+            with tqdm(total=header.frame_count, unit="frame", desc="decode", disable=None, leave=False) as bar:
+                for frames in decoder:
+                    for frame in frames:
+                        writer.write(frame)
+                    bar.update(len(frames))
+    click.echo(f"{output}: {header.frame_count} frames {header.width}x{header.height} at {float(fps):.3f} fps")
+
+
+def _readable(path: Path) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a .dsae file")
+    return path
+
+
+@main.command()
+@click.argument("input_path", metavar="IN.dsae", type=click.Path(path_type=Path))
+@_one_line_errors
+def info(input_path: Path) -> None:
+    """Show a .dsae file's geometry, model, quality and bits per frame (split into f and z)."""
+    from bitstream.format import BitstreamReader
+
+    with open(_readable(input_path), "rb") as source:
+        reader = BitstreamReader(source)
+        header = reader.header
+        f_bytes = z_bytes = 0
+        for k in range(len(reader)):
+            f_size, z_size = reader.segment_sizes(k)
+            f_bytes, z_bytes = f_bytes + f_size, z_bytes + z_size
+        size = source.seek(0, 2)
+    frames, pixels = header.frame_count, header.frame_count * header.width * header.height
+    rows = [
+        ("file", f"{input_path} ({size} bytes)"),
+        ("model", f"{header.model_name} (weights sha256 {header.weights_sha256.hex()[:16]}…)"),
+        ("geometry", f"{header.width}x{header.height}, {frames} frames at {header.fps_num}/{header.fps_den} fps"),
+        ("segments", f"{len(reader)} of {header.segment_length} frames"),
+        ("quality", str(header.quality)),
+        ("bits/frame", f"{8 * size / frames:.1f} total = f {8 * f_bytes / frames:.1f} + z {8 * z_bytes / frames:.1f}"
+                       f" + container {8 * (size - f_bytes - z_bytes) / frames:.1f}"),
+        ("bits/pixel", f"{8 * size / pixels:.5f}"),
+    ]
+    for key, value in rows:
+        click.echo(f"{key:<11} {value}")
+
+
+@main.command()
+def models() -> None:
+    """List the shipped models: name, domain, quality levels, parameters, training data, sha256."""
+    from dsaecodec import zoo
+
+    for card in zoo.MODELS.values():
+        try:
+            model, _ = zoo.load_model(card.name)
+        except zoo.UnknownModelError as error:
+            click.echo(f"{card.name}: unavailable ({error})")
+            continue
+        params = sum(p.numel() for p in model.parameters())
+        click.echo(f"{card.name}\n  family    {card.family}\n  domain    {card.domain}\n"
+                   f"  qualities 0..{model.qualities - 1}\n  params    {params:,}\n"
+                   f"  training  {card.training}\n  sha256    {card.sha256}")
+
+
+if __name__ == "__main__":
+    main()

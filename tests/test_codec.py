@@ -1,0 +1,86 @@
+"""The codec end to end on a tiny random model: bit-exact decoding, any size, any length, random access."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from bitstream.format import BitstreamReader
+from dsaecodec import codec, zoo
+from helpers import synthetic_clip
+
+
+def encode_with_reconstruction(frames, **options) -> tuple[bytes, np.ndarray]:
+    out = io.BytesIO()
+    segments = list(codec.encode_stream(iter(frames), out, **options))
+    return out.getvalue(), np.concatenate([s.reconstruction for s in segments])
+
+
+@pytest.mark.parametrize("frames, height, width", [(20, 37, 29), (1, 16, 16), (3, 61, 97)])
+def test_decoder_output_equals_encoder_reconstruction(tiny_model, frames, height, width):
+    clip = synthetic_clip(frames, height, width)
+    data, reconstruction = encode_with_reconstruction(clip, model_name=tiny_model, quality=1, segment_length=8)
+    decoded = codec.decode(data)
+    assert decoded.shape == (frames, height, width, 3) and decoded.dtype == np.uint8
+    np.testing.assert_array_equal(decoded, reconstruction)
+
+
+def test_header_records_geometry(tiny_model):
+    from fractions import Fraction
+
+    data = codec.encode(synthetic_clip(11, 20, 30), fps=Fraction(30000, 1001), model_name=tiny_model,
+                        quality=0, segment_length=4)
+    header = BitstreamReader(data).header
+    assert (header.width, header.height, header.frame_count) == (30, 20, 11)
+    assert (header.fps_num, header.fps_den, header.segment_length, header.quality) == (30000, 1001, 4, 0)
+    assert header.model_name == tiny_model and header.segment_count == 3
+
+
+def test_decoding_ignores_torch_thread_count(tiny_model):
+    data = codec.encode(synthetic_clip(9, 48, 64), model_name=tiny_model, quality=1)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = codec.decode(data)
+        torch.set_num_threads(2)
+        double = codec.decode(data)
+    finally:
+        torch.set_num_threads(previous)
+    np.testing.assert_array_equal(single, double)
+
+
+def test_random_access_matches_sequential_decode(tiny_model):
+    data = codec.encode(synthetic_clip(10, 32, 32), model_name=tiny_model, quality=1, segment_length=3)
+    decoder = codec.Decoder(data)
+    sequential = list(decoder)
+    assert [len(s) for s in sequential] == [3, 3, 3, 1]
+    np.testing.assert_array_equal(decoder[2], sequential[2])
+
+
+def test_higher_quality_spends_more_bits(tiny_model):
+    clip = synthetic_clip(8, 32, 48)
+    low = codec.encode(clip, model_name=tiny_model, quality=0)
+    high = codec.encode(clip, model_name=tiny_model, quality=1)
+    assert len(high) > len(low)
+
+
+def test_bad_options_and_inputs_raise(tiny_model):
+    clip = synthetic_clip(4, 16, 16)
+    with pytest.raises(ValueError, match="quality"):
+        codec.encode(clip, model_name=tiny_model, quality=5)
+    with pytest.raises(ValueError, match="no frames"):
+        codec.encode([], model_name=tiny_model, quality=0)
+    with pytest.raises(ValueError, match="size changed"):
+        codec.encode([clip[0], clip[1][:8]], model_name=tiny_model, quality=0, segment_length=1)
+    with pytest.raises(zoo.UnknownModelError):
+        codec.encode(clip, model_name="no-such-model")
+
+
+def test_decoder_refuses_unknown_weights(tiny_model, monkeypatch):
+    data = codec.encode(synthetic_clip(2, 16, 16), model_name=tiny_model, quality=0)
+    card = zoo.MODELS[tiny_model]
+    monkeypatch.setitem(zoo.MODELS, tiny_model, zoo.ModelCard(**{**card.__dict__, "sha256": "0" * 64}))
+    with pytest.raises(zoo.UnknownModelError, match=tiny_model):
+        codec.Decoder(data)
