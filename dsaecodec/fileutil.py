@@ -48,6 +48,8 @@ def atomic_output(target: Path, force: bool = False, directory: bool = False) ->
         os.chmod(tmp, (0o777 if directory else 0o666) & ~umask)
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
+        elif directory and os.path.lexists(target):
+            target.unlink()  # rename() cannot put a folder over a file or a symlink
         os.replace(tmp, target)
     except BaseException:
         if tmp.is_dir():
