@@ -11,6 +11,7 @@ from dsaecodec.videoio import read_video
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".webm", ".mov", ".y4m", ".m4v"}
 HELD_OUT = ("carphone",)  # evaluation clips, never trained on
+HELD_OUT_FRAMES = {"bikes": (93, 157)}  # evaluation windows [start, stop) of training clips: bikes' 64-frame centre
 
 
 def default_clip_paths() -> list[Path]:
@@ -32,6 +33,12 @@ def clip_paths(source: str | Path | None) -> list[Path]:
     return paths
 
 
+def _without_held_out_frames(path: Path, video: torch.Tensor) -> list[torch.Tensor]:
+    """The parts of a (N, 3, H, W) clip outside its evaluation window (no window: the whole clip)."""
+    start, stop = HELD_OUT_FRAMES.get(Path(path).stem, (len(video), len(video)))
+    return [part for part in (video[:start], video[stop:]) if len(part)]
+
+
 class ClipCrops(Dataset):
     """Random (T, 3, crop, crop) float windows in [0, 1] from real clips.
 
@@ -46,10 +53,10 @@ class ClipCrops(Dataset):
         self.videos: list[torch.Tensor] = []  # uint8 (N, 3, H, W)
         for path in paths:
             video = torch.from_numpy(read_video(path, max_frames=max_frames)[0]).permute(0, 3, 1, 2).contiguous()
-            self.videos.append(video)
-            if half_scale:
-                half = torch.nn.functional.avg_pool2d(video.float(), 2).round().to(torch.uint8)
-                self.videos.append(half)
+            for part in _without_held_out_frames(path, video):
+                self.videos.append(part)
+                if half_scale:
+                    self.videos.append(torch.nn.functional.avg_pool2d(part.float(), 2).round().to(torch.uint8))
         self.videos = [v for v in self.videos if v.shape[0] >= frames and min(v.shape[-2:]) >= crop]
         if not self.videos:
             raise ValueError(f"no clip has {frames} frames of at least {crop}x{crop}")
