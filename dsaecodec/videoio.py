@@ -63,6 +63,20 @@ _MUXERS = {".mp4": "mp4", ".mkv": "matroska", ".y4m": "yuv4mpegpipe"}
 _PNG_NAME = re.compile(r"frame_\d{6,}\.png")
 
 
+def rgb_to_picture(frame: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+    """uint8 (H, W, 3) RGB -> an `av.VideoFrame` in `pix_fmt` (BT.601, limited range for YUV formats)."""
+    picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+    if pix_fmt == "rgb24":
+        return picture
+    return picture.reformat(format=pix_fmt, dst_colorspace=Colorspace.ITU601, dst_color_range=ColorRange.MPEG,
+                            interpolation=_SWS_FLAGS)
+
+
+def picture_to_rgb(picture: av.VideoFrame) -> np.ndarray:
+    """A decoded `av.VideoFrame` -> uint8 (H, W, 3) RGB, C-contiguous (colour tags of the frame honoured)."""
+    return np.ascontiguousarray(picture.to_ndarray(format="rgb24", interpolation=_SWS_FLAGS))
+
+
 def _url(path: str | Path) -> str:
     """FFmpeg URL of a local path: "file:" stops "a:b.mp4" being read as protocol "a"."""
     return f"file:{path}"
@@ -147,7 +161,7 @@ class VideoReader:
                     f"the frame size changes from {self.width}x{self.height} "
                     f"to {frame.width}x{frame.height} at frame {index}",
                 )
-            yield np.ascontiguousarray(frame.to_ndarray(format="rgb24", interpolation=_SWS_FLAGS))
+            yield picture_to_rgb(frame)
             frame = self._next_frame(index)
             if frame is None:
                 return
@@ -252,14 +266,7 @@ class VideoWriter:
             raise ValueError(
                 f"expected a ({self.height}, {self.width}, 3) uint8 frame, got {frame.shape} {frame.dtype}"
             )
-        picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        if self._stream.pix_fmt != "rgb24":
-            picture = picture.reformat(
-                format=self._stream.pix_fmt,
-                dst_colorspace=Colorspace.ITU601,
-                dst_color_range=ColorRange.MPEG,
-                interpolation=_SWS_FLAGS,
-            )
+        picture = rgb_to_picture(frame, self._stream.pix_fmt)
         picture.pts = self._count
         self._container.mux(self._stream.encode(picture))
         self._count += 1
