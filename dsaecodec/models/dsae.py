@@ -121,6 +121,7 @@ class DSAE(nn.Module):
     def forward(self, x: Tensor, quality: int) -> dict[str, Tensor]:
         """Training pass with noise for the rate and straight-through rounding for the decoder.
 
+        In eval mode the rate is that of the rounded latents (an estimate of the coded bits).
         Returns x_hat (B, T, 3, H, W), f_bits and z_bits (scalars, summed over the batch).
         The z prior is teacher-forced on the quantised posterior latents of earlier steps.
         """
@@ -137,9 +138,10 @@ class DSAE(nn.Module):
         for t in range(z.shape[1]):
             mu, scale, state = self.z_prior.step(z_prev, state)
             z_gained, mu_gained = z[:, t] * z_gain, mu * z_gain
-            noisy = z_gained + torch.empty_like(z_gained).uniform_(-0.5, 0.5)
-            z_bits = z_bits + bits(gaussian_likelihood(noisy, mu_gained, scale * z_gain))
-            z_prev = (ste_round(z_gained - mu_gained) + mu_gained) / z_gain
+            z_rounded = ste_round(z_gained - mu_gained) + mu_gained
+            z_rate_proxy = z_gained + torch.empty_like(z_gained).uniform_(-0.5, 0.5) if self.training else z_rounded
+            z_bits = z_bits + bits(gaussian_likelihood(z_rate_proxy, mu_gained, scale * z_gain))
+            z_prev = z_rounded / z_gain
             z_hats.append(z_prev)
         x_hat = self.synthesise(torch.stack(z_hats, dim=1), f_hat)
         return {"x_hat": x_hat, "f_bits": bits(f_likelihood), "z_bits": z_bits}
