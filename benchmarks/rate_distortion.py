@@ -64,11 +64,34 @@ def _bikes_centre(quick: bool) -> list[Clip]:
     return [("bikes-centre", np.ascontiguousarray(frames[:, top:top + 176, left:left + 320]), fps)]
 
 
+def _as_uint8(clip) -> np.ndarray:
+    """float (T, 3, H, W) in [0, 1] -> uint8 (T, H, W, 3)."""
+    return np.ascontiguousarray((clip.numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8))
+
+
+def _sprites(quick: bool) -> list[Clip]:
+    """Clips of test-split characters (identities never seen in training), 8 frames each."""
+    from dsaecodec.data.sprites import Sprites
+
+    test = Sprites(split="test", frames=8, seed=0)
+    return [(f"sprites-{i}", _as_uint8(test[i][0]), Fraction(15)) for i in range(4 if quick else 32)]
+
+
+def _balls(quick: bool) -> list[Clip]:
+    """Test-split bouncing balls, 64x64, 32 frames each."""
+    from dsaecodec.data.balls import BouncingBalls
+
+    test = BouncingBalls(frames=32, size=64, split="test", seed=0)
+    return [(f"balls-{i}", _as_uint8(test[i]), Fraction(25)) for i in range(2 if quick else 8)]
+
+
 SETS = {
     s.name: s
     for s in [
         TestSet("carphone", "natural", "carphone 176x144, 120 frames (never trained on)", _carphone),
         TestSet("bikes", "natural", "bikes frames 93-156, centre 320x176 (held out of training)", _bikes_centre),
+        TestSet("sprites", "sprites", "32 sprites test-split clips, 64x64, 8 frames (unseen characters)", _sprites),
+        TestSet("balls", "balls", "8 bouncing-balls test clips, 64x64, 32 frames", _balls),
     ]
 }
 LEARNED = ("dsae", "dsae-nof", "rnn", "frame")  # codec name -> shipped model "<codec>-<domain>"
