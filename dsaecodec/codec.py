@@ -8,6 +8,10 @@ replication for the model and cropped back after decoding. The last segment may 
 
 The encoder runs the decoder's exact code path, so `EncodedSegment.reconstruction` is, bit for bit,
 what `decode` returns for that segment.
+
+The networks run on a whole segment at once, so a segment may hold at most `MAX_SEGMENT_PIXELS`
+pixels (frames x height x width); encoding refuses larger segments and decoding refuses files that
+declare them, before anything is allocated.
 """
 from __future__ import annotations
 
@@ -29,6 +33,9 @@ from dsaecodec.priors import codec_threads
 
 DEFAULT_SEGMENT_LENGTH = 8
 DEFAULT_QUALITY = 2
+MAX_SEGMENT_PIXELS = 2**23
+"""Most pixels in one segment: e.g. 8 frames of 1024x1024, 4 of 1920x1080, 1 of 3840x2160. Measured on CPU, coding
+a segment takes ~220 bytes of tensors per pixel with the shipped model size (64 channels): at most ~1.8 GB."""
 
 
 @functools.lru_cache(maxsize=4)
@@ -53,6 +60,24 @@ def to_frames(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
     """float (T, 3, H', W') in [0, 1] -> uint8 (T, height, width, 3), cropped."""
     pixels = torch.round(x_hat[:, :, :height, :width] * 255.0).to(torch.uint8).cpu()
     return pixels.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _checked_frames(frames: Iterable[np.ndarray], segment_length: int) -> Iterator[np.ndarray]:
+    """`frames`, each checked before it is buffered: uint8 (H, W, 3), all of the first frame's size, and no
+    segment over MAX_SEGMENT_PIXELS. Raises ValueError, so a huge or changing input fails before it is held."""
+    shape = None
+    for index, frame in enumerate(frames):
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"frames must be uint8 (H, W, 3) arrays, got {frame.dtype} {frame.shape}")
+        shape = shape or frame.shape
+        if frame.shape != shape:
+            raise ValueError(f"frame size changed from {shape[1]}x{shape[0]} to {frame.shape[1]}x{frame.shape[0]} "
+                             f"at frame {index + 1}")
+        in_segment = min(index + 1, segment_length)
+        if in_segment * shape[0] * shape[1] > MAX_SEGMENT_PIXELS:
+            raise ValueError(f"a segment of {in_segment} frames of {shape[1]}x{shape[0]} is over the limit of "
+                             f"{MAX_SEGMENT_PIXELS} pixels per segment; use a shorter segment length or smaller frames")
+        yield frame
 
 
 def group_segments(frames: Iterable[np.ndarray], length: int) -> Iterator[np.ndarray]:
@@ -81,7 +106,7 @@ def encode_stream(frames: Iterable[np.ndarray], out: BinaryIO, *, fps: Fraction 
     """Encode frames into `out` (seekable, binary), yielding each segment as it is written.
 
     The file is complete once the generator is exhausted. Raises ValueError for a bad quality or
-    segment length, for no frames, or for frames that change size.
+    segment length, for no frames, for frames that change size, or for a segment over MAX_SEGMENT_PIXELS.
     """
     model, card = _shipped_model(model_name, device)
     if not 0 <= quality < model.qualities:
@@ -89,15 +114,13 @@ def encode_stream(frames: Iterable[np.ndarray], out: BinaryIO, *, fps: Fraction 
     if not 1 <= segment_length <= 1024:
         raise ValueError(f"segment length must be 1..1024, got {segment_length}")
     writer = None
-    for frames_uint8 in group_segments(frames, segment_length):
+    for frames_uint8 in group_segments(_checked_frames(frames, segment_length), segment_length):
         height, width = frames_uint8.shape[1:3]
         if writer is None:
             header = Header(model_name=card.name, weights_sha256=bytes.fromhex(card.sha256), width=width,
                             height=height, frame_count=0, fps_num=fps.numerator, fps_den=fps.denominator,
                             segment_length=segment_length, quality=quality)
             writer = BitstreamWriter(out, header)
-        elif (height, width) != (header.height, header.width):
-            raise ValueError(f"frame size changed from {header.width}x{header.height} to {width}x{height}")
         with codec_threads():
             segment, x_hat = model.compress_segment(to_model_input(frames_uint8).to(device), quality)
         yield EncodedSegment(segment, to_frames(x_hat, height, width))
@@ -116,6 +139,10 @@ class Decoder:
     def __init__(self, source: bytes | BinaryIO, device: str = "cpu"):
         self.reader = BitstreamReader(source)
         self.header = self.reader.header
+        frames = min(self.header.segment_length, self.header.frame_count)
+        if frames * self.header.width * self.header.height > MAX_SEGMENT_PIXELS:
+            raise BitstreamError(f"file has segments of {frames} frames of {self.header.width}x{self.header.height}, "
+                                 f"over this decoder's limit of {MAX_SEGMENT_PIXELS} pixels per segment")
         card = zoo.card_for(self.header.model_name, self.header.weights_sha256.hex())
         self.model, _ = _shipped_model(card.name, device)
         if self.header.quality >= self.model.qualities:
