@@ -9,8 +9,12 @@ import functools
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from dsaecodec.codec import Decoder
 
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")  # compressai's torch.jit.script
 
@@ -89,6 +93,7 @@ def encode(input_path: Path, output: Path | None, quality: int, segment_length: 
     from dsaecodec.videoio import VideoReader
 
     output = output or input_path.with_suffix(".dsae")
+    _check_not_input(input_path, output)
     check_output(output, force)
     with VideoReader(input_path) as video, atomic_output(output, force) as tmp, open(tmp, "wb") as out:
         frames, payload = 0, [0, 0]
@@ -113,10 +118,17 @@ def encode(input_path: Path, output: Path | None, quality: int, segment_length: 
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output video: .mp4/.mkv (x264), .y4m, or a folder of PNGs [default: IN with .mp4]")
 @click.option("--lossless", is_flag=True, help="Write .mp4/.mkv with x264 crf 0 in 4:4:4 instead of crf 18.")
+@click.option("--segments", metavar="START:END",
+              help="Decode only segments START to END-1, read directly through the index. Python slice "
+                   "semantics: 0-based, END excluded, either may be omitted or negative; 3:5 is segments 3 and 4.")
+@click.option("--verify", is_flag=True,
+              help="Write no video: decode each segment (all, or those of --segments), which re-checks its CRC, "
+                   "and print `segment k: ok` or `segment k: <error>`; exit 2 if any fails.")
 @DEVICE_OPTION
 @FORCE_OPTION
 @_one_line_errors
-def decode(input_path: Path, output: Path | None, lossless: bool, device: str, force: bool) -> None:
+def decode(input_path: Path, output: Path | None, lossless: bool, segments: str | None, verify: bool, device: str,
+           force: bool) -> None:
     """Decompress a .dsae file into a playable video."""
     from fractions import Fraction
 
@@ -126,19 +138,64 @@ def decode(input_path: Path, output: Path | None, lossless: bool, device: str, f
     from dsaecodec.fileutil import check_output
     from dsaecodec.videoio import VideoWriter
 
-    output = output or input_path.with_suffix(".mp4")
-    check_output(output, force)
+    if verify and output:
+        raise ValueError("--verify writes no output; leave out -o")
+    if not verify:
+        output = output or input_path.with_suffix(".mp4")
+        _check_not_input(input_path, output)
+        check_output(output, force)
     with open(_readable(input_path), "rb") as source:
         decoder = Decoder(source, device=_device(device))
         header = decoder.header
+        selected = _segment_range(segments, len(decoder))
+        if verify:
+            _verify(input_path, decoder, selected)
+            return
         fps = Fraction(header.fps_num, header.fps_den)
+        frame_count = 0
         with VideoWriter(output, header.width, header.height, fps, lossless=lossless, force=force) as writer:
-            with tqdm(total=header.frame_count, unit="frame", desc="decode", disable=None, leave=False) as bar:
-                for frames in decoder:
-                    for frame in frames:
-                        writer.write(frame)
-                    bar.update(len(frames))
-    click.echo(f"{output}: {header.frame_count} frames {header.width}x{header.height} at {float(fps):.3f} fps")
+            for k in tqdm(selected, unit="segment", desc="decode", disable=None, leave=False):
+                for frame in decoder[k]:
+                    writer.write(frame)
+                    frame_count += 1
+    click.echo(f"{output}: {frame_count} frames {header.width}x{header.height} at {float(fps):.3f} fps")
+
+
+def _segment_range(text: str | None, count: int) -> range:
+    """The segments `--segments START:END` selects out of `count` (Python slice semantics); all if `text` is None."""
+    if text is None:
+        return range(count)
+    try:
+        start, end = (int(part) if part.strip() else None for part in text.split(":"))
+    except ValueError:
+        raise ValueError(f"--segments takes START:END, e.g. 3:5, not {text!r}") from None
+    selected = range(count)[start:end]
+    if not selected:
+        raise ValueError(f"--segments {text} selects none of the file's {count} segments")
+    return selected
+
+
+def _verify(input_path: Path, decoder: Decoder, selected: range) -> None:
+    """Decode the selected segments, print one status line each; BitstreamError if any fails."""
+    from bitstream.format import BitstreamError
+
+    failed = 0
+    for k in selected:
+        try:
+            decoder[k]
+            click.echo(f"segment {k}: ok")
+        except BitstreamError as error:
+            failed += 1
+            click.echo(f"segment {k}: {error}")
+    if failed:
+        raise BitstreamError(f"{input_path}: {failed} of {len(selected)} segments failed verification")
+    click.echo(f"{input_path}: {len(selected)} segments ok")
+
+
+def _check_not_input(input_path: Path, output: Path) -> None:
+    """Refuse an output path that is the input file itself (--force would replace it)."""
+    if output.exists() and input_path.exists() and output.samefile(input_path):
+        raise ValueError(f"the output {output} is the input file")
 
 
 def _readable(path: Path) -> Path:
