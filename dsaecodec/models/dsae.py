@@ -10,6 +10,10 @@ latent `z_t` per frame (change). Shapes, for frames (B, T, 3, H, W) with H, W mu
 
 Quality level q scales each latent channel by a learned gain before rounding (Cui et al. 2021), so
 the quantisation step of channel c is 1 / gain[q, c]; one model serves every level.
+
+`DSAEConfig(use_f=False)` is the ablation without the static latent: no content encoder, no f
+stream (empty f payload, 0 f symbols), z_t = dynamics(features_t) and x_hat_t = g_s(z_hat_t), under the
+same stochastic ConvLSTM prior.
 """
 from __future__ import annotations
 
@@ -19,11 +23,13 @@ from typing import Callable
 import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck
-from compressai.layers import GDN, subpel_conv3x3
 from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
 from bitstream.format import Segment
+from dsaecodec.models.layers import STRIDE, analysis_transform, synthesis_transform
+from dsaecodec.models.layers import conv as _conv
+from dsaecodec.models.layers import log_gains as _log_gains
 from dsaecodec.priors import (
     DynamicsPrior,
     bits,
@@ -33,9 +39,6 @@ from dsaecodec.priors import (
     scale_index,
     ste_round,
 )
-
-STRIDE = 16  # total down-sampling of g_a; frames are padded to a multiple of it
-
 
 @dataclass
 class DSAEConfig:
@@ -47,19 +50,10 @@ class DSAEConfig:
     hidden_channels: int = 64
     variant: str = "full"  # "full": q(z_t | x_t, f); "factorised": q(z_t | x_t)
     lambdas: tuple[float, ...] = field(default=(0.0016, 0.0032, 0.0064, 0.0128, 0.0256))
+    use_f: bool = True  # False: the ablation without f (f_channels and the variant are then moot)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
-
-
-def _log_gains(lambdas: tuple[float, ...], channels: int) -> Tensor:
-    """Initial log gains (Q, C): step size ~ 1/sqrt(lambda), the high-rate optimum for MSE."""
-    lam = torch.tensor(lambdas, dtype=torch.float32)
-    return (0.5 * torch.log(lam / lam.max()))[:, None].repeat(1, channels)
 
 
 class DSAE(nn.Module):
@@ -70,23 +64,17 @@ class DSAE(nn.Module):
         if config.variant not in ("full", "factorised"):
             raise ValueError(f"unknown DSAE variant {config.variant!r}")
         self.config = config
-        n, cf, cz = config.channels, config.f_channels, config.z_channels
-        self.g_a = nn.Sequential(
-            _conv(3, n, 5, 2), GDN(n), _conv(n, n, 5, 2), GDN(n), _conv(n, n, 5, 2), GDN(n), _conv(n, n, 5, 2)
-        )
-        self.content = nn.Sequential(_conv(n, n), nn.LeakyReLU(0.1), _conv(n, cf))
+        n, cf, cz = config.channels, config.f_channels if config.use_f else 0, config.z_channels
+        self.g_a = analysis_transform(n)
+        if config.use_f:
+            self.content = nn.Sequential(_conv(n, n), nn.LeakyReLU(0.1), _conv(n, cf))
         dyn_in = n + cf if config.variant == "full" else n
         self.dynamics = nn.Sequential(_conv(dyn_in, n), nn.LeakyReLU(0.1), _conv(n, cz))
-        self.g_s = nn.Sequential(
-            _conv(cz + cf, n),
-            subpel_conv3x3(n, n, 2), GDN(n, inverse=True),
-            subpel_conv3x3(n, n, 2), GDN(n, inverse=True),
-            subpel_conv3x3(n, n, 2), GDN(n, inverse=True),
-            subpel_conv3x3(n, 3, 2),
-        )
-        self.f_log_gain = nn.Parameter(_log_gains(config.lambdas, cf))
+        self.g_s = synthesis_transform(cz + cf, n)
+        if config.use_f:
+            self.f_log_gain = nn.Parameter(_log_gains(config.lambdas, cf))
         self.z_log_gain = nn.Parameter(_log_gains(config.lambdas, cz))
-        self.f_entropy = nn.ModuleList(EntropyBottleneck(cf) for _ in config.lambdas)
+        self.f_entropy = nn.ModuleList(EntropyBottleneck(cf) for _ in (config.lambdas if config.use_f else ()))
         self.z_prior = DynamicsPrior(cz, config.hidden_channels)
 
     @property
@@ -97,24 +85,26 @@ class DSAE(nn.Module):
         return log_gain[quality].exp()[None, :, None, None]
 
     # --- transforms -------------------------------------------------------------------------------
-    def analyse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Frames (B, T, 3, H, W) in [0, 1] -> (features (B, T, N, h, w), f (B, C_f, h, w))."""
+    def analyse(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Frames (B, T, 3, H, W) in [0, 1] -> (features (B, T, N, h, w), f (B, C_f, h, w) or None without f)."""
         b, t = x.shape[:2]
         features = self.g_a(x.flatten(0, 1)).unflatten(0, (b, t))
-        return features, self.content(features.mean(dim=1))
+        return features, self.content(features.mean(dim=1)) if self.config.use_f else None
 
-    def infer_z(self, features: Tensor, f_hat: Tensor) -> Tensor:
+    def infer_z(self, features: Tensor, f_hat: Tensor | None) -> Tensor:
         """Posterior mean of z: (B, T, N, h, w) features (+ f_hat for the full variant) -> (B, T, C_z, h, w)."""
         b, t = features.shape[:2]
         inputs = features
-        if self.config.variant == "full":
+        if self.config.variant == "full" and f_hat is not None:
             inputs = torch.cat([features, f_hat[:, None].expand(-1, t, -1, -1, -1)], dim=2)
         return self.dynamics(inputs.flatten(0, 1)).unflatten(0, (b, t))
 
-    def synthesise(self, z_hat: Tensor, f_hat: Tensor) -> Tensor:
-        """(B, T, C_z, h, w) and (B, C_f, h, w) -> frames (B, T, 3, 16h, 16w), not clamped."""
+    def synthesise(self, z_hat: Tensor, f_hat: Tensor | None) -> Tensor:
+        """(B, T, C_z, h, w) and (B, C_f, h, w) or None -> frames (B, T, 3, 16h, 16w), not clamped."""
         b, t = z_hat.shape[:2]
-        inputs = torch.cat([z_hat, f_hat[:, None].expand(-1, t, -1, -1, -1)], dim=2)
+        inputs = z_hat
+        if f_hat is not None:
+            inputs = torch.cat([z_hat, f_hat[:, None].expand(-1, t, -1, -1, -1)], dim=2)
         return self.g_s(inputs.flatten(0, 1)).unflatten(0, (b, t))
 
     # --- training ---------------------------------------------------------------------------------
@@ -126,11 +116,14 @@ class DSAE(nn.Module):
         The z prior is teacher-forced on the quantised posterior latents of earlier steps.
         """
         features, f = self.analyse(x)
-        f_gain = self._gain(self.f_log_gain, quality)
-        bottleneck = self.f_entropy[quality]
-        _, f_likelihood = bottleneck(f * f_gain)
-        median = bottleneck.quantiles[:, 0, 1].detach()[None, :, None, None]
-        f_hat = (ste_round(f * f_gain - median) + median) / f_gain
+        f_hat, f_bits = None, x.new_zeros(())
+        if self.config.use_f:
+            f_gain = self._gain(self.f_log_gain, quality)
+            bottleneck = self.f_entropy[quality]
+            _, f_likelihood = bottleneck(f * f_gain)
+            median = bottleneck.quantiles[:, 0, 1].detach()[None, :, None, None]
+            f_hat = (ste_round(f * f_gain - median) + median) / f_gain
+            f_bits = bits(f_likelihood)
 
         z = self.infer_z(features, f_hat)
         z_gain = self._gain(self.z_log_gain, quality)
@@ -144,10 +137,13 @@ class DSAE(nn.Module):
             z_prev = z_rounded / z_gain
             z_hats.append(z_prev)
         x_hat = self.synthesise(torch.stack(z_hats, dim=1), f_hat)
-        return {"x_hat": x_hat, "f_bits": bits(f_likelihood), "z_bits": z_bits}
+        return {"x_hat": x_hat, "f_bits": f_bits, "z_bits": z_bits}
 
     def aux_loss(self) -> Tensor:
-        """Loss of the EntropyBottleneck quantiles (trained by a separate optimiser, as in CompressAI)."""
+        """Loss of the EntropyBottleneck quantiles (trained by a separate optimiser, as in CompressAI);
+        a constant zero without f, which has no quantiles."""
+        if not self.config.use_f:
+            return self.z_log_gain.new_zeros(())
         return sum(b.loss() for b in self.f_entropy)
 
     def update_tables(self) -> None:
@@ -191,15 +187,16 @@ class DSAE(nn.Module):
         `x_hat` is the decoder's output, computed on the same code path.
         """
         features, f = self.analyse(x[None])
-        pmfs, offsets, median = self._f_tables(quality)
-        f_gained = f * self._gain(self.f_log_gain, quality)
-        f_symbols = (torch.round(f_gained - median).long() - offsets)
-        largest = torch.tensor([len(pmf) - 1 for pmf in pmfs], device=f.device)[None, :, None, None]
-        f_symbols = torch.minimum(f_symbols.clamp_min(0), largest)
-        f_coder = SymbolEncoder()
-        for c, pmf in enumerate(pmfs):
-            f_coder.categorical(f_symbols[0, c].flatten().cpu().numpy(), pmf)
-        f_hat = self._dequantise_f(f_symbols, quality)
+        f_coder, f_hat, f_count = SymbolEncoder(), None, 0
+        if self.config.use_f:
+            pmfs, offsets, median = self._f_tables(quality)
+            f_gained = f * self._gain(self.f_log_gain, quality)
+            f_symbols = (torch.round(f_gained - median).long() - offsets)
+            largest = torch.tensor([len(pmf) - 1 for pmf in pmfs], device=f.device)[None, :, None, None]
+            f_symbols = torch.minimum(f_symbols.clamp_min(0), largest)
+            for c, pmf in enumerate(pmfs):
+                f_coder.categorical(f_symbols[0, c].flatten().cpu().numpy(), pmf)
+            f_hat, f_count = self._dequantise_f(f_symbols, quality), f_symbols.numel()
 
         z_gained = self.infer_z(features, f_hat) * self._gain(self.z_log_gain, quality)
         z_coder = SymbolEncoder()
@@ -209,21 +206,23 @@ class DSAE(nn.Module):
             z_coder.gaussian(symbols.flatten().cpu().numpy(), index.flatten().cpu().numpy())
             return symbols
 
-        z_hat = self._roll_out_z(quality, x.shape[0], f.shape[-2:], encode_frame)
+        z_hat = self._roll_out_z(quality, x.shape[0], features.shape[-2:], encode_frame)
         x_hat = self.synthesise(z_hat, f_hat)[0].clamp(0, 1)
-        segment = Segment(frame_count=x.shape[0], f_symbols=f_symbols.numel(), z_symbols=z_hat.numel(),
+        segment = Segment(frame_count=x.shape[0], f_symbols=f_count, z_symbols=z_hat.numel(),
                           f_payload=f_coder.to_bytes(), z_payload=z_coder.to_bytes())
         return segment, x_hat
 
     @torch.no_grad()
     def decompress_segment(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor:
         """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
-        pmfs, _, _ = self._f_tables(quality)
         device = self.z_log_gain.device
-        f_coder = SymbolDecoder(segment.f_payload)
-        count = shape[0] * shape[1]
-        f_symbols = torch.stack([torch.from_numpy(f_coder.categorical(pmf, count)).long() for pmf in pmfs])
-        f_hat = self._dequantise_f(f_symbols.reshape(1, len(pmfs), *shape).to(device), quality)
+        f_hat = None
+        if self.config.use_f:
+            pmfs, _, _ = self._f_tables(quality)
+            f_coder = SymbolDecoder(segment.f_payload)
+            count = shape[0] * shape[1]
+            f_symbols = torch.stack([torch.from_numpy(f_coder.categorical(pmf, count)).long() for pmf in pmfs])
+            f_hat = self._dequantise_f(f_symbols.reshape(1, len(pmfs), *shape).to(device), quality)
 
         z_coder = SymbolDecoder(segment.z_payload)
 
@@ -236,4 +235,5 @@ class DSAE(nn.Module):
     def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
         """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""
         h, w = shape
-        return self.config.f_channels * h * w, frames * self.config.z_channels * h * w
+        f_symbols = self.config.f_channels * h * w if self.config.use_f else 0
+        return f_symbols, frames * self.config.z_channels * h * w

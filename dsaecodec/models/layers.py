@@ -1,0 +1,94 @@
+"""Building blocks shared by every codec model, so that the baselines use the DSAE's transforms exactly.
+
+`analysis_transform` and `synthesis_transform` return the very `nn.Sequential` stacks the DSAE was built
+with (same layer order, so the same parameter names): frames -> features at 1/STRIDE resolution and
+back. `BottleneckCoder` codes a latent under one quality level's CompressAI `EntropyBottleneck`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from compressai.layers import GDN, subpel_conv3x3
+from torch import Tensor, nn
+
+from bitstream.coder import SymbolDecoder, SymbolEncoder
+from dsaecodec.priors import bottleneck_pmfs, ste_round
+
+STRIDE = 16  # total down-sampling of the analysis transform; frames are padded to a multiple of it
+
+
+def conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Conv2d:
+    """A 'same'-padded convolution."""
+    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
+
+
+def log_gains(lambdas: tuple[float, ...], channels: int) -> Tensor:
+    """Initial log gains (Q, C): step size ~ 1/sqrt(lambda), the high-rate optimum for MSE."""
+    lam = torch.tensor(lambdas, dtype=torch.float32)
+    return (0.5 * torch.log(lam / lam.max()))[:, None].repeat(1, channels)
+
+
+def gain(log_gain: Tensor, quality: int) -> Tensor:
+    """Per-channel gains of one quality level, shaped (1, C, 1, 1) to multiply a latent."""
+    return log_gain[quality].exp()[None, :, None, None]
+
+
+def analysis_transform(channels: int) -> nn.Sequential:
+    """g_a: (B, 3, H, W) -> (B, channels, H/16, W/16); four 5x5 stride-2 convolutions with GDN between."""
+    n = channels
+    return nn.Sequential(
+        conv(3, n, 5, 2), GDN(n), conv(n, n, 5, 2), GDN(n), conv(n, n, 5, 2), GDN(n), conv(n, n, 5, 2)
+    )
+
+
+def synthesis_transform(in_channels: int, channels: int) -> nn.Sequential:
+    """g_s: (B, in_channels, h, w) -> (B, 3, 16h, 16w); a 3x3 convolution, then four sub-pixel up-samplings
+    with inverse GDN between."""
+    n = channels
+    return nn.Sequential(
+        conv(in_channels, n),
+        subpel_conv3x3(n, n, 2), GDN(n, inverse=True),
+        subpel_conv3x3(n, n, 2), GDN(n, inverse=True),
+        subpel_conv3x3(n, n, 2), GDN(n, inverse=True),
+        subpel_conv3x3(n, 3, 2),
+    )
+
+
+class BottleneckCoder:
+    """Quantise and code a gained latent (B, C, h, w) under an updated `EntropyBottleneck` (one per quality).
+
+    Symbols are `round(y - median) - offset` per channel, clamped to the channel's table, and are coded
+    channel by channel (all of a channel's values in one call) with the integer-CDF tables that travel
+    with the weights, so encoder and decoder see the same numbers.
+    """
+
+    def __init__(self, bottleneck: EntropyBottleneck):
+        self.pmfs = bottleneck_pmfs(bottleneck)
+        self.offsets = bottleneck._offset.long()[None, :, None, None]
+        self.median = bottleneck.quantiles[:, 0, 1].detach()[None, :, None, None]
+
+    @staticmethod
+    def training_round(bottleneck: EntropyBottleneck, y_gained: Tensor) -> Tensor:
+        """Straight-through rounding around the channel medians, as the coder rounds."""
+        median = bottleneck.quantiles[:, 0, 1].detach()[None, :, None, None]
+        return ste_round(y_gained - median) + median
+
+    def encode(self, y_gained: Tensor, coder: SymbolEncoder) -> Tensor:
+        """Code `y_gained` into `coder`; returns the dequantised latent (gained domain), as the decoder has it."""
+        symbols = torch.round(y_gained - self.median).long() - self.offsets
+        largest = torch.tensor([len(pmf) - 1 for pmf in self.pmfs], device=y_gained.device)[None, :, None, None]
+        symbols = torch.minimum(symbols.clamp_min(0), largest)
+        for c, pmf in enumerate(self.pmfs):
+            coder.categorical(symbols[:, c].flatten().cpu().numpy(), pmf)
+        return self.dequantise(symbols)
+
+    def decode(self, coder: SymbolDecoder, shape: tuple[int, int, int]) -> Tensor:
+        """Decode a latent of `shape` = (B, h, w) per channel; returns it dequantised (gained domain)."""
+        count = int(np.prod(shape))
+        symbols = torch.stack([torch.from_numpy(coder.categorical(pmf, count)).long().reshape(shape)
+                               for pmf in self.pmfs], dim=1)
+        return self.dequantise(symbols.to(self.median.device))
+
+    def dequantise(self, symbols: Tensor) -> Tensor:
+        return (symbols + self.offsets + self.median).float()
