@@ -1,6 +1,7 @@
-"""Rate-distortion training of a variable-rate DSAE, top to bottom.
+"""Rate-distortion training of a variable-rate codec model (the DSAE or a baseline), top to bottom.
 
     dsaecodec train --dataset clips --out dsaecodec/weights/dsae-natural.pt --steps 6000
+    dsaecodec train --family rnn --dataset clips --out rnn.pt        # baselines: --family frame / rnn, --no-f
     torchrun --nproc_per_node 2 -m dsaecodec.train --dataset sprites --out sprites.pt   # data parallel
 
 Each step draws one quality level q (the same on every process), and the loss is
@@ -25,8 +26,10 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from dsaecodec.models.dsae import DSAE, DSAEConfig
-from dsaecodec.zoo import save_weights
+from dsaecodec.models.dsae import DSAEConfig
+from dsaecodec.models.frame import FrameConfig
+from dsaecodec.models.rnn import RNNConfig
+from dsaecodec.zoo import FAMILIES, save_weights
 
 DATASETS = ("clips", "sprites", "balls")
 
@@ -45,11 +48,16 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--crop", type=int, default=64, help="clips and balls: frame side in pixels (multiple of 16)")
     add("--lr", type=float, default=3e-4, help="peak learning rate; cosine decay to lr/10 after the warm-up")
     add("--warmup", type=int, default=200, help="linear warm-up steps")
+    add("--family", choices=sorted(FAMILIES), default="dsae",
+        help="dsae; frame: frame-by-frame VAE with a hyperprior; rnn: deterministic recurrent codec")
+    add("--no-f", action="store_true", help="dsae only: the ablation without the static latent f (dynamics only)")
     add("--variant", choices=("full", "factorised"), default="full",
         help="dynamics posterior: full q(z_t | x_t, f) or factorised q(z_t | x_t)")
     add("--channels", type=int, default=64, help="feature channels of the transforms")
     add("--f-channels", type=int, default=64, help="channels of the static latent f")
     add("--z-channels", type=int, default=16, help="channels of the dynamic latent z_t")
+    add("--latent-channels", type=int, default=64, help="rnn: channels of the frame latent y_t")
+    add("--hidden-channels", type=int, default=64, help="dsae and rnn: channels of the ConvLSTM state")
     add("--lambdas", type=float, nargs="+", default=list(DSAEConfig().lambdas),
         help="rate-distortion weights, one per quality level, lowest quality first")
     add("--seed", type=int, default=0, help="seed of the model initialisation and of the data stream")
@@ -92,6 +100,23 @@ def build_dataset(args: argparse.Namespace, split: str, length: int, seed: int) 
     return BouncingBalls(frames=args.frames, size=args.crop, length=length, seed=seed, split=split)
 
 
+def build_model(args: argparse.Namespace) -> torch.nn.Module:
+    """The model of `--family`, sized by the options that apply to it (frame: --channels only)."""
+    lambdas = tuple(args.lambdas)
+    if args.no_f and args.family != "dsae":
+        raise SystemExit("--no-f is an ablation of the dsae family")
+    if args.family == "frame":
+        config = FrameConfig(channels=args.channels, lambdas=lambdas)
+    elif args.family == "rnn":
+        config = RNNConfig(channels=args.channels, latent_channels=args.latent_channels,
+                           hidden_channels=args.hidden_channels, lambdas=lambdas)
+    else:  # without f, there is nothing for the full posterior q(z_t | x_t, f) to condition on
+        config = DSAEConfig(channels=args.channels, f_channels=args.f_channels, z_channels=args.z_channels,
+                            hidden_channels=args.hidden_channels, variant="factorised" if args.no_f else args.variant,
+                            lambdas=lambdas, use_f=not args.no_f)
+    return FAMILIES[args.family][0](config)
+
+
 def learning_rate(step: int, args: argparse.Namespace) -> float:
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
@@ -120,7 +145,7 @@ def check_replicas_identical(model: torch.nn.Module) -> None:
 
 
 @torch.no_grad()
-def validate(model: DSAE, clips: torch.Tensor) -> list[dict[str, float]]:
+def validate(model: torch.nn.Module, clips: torch.Tensor) -> list[dict[str, float]]:
     """Code (V, T, 3, H, W) clips at every quality through the real entropy coder.
 
     Returns per quality: coded and estimated bits per pixel, and the PSNR of the decoded frames.
@@ -156,13 +181,14 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)  # the same initial weights on every process
 
-    config = DSAEConfig(channels=args.channels, f_channels=args.f_channels, z_channels=args.z_channels,
-                        variant=args.variant, lambdas=tuple(args.lambdas))
-    model = DSAE(config).to(device)
+    model = build_model(args).to(device)
+    config = model.config
+    if rank == 0:
+        print(f"{args.family} model, {sum(p.numel() for p in model.parameters()):,} parameters")
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
     optimizer = torch.optim.Adam(main_params, lr=args.lr)
-    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
+    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None  # rnn: no EntropyBottleneck
 
     checkpoint_path = args.out.with_name(args.out.name + ".ckpt")
     step = 0
@@ -170,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        aux_optimizer.load_state_dict(state["aux_optimizer"])
+        if aux_optimizer:
+            aux_optimizer.load_state_dict(state["aux_optimizer"])
         step = state["step"]
         torch.set_rng_state(state["rng"])
         if rank == 0:
@@ -198,14 +225,17 @@ def main(argv: list[str] | None = None) -> None:
         mse = torch.mean((out["x_hat"] - x) ** 2)
         loss = bpp + config.lambdas[quality] * 255**2 * mse
         optimizer.zero_grad()
-        aux_optimizer.zero_grad()
+        if aux_optimizer:
+            aux_optimizer.zero_grad()
         loss.backward()
-        model.aux_loss().backward()
+        if aux_optimizer:
+            model.aux_loss().backward()
         if distributed:
             average_gradients(main_params + aux_params)
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
         optimizer.step()
-        aux_optimizer.step()
+        if aux_optimizer:
+            aux_optimizer.step()
         step += 1
 
         progress.update(1)
@@ -214,8 +244,8 @@ def main(argv: list[str] | None = None) -> None:
         if rank == 0 and (step % args.checkpoint_every == 0 or step == stop):
             tmp = checkpoint_path.with_name(checkpoint_path.name + ".tmp")
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "aux_optimizer": aux_optimizer.state_dict(), "step": step, "rng": torch.get_rng_state(),
-                        "args": vars(args)}, tmp)
+                        "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else None, "step": step,
+                        "rng": torch.get_rng_state(), "args": vars(args)}, tmp)
             os.replace(tmp, checkpoint_path)
         if rank == 0 and ((args.validate_every and step % args.validate_every == 0) or step == args.steps):
             for row in validate(model, validation):
@@ -229,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     elif rank == 0:
         model.eval()
         model.update_tables()
-        sha = save_weights(model.cpu(), "dsae", args.out)
+        sha = save_weights(model.cpu(), args.family, args.out)
         print(f"wrote {args.out} (sha256 {sha}) after {step} steps, {time.time() - started:.0f} s")
     if distributed:
         dist.destroy_process_group()

@@ -16,9 +16,17 @@ import torch
 from torch import nn
 
 from dsaecodec.models.dsae import DSAE, DSAEConfig
+from dsaecodec.models.frame import FrameConfig, FrameVAE
+from dsaecodec.models.rnn import RNNCodec, RNNConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-FAMILIES: dict[str, tuple[type[nn.Module], type]] = {"dsae": (DSAE, DSAEConfig)}
+FAMILIES: dict[str, tuple[type[nn.Module], type]] = {
+    "dsae": (DSAE, DSAEConfig),  # DSAEConfig(use_f=False) is the ablation without the static latent
+    "frame": (FrameVAE, FrameConfig),  # baseline: each frame alone under a scale hyperprior
+    "rnn": (RNNCodec, RNNConfig),  # baseline: deterministic ConvLSTM state driven by past reconstructions
+}
+"""Model families: name -> (model class, config dataclass). Every model class implements the codec interface
+(`qualities`, `forward`, `aux_loss`, `update_tables`, `compress_segment`, `decompress_segment`, `symbol_counts`)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,180 @@
+"""Baseline: a frame-by-frame VAE with a scale hyperprior (Ballé et al. 2018), no temporal context.
+
+Every frame is coded alone. Shapes, for frames (B, T, 3, H, W) with H, W multiples of 16, the T frames
+of a clip handled as a batch of independent images:
+
+    y_t      = g_a(x_t)                  (B, T, N, H/16, W/16)    the DSAE's analysis transform
+    z_t      = h_a(|y_t|)                (B, T, N, H/64, W/64)    prior: EntropyBottleneck per quality
+    sigma_t  = h_s(z_hat_t)              (B, T, N, H/16, W/16)    y_t ~ N(0, sigma_t) per element
+    x_hat_t  = g_s(y_hat_t)              (B, T, 3, H, W)          the DSAE's synthesis transform
+
+The latent map is zero-padded to a multiple of 4 before h_a, and h_s's output cropped back, so any
+frame size works. Variable rate as in the DSAE: quality q multiplies each channel of y and z by a learned
+gain (quantisation step 1 / gain), one model serves every level.
+
+Bitstream: there is no static content, so a segment's f payload is empty (0 f symbols) and its z payload
+holds everything: first the hyper-latents z_1:T (channel by channel, categorical under the bottleneck's
+tables), then y_1:T (zero-mean Gaussians, scale indexes from h_s(z_hat)).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from compressai.entropy_models import EntropyBottleneck
+from torch import Tensor, nn
+
+from bitstream.coder import SymbolDecoder, SymbolEncoder
+from bitstream.format import Segment
+from dsaecodec.models.layers import (
+    BottleneckCoder,
+    analysis_transform,
+    conv,
+    gain,
+    log_gains,
+    synthesis_transform,
+)
+from dsaecodec.priors import bits, centred_symbols, gaussian_likelihood, scale_index, ste_round
+
+HYPER_STRIDE = 4  # down-sampling of h_a relative to y
+
+
+@dataclass
+class FrameConfig:
+    """Sizes of a frame-by-frame VAE: `channels` (N) for g_a, g_s, h_a, h_s, y and z.
+    `lambdas[q]` weights distortion (MSE on 0..255 pixels) against bits per pixel at quality q."""
+
+    channels: int = 64
+    lambdas: tuple[float, ...] = field(default=(0.0016, 0.0032, 0.0064, 0.0128, 0.0256))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _deconv(cin: int, cout: int) -> nn.ConvTranspose2d:
+    """5x5 transposed convolution that exactly doubles the size."""
+    return nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
+
+
+class FrameVAE(nn.Module):
+    name_prefix = "frame"
+
+    def __init__(self, config: FrameConfig):
+        super().__init__()
+        self.config = config
+        n = config.channels
+        self.g_a = analysis_transform(n)
+        self.g_s = synthesis_transform(n, n)
+        self.h_a = nn.Sequential(conv(n, n), nn.ReLU(), conv(n, n, 5, 2), nn.ReLU(), conv(n, n, 5, 2))
+        self.h_s = nn.Sequential(_deconv(n, n), nn.ReLU(), _deconv(n, n), nn.ReLU(), conv(n, n))
+        self.y_log_gain = nn.Parameter(log_gains(config.lambdas, n))
+        self.z_log_gain = nn.Parameter(log_gains(config.lambdas, n))
+        self.z_entropy = nn.ModuleList(EntropyBottleneck(n) for _ in config.lambdas)
+
+    @property
+    def qualities(self) -> int:
+        return len(self.config.lambdas)
+
+    # --- transforms -------------------------------------------------------------------------------
+    def hyper_analyse(self, y: Tensor) -> Tensor:
+        """y (B, N, h, w) -> z (B, N, ceil(h/4), ceil(w/4)), y zero-padded to a multiple of 4."""
+        h, w = y.shape[-2:]
+        pad = (0, -w % HYPER_STRIDE, 0, -h % HYPER_STRIDE)
+        return self.h_a(F.pad(y.abs(), pad))
+
+    def hyper_synthesise(self, z_hat: Tensor, shape: tuple[int, int]) -> Tensor:
+        """z_hat (B, N, h', w') -> std of y (B, N, h, w) in the physical domain, cropped to `shape`."""
+        return F.softplus(self.h_s(z_hat))[..., : shape[0], : shape[1]].contiguous()
+
+    # --- training ---------------------------------------------------------------------------------
+    def forward(self, x: Tensor, quality: int) -> dict[str, Tensor]:
+        """Training pass with noise for the rate and straight-through rounding for the decoder.
+
+        In eval mode the rate is that of the rounded latents (an estimate of the coded bits).
+        Returns x_hat (B, T, 3, H, W), f_bits (always 0: no static latent) and z_bits (y and hyper-latent
+        bits, summed over the batch).
+        """
+        b, t = x.shape[:2]
+        y = self.g_a(x.flatten(0, 1))
+        z = self.hyper_analyse(y)
+        z_gain = gain(self.z_log_gain, quality)
+        bottleneck = self.z_entropy[quality]
+        _, z_likelihood = bottleneck(z * z_gain)
+        z_hat = BottleneckCoder.training_round(bottleneck, z * z_gain) / z_gain
+
+        y_gain = gain(self.y_log_gain, quality)
+        scale_gained = self.hyper_synthesise(z_hat, y.shape[-2:]) * y_gain
+        y_gained = y * y_gain
+        y_rounded = ste_round(y_gained)
+        y_rate_proxy = y_gained + torch.empty_like(y_gained).uniform_(-0.5, 0.5) if self.training else y_rounded
+        y_bits = bits(gaussian_likelihood(y_rate_proxy, torch.zeros_like(y_gained), scale_gained))
+        x_hat = self.g_s(y_rounded / y_gain).unflatten(0, (b, t))
+        return {"x_hat": x_hat, "f_bits": x.new_zeros(()), "z_bits": bits(z_likelihood) + y_bits}
+
+    def aux_loss(self) -> Tensor:
+        """Loss of the EntropyBottleneck quantiles (trained by a separate optimiser, as in CompressAI)."""
+        return sum(b.loss() for b in self.z_entropy)
+
+    def update_tables(self) -> None:
+        """Build the integer CDF tables of the hyper-latent densities; call before saving weights."""
+        for bottleneck in self.z_entropy:
+            bottleneck.update(force=True)
+
+    # --- coding one segment -----------------------------------------------------------------------
+    def _synthesise_coded(self, z_hat_gained: Tensor, quality: int, shape: tuple[int, int],
+                          take_y: Callable[[Tensor], Tensor]) -> Tensor:
+        """The decoder's path from dequantised hyper-latents (T, N, h', w'), gained, to frames (T, 3, 16h, 16w).
+
+        `take_y(scale_index)` returns the int32 symbols (T, N, h, w) of y: the encoder codes them, the
+        decoder decodes them.
+        """
+        z_hat = z_hat_gained / gain(self.z_log_gain, quality)
+        y_gain = gain(self.y_log_gain, quality)
+        index = scale_index(self.hyper_synthesise(z_hat, shape) * y_gain)
+        y_hat = take_y(index).float() / y_gain
+        return self.g_s(y_hat).clamp(0, 1)
+
+    @torch.no_grad()
+    def compress_segment(self, x: Tensor, quality: int) -> tuple[Segment, Tensor]:
+        """Frames (T, 3, H, W) in [0, 1] -> (coded segment, x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
+        y = self.g_a(x)
+        coder = SymbolEncoder()
+        z_hat_gained = BottleneckCoder(self.z_entropy[quality]).encode(
+            self.hyper_analyse(y) * gain(self.z_log_gain, quality), coder)
+        y_gained = y * gain(self.y_log_gain, quality)
+
+        def encode_y(index: Tensor) -> Tensor:
+            symbols = centred_symbols(y_gained, torch.zeros_like(y_gained))
+            coder.gaussian(symbols.flatten().cpu().numpy(), index.flatten().cpu().numpy())
+            return symbols
+
+        x_hat = self._synthesise_coded(z_hat_gained, quality, y.shape[-2:], encode_y)
+        f_symbols, z_symbols = self.symbol_counts(x.shape[0], y.shape[-2:])
+        segment = Segment(frame_count=x.shape[0], f_symbols=f_symbols, z_symbols=z_symbols,
+                          f_payload=b"", z_payload=coder.to_bytes())
+        return segment, x_hat
+
+    @torch.no_grad()
+    def decompress_segment(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor:
+        """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
+        coder = SymbolDecoder(segment.z_payload)
+        frames = segment.frame_count
+        z_hat_gained = BottleneckCoder(self.z_entropy[quality]).decode(coder, (frames, *_hyper_shape(shape)))
+
+        def decode_y(index: Tensor) -> Tensor:
+            symbols = torch.from_numpy(coder.gaussian(index.flatten().cpu().numpy()))
+            return symbols.reshape(index.shape).to(index.device)
+
+        return self._synthesise_coded(z_hat_gained.to(self.y_log_gain.device), quality, shape, decode_y)
+
+    def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
+        """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""
+        h, w = shape
+        hh, hw = _hyper_shape(shape)
+        return 0, frames * self.config.channels * (h * w + hh * hw)
+
+
+def _hyper_shape(shape: tuple[int, int]) -> tuple[int, int]:
+    return -(-shape[0] // HYPER_STRIDE), -(-shape[1] // HYPER_STRIDE)

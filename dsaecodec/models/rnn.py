@@ -1,0 +1,176 @@
+"""Baseline: a deterministic recurrent codec. No static latent; a ConvLSTM state carries the past.
+
+The state is driven by the previous *reconstruction*, so it is a deterministic function of what the
+decoder has already decoded. Shapes, for frames (B, T, 3, H, W) with H, W multiples of 16:
+
+    s_t        = ConvLSTM(e(x_hat_{t-1}), s_{t-1})      h_t (B, C_h, H/16, W/16); e(x_hat_0) := 0
+    mu_t, sigma_t = prior(h_t)                           entropy parameters of y_t
+    y_t        = latent(g_a(x_t), h_t)                   (B, C_y, H/16, W/16)
+    x_hat_t    = g_s(y_hat_t, h_t)                       the DSAE's transforms g_a, g_s
+
+`e` is a small convolutional encoder (four 3x3 stride-2 convolutions) of the clamped reconstruction.
+y_t is coded as mean-centred integers round(y_t - mu_t) under zero-mean Gaussians with scale indexes,
+as the DSAE codes z_t. Variable rate as in the DSAE: quality q multiplies each channel of y by a learned
+gain. There is no static content, so a segment's f payload is empty (0 f symbols) and its z payload
+holds y_1:T. The encoder runs the decoder's loop (same code path, same shapes), so decoding is bit-exact.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bitstream.coder import SymbolDecoder, SymbolEncoder
+from bitstream.format import Segment
+from dsaecodec.models.layers import analysis_transform, conv, gain, log_gains, synthesis_transform
+from dsaecodec.priors import ConvLSTMCell, bits, centred_symbols, gaussian_likelihood, scale_index, ste_round
+
+State = tuple[Tensor, Tensor]
+
+
+@dataclass
+class RNNConfig:
+    """Sizes of the recurrent codec: `channels` for g_a and g_s, `latent_channels` for y_t, `hidden_channels`
+    for the ConvLSTM, `feature_channels` for the encoder of past reconstructions.
+    `lambdas[q]` weights distortion (MSE on 0..255 pixels) against bits per pixel at quality q."""
+
+    channels: int = 64
+    latent_channels: int = 64
+    hidden_channels: int = 64
+    feature_channels: int = 32
+    lambdas: tuple[float, ...] = field(default=(0.0016, 0.0032, 0.0064, 0.0128, 0.0256))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RNNCodec(nn.Module):
+    name_prefix = "rnn"
+
+    def __init__(self, config: RNNConfig):
+        super().__init__()
+        self.config = config
+        n, cy, ch, ce = config.channels, config.latent_channels, config.hidden_channels, config.feature_channels
+        self.g_a = analysis_transform(n)
+        self.latent = nn.Sequential(conv(n + ch, n), nn.LeakyReLU(0.1), conv(n, cy))
+        self.g_s = synthesis_transform(cy + ch, n)
+        self.past = nn.Sequential(
+            conv(3, ce, 3, 2), nn.LeakyReLU(0.1), conv(ce, ce, 3, 2), nn.LeakyReLU(0.1),
+            conv(ce, ce, 3, 2), nn.LeakyReLU(0.1), conv(ce, ce, 3, 2),
+        )
+        self.cell = ConvLSTMCell(ce, ch)
+        self.prior = nn.Sequential(conv(ch, ch), nn.LeakyReLU(0.1), conv(ch, 2 * cy))
+        self.y_log_gain = nn.Parameter(log_gains(config.lambdas, cy))
+
+    @property
+    def qualities(self) -> int:
+        return len(self.config.lambdas)
+
+    # --- the recurrence, shared by training, encoder and decoder ----------------------------------
+    def advance(self, x_hat_prev: Tensor | None, state: State | None, like: Tensor) -> State:
+        """The state for the next frame, from the previous reconstruction (B, 3, H, W) in [0, 1], or None
+        before the first frame; `like` (B, *, h, w) gives batch and latent size."""
+        if x_hat_prev is None:
+            b, _, h, w = like.shape
+            inputs = like.new_zeros(b, self.config.feature_channels, h, w)
+        else:
+            inputs = self.past(x_hat_prev)
+        return self.cell(inputs, state if state is not None else self.cell.zero_state(inputs))
+
+    def entropy_parameters(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """(mu, std) of y_t (B, C_y, h, w) each, physical domain, from h_t."""
+        mu, scale_raw = self.prior(hidden).chunk(2, dim=1)
+        return mu, F.softplus(scale_raw)
+
+    def infer_y(self, features: Tensor, hidden: Tensor) -> Tensor:
+        """y_t (B, C_y, h, w) from g_a(x_t) (B, N, h, w) and h_t."""
+        return self.latent(torch.cat([features, hidden], dim=1))
+
+    def synthesise(self, y_hat: Tensor, hidden: Tensor) -> Tensor:
+        """x_hat_t (B, 3, 16h, 16w), not clamped, from y_hat_t and h_t."""
+        return self.g_s(torch.cat([y_hat, hidden], dim=1))
+
+    # --- training ---------------------------------------------------------------------------------
+    def forward(self, x: Tensor, quality: int) -> dict[str, Tensor]:
+        """Training pass with noise for the rate and straight-through rounding for the decoder.
+
+        In eval mode the rate is that of the rounded latents (an estimate of the coded bits).
+        Returns x_hat (B, T, 3, H, W), f_bits (always 0: no static latent) and z_bits (bits of y_1:T,
+        summed over the batch). The state is driven by the model's own (clamped) reconstructions, as in coding.
+        """
+        b, t = x.shape[:2]
+        features = self.g_a(x.flatten(0, 1)).unflatten(0, (b, t))
+        y_gain = gain(self.y_log_gain, quality)
+        state, x_prev, x_hats, y_bits = None, None, [], x.new_zeros(())
+        for step in range(t):
+            state = self.advance(x_prev, state, features[:, step])
+            mu, scale = self.entropy_parameters(state[0])
+            y_gained, mu_gained = self.infer_y(features[:, step], state[0]) * y_gain, mu * y_gain
+            y_rounded = ste_round(y_gained - mu_gained) + mu_gained
+            y_rate_proxy = y_gained + torch.empty_like(y_gained).uniform_(-0.5, 0.5) if self.training else y_rounded
+            y_bits = y_bits + bits(gaussian_likelihood(y_rate_proxy, mu_gained, scale * y_gain))
+            x_hat = self.synthesise(y_rounded / y_gain, state[0])
+            x_hats.append(x_hat)
+            x_prev = x_hat.clamp(0, 1)
+        return {"x_hat": torch.stack(x_hats, dim=1), "f_bits": x.new_zeros(()), "z_bits": y_bits}
+
+    def aux_loss(self) -> Tensor:
+        """No EntropyBottleneck, so no auxiliary loss: a constant zero."""
+        return self.y_log_gain.new_zeros(())
+
+    def update_tables(self) -> None:
+        """Nothing to build: every symbol is coded under the fixed Gaussian scale table."""
+
+    # --- coding one segment -----------------------------------------------------------------------
+    def _roll_out(self, quality: int, frames: int, shape: tuple[int, int],
+                  take_symbols: Callable[[int, Tensor, Tensor, Tensor], Tensor]) -> Tensor:
+        """The decoder's loop, frame by frame with batch 1. `take_symbols(t, h_t, mu_gained, scale_index)`
+        returns the int32 symbols (1, C_y, h, w) of frame t: the encoder computes and codes them, the
+        decoder decodes them. Returns x_hat (T, 3, 16h, 16w) in [0, 1]."""
+        y_gain = gain(self.y_log_gain, quality)
+        like = self.y_log_gain.new_zeros(1, 1, *shape)
+        state, x_prev, x_hats = None, None, []
+        for t in range(frames):
+            state = self.advance(x_prev, state, like)
+            mu, scale = self.entropy_parameters(state[0])
+            mu_gained = mu * y_gain
+            symbols = take_symbols(t, state[0], mu_gained, scale_index(scale * y_gain))
+            x_prev = self.synthesise((symbols.float() + mu_gained) / y_gain, state[0]).clamp(0, 1)
+            x_hats.append(x_prev)
+        return torch.cat(x_hats)
+
+    @torch.no_grad()
+    def compress_segment(self, x: Tensor, quality: int) -> tuple[Segment, Tensor]:
+        """Frames (T, 3, H, W) in [0, 1] -> (coded segment, x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
+        features = self.g_a(x)
+        y_gain = gain(self.y_log_gain, quality)
+        coder = SymbolEncoder()
+
+        def encode_frame(t: int, hidden: Tensor, mu_gained: Tensor, index: Tensor) -> Tensor:
+            symbols = centred_symbols(self.infer_y(features[t:t + 1], hidden) * y_gain, mu_gained)
+            coder.gaussian(symbols.flatten().cpu().numpy(), index.flatten().cpu().numpy())
+            return symbols
+
+        x_hat = self._roll_out(quality, x.shape[0], features.shape[-2:], encode_frame)
+        f_symbols, z_symbols = self.symbol_counts(x.shape[0], features.shape[-2:])
+        segment = Segment(frame_count=x.shape[0], f_symbols=f_symbols, z_symbols=z_symbols,
+                          f_payload=b"", z_payload=coder.to_bytes())
+        return segment, x_hat
+
+    @torch.no_grad()
+    def decompress_segment(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor:
+        """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
+        coder = SymbolDecoder(segment.z_payload)
+
+        def decode_frame(t: int, hidden: Tensor, mu_gained: Tensor, index: Tensor) -> Tensor:
+            symbols = torch.from_numpy(coder.gaussian(index.flatten().cpu().numpy()))
+            return symbols.reshape(index.shape).to(index.device)
+
+        return self._roll_out(quality, segment.frame_count, shape, decode_frame)
+
+    def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
+        """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""
+        return 0, frames * self.config.latent_channels * shape[0] * shape[1]
