@@ -236,6 +236,15 @@ def info(input_path: Path) -> None:
         click.echo(f"{key:<11} {value}")
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)
+@click.pass_context
+def train(ctx: click.Context) -> None:
+    """Train a model (every option: `dsaecodec train --help`)."""
+    from dsaecodec.train import main as train_main
+
+    train_main(ctx.args)
+
+
 @main.command()
 def models() -> None:
     """List the shipped models: name, domain, quality levels, parameters, training data, sha256."""
