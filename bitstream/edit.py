@@ -25,6 +25,8 @@ def swap(content: BitstreamReader, motion: BitstreamReader, out: BinaryIO) -> He
         if a != b:
             shown = (a.hex()[:16], b.hex()[:16]) if isinstance(a, bytes) else (a, b)
             raise BitstreamError(f"cannot swap: the files differ in {field.replace('_', ' ')} ({shown[0]} vs {shown[1]})")
+    if len(content) and content.read_segment(0).f_symbols == 0:
+        raise BitstreamError(f"cannot swap: model {content.header.model_name} codes no static latent f")
     writer = BitstreamWriter(out, dataclasses.replace(motion.header, frame_count=0))
     frames = 0
     for k in range(min(len(content), len(motion))):

@@ -38,7 +38,7 @@ MAX_SEGMENT_PIXELS = 2**23
 a segment takes ~220 bytes of tensors per pixel with the shipped model size (64 channels): at most ~1.8 GB."""
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _shipped_model(name: str, device: str = "cpu") -> tuple[nn.Module, zoo.ModelCard]:
     model, card = zoo.load_model(name)
     return model.to(device), card

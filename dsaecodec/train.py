@@ -32,6 +32,8 @@ from dsaecodec.models.rnn import RNNConfig
 from dsaecodec.zoo import FAMILIES, save_weights
 
 DATASETS = ("clips", "sprites", "balls")
+MODEL_OPTIONS = ("family", "no_f", "variant", "channels", "f_channels", "z_channels", "latent_channels",
+                 "hidden_channels", "lambdas")  # a checkpoint resumes only with the same values
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -194,6 +196,10 @@ def main(argv: list[str] | None = None) -> None:
     step = 0
     if args.resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        changed = [k for k in MODEL_OPTIONS if state["args"].get(k) != getattr(args, k)]
+        if changed:
+            raise SystemExit(f"{checkpoint_path} was trained with other {', '.join('--' + k.replace('_', '-') for k in changed)}"
+                             f"; resume with the same model options or choose another --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if aux_optimizer:

@@ -197,3 +197,12 @@ def test_resume_continues_exactly_without_an_auxiliary_optimiser(tmp_path):
 def test_no_f_is_a_dsae_option(tmp_path):
     with pytest.raises(SystemExit, match="no-f"):
         train.main(["--out", str(tmp_path / "m.pt"), "--family", "frame", "--no-f", "--steps", "1", *TRAIN])
+
+
+def test_swap_refuses_models_without_a_static_latent(tiny):
+    from bitstream.edit import swap
+    from bitstream.format import BitstreamError, BitstreamReader
+
+    data = codec.encode(synthetic_clip(4, 16, 16), model_name=tiny, quality=0)
+    with pytest.raises(BitstreamError, match="no static latent f"):
+        swap(BitstreamReader(data), BitstreamReader(data), io.BytesIO())
