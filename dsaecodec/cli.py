@@ -6,6 +6,7 @@ a bad option value) ends in one line on stderr and exit code 2; outputs are writ
 from __future__ import annotations
 
 import functools
+import itertools
 import sys
 import warnings
 from pathlib import Path
@@ -234,6 +235,77 @@ def info(input_path: Path) -> None:
     ]
     for key, value in rows:
         click.echo(f"{key:<11} {value}")
+
+
+@main.command()
+@click.argument("content_path", metavar="CONTENT.dsae", type=click.Path(path_type=Path))
+@click.argument("motion_path", metavar="MOTION.dsae", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output .dsae file.")
+@FORCE_OPTION
+@_one_line_errors
+def swap(content_path: Path, motion_path: Path, output: Path, force: bool) -> None:
+    """Swap content and motion in the compressed domain, without re-encoding.
+
+    Segment k of the output takes the static latent f (what is in the scene) from CONTENT.dsae and the
+    dynamic latents z_1:T (how it moves) from MOTION.dsae, by copying their entropy-coded payloads.
+    Both files need the same model, frame size, segment length and quality.
+    """
+    from bitstream.edit import swap as swap_payloads
+    from bitstream.format import BitstreamReader
+    from dsaecodec.fileutil import atomic_output
+
+    for path in (content_path, motion_path):
+        _check_not_input(path, output)
+    with open(_readable(content_path), "rb") as content, open(_readable(motion_path), "rb") as motion:
+        with atomic_output(output, force) as tmp, open(tmp, "wb") as out:
+            header = swap_payloads(BitstreamReader(content), BitstreamReader(motion), out)
+    click.echo(f"{output}: content of {content_path.name}, motion of {motion_path.name}, {header.frame_count} frames")
+
+
+@main.command()
+@click.option("-m", "--model", "model_name", default="dsae-sprites", show_default=True,
+              help="Shipped DSAE to sample from (ignored when a file is given: its model is used).")
+@click.option("--content", "content_path", type=click.Path(path_type=Path),
+              help="Take f (content) from this .dsae file; otherwise f is drawn from the learned prior.")
+@click.option("--motion", "motion_path", type=click.Path(path_type=Path),
+              help="Take z_1:T (motion) from this .dsae file; otherwise z is drawn from the ConvLSTM prior.")
+@click.option("-n", "--frames", type=click.IntRange(1, 10_000), default=8, show_default=True,
+              help="Frames to generate (at most the motion file's length).")
+@click.option("-q", "--quality", type=int, default=2, show_default=True, help="Quality level when no file is given.")
+@click.option("--size", default="64x64", show_default=True, help="WIDTHxHEIGHT when no file is given.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Output video: .mp4/.mkv, .y4m, or a folder of PNGs.")
+@FORCE_OPTION
+@_one_line_errors
+def generate(model_name: str, content_path: Path | None, motion_path: Path | None, frames: int, quality: int,
+             size: str, seed: int, output: Path, force: bool) -> None:
+    """Generate video from a DSAE's priors: random motion for fixed content, or random content for fixed motion."""
+    from fractions import Fraction
+
+    from dsaecodec.codec import Decoder, generate as generate_frames
+    from dsaecodec.fileutil import check_output
+    from dsaecodec.videoio import VideoWriter
+
+    check_output(output, force)
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must look like 64x64, got {size!r}") from None
+    decoders = {name: Decoder(_readable(path).read_bytes()) if path else None
+                for name, path in (("content", content_path), ("motion", motion_path))}
+    header = next((d.header for d in decoders.values() if d), None)
+    fps = Fraction(header.fps_num, header.fps_den) if header else Fraction(15)
+    segments = generate_frames(frames, model_name=model_name, quality=quality, size=(width, height), seed=seed,
+                               **decoders)
+    first = next(segments)
+    written = 0
+    with VideoWriter(output, first.shape[2], first.shape[1], fps, force=force) as writer:
+        for clip in itertools.chain([first], segments):
+            for frame in clip:
+                writer.write(frame)
+                written += 1
+    click.echo(f"{output}: {written} generated frames {first.shape[2]}x{first.shape[1]}")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)

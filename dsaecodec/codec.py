@@ -152,12 +152,17 @@ class Decoder:
     def __len__(self) -> int:
         return len(self.reader)
 
-    def __getitem__(self, k: int) -> np.ndarray:
+    def read(self, k: int) -> Segment:
+        """Segment k's record, its CRC and its symbol counts checked against the geometry."""
         segment = self.reader.read_segment(k)
         expected = self.model.symbol_counts(segment.frame_count, self.latent_shape)
         if (segment.f_symbols, segment.z_symbols) != expected:
             raise BitstreamError(f"segment {k} holds {segment.f_symbols}+{segment.z_symbols} symbols, "
                                  f"the geometry needs {expected[0]}+{expected[1]}")
+        return segment
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        segment = self.read(k)
         with codec_threads():
             x_hat = self.model.decompress_segment(segment, self.header.quality, self.latent_shape)
         return to_frames(x_hat, self.header.height, self.header.width)
@@ -179,3 +184,46 @@ def encode(frames: Iterable[np.ndarray], *, fps: Fraction = Fraction(25), model_
 def decode(data: bytes) -> np.ndarray:
     """The bytes of a .dsae file -> uint8 (N, H, W, 3)."""
     return np.concatenate(list(Decoder(data)))
+
+
+@torch.no_grad()
+def generate(frames: int, *, model_name: str = zoo.DEFAULT_MODEL, quality: int = DEFAULT_QUALITY,
+             size: tuple[int, int] = (64, 64), segment_length: int = DEFAULT_SEGMENT_LENGTH,
+             content: Decoder | None = None, motion: Decoder | None = None, seed: int = 0) -> Iterator[np.ndarray]:
+    """Controlled generation from a DSAE's priors, segment by segment (uint8 (T, H, W, 3) each).
+
+    f comes from `content`'s segments (cycled) or is drawn from its learned density; z_1:T comes from
+    `motion`'s segments or is drawn from the ConvLSTM prior. With a file given, its model, quality,
+    frame size and segment length are used (`model_name`, `quality`, `size`, `segment_length` are
+    ignored), and with `motion` the clip has the motion file's length at most.
+    """
+    given = [d for d in (content, motion) if d is not None]
+    if given:
+        header = given[0].header
+        for other in given[1:]:
+            if (other.header.model_name, other.header.weights_sha256, other.header.width, other.header.height,
+                    other.header.quality) != (header.model_name, header.weights_sha256, header.width,
+                                              header.height, header.quality):
+                raise ValueError("--content and --motion files must share model, quality and frame size")
+        model, quality = given[0].model, header.quality
+        width, height, segment_length = header.width, header.height, header.segment_length
+        if motion is not None:
+            frames = min(frames, motion.header.frame_count)
+    else:
+        model, _ = _shipped_model(model_name)
+        width, height = size
+    if not getattr(model.config, "use_f", False) or not hasattr(model, "sample_z"):
+        raise ValueError("generation needs a DSAE with a static latent f")
+    if not 0 <= quality < model.qualities:
+        raise ValueError(f"quality must be 0..{model.qualities - 1}, got {quality}")
+    rng = np.random.default_rng(seed)
+    shape = latent_shape(height, width)
+    for k, start in enumerate(range(0, frames, segment_length)):
+        length = min(segment_length, frames - start)
+        with codec_threads():
+            f_hat = (model.decode_f(content.read(k % len(content)), quality, shape) if content
+                     else model.sample_f(quality, shape, rng))
+            z_hat = (model.decode_z(motion.read(k), quality, shape)[:, :length] if motion
+                     else model.sample_z(quality, length, shape, rng))
+            x_hat = model.synthesise(z_hat, f_hat)[0].clamp(0, 1)
+        yield to_frames(x_hat, height, width)

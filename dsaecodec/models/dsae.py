@@ -25,7 +25,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
-from bitstream.coder import SymbolDecoder, SymbolEncoder
+from bitstream.coder import SCALE_TABLE, SYMBOL_BOUND, SymbolDecoder, SymbolEncoder
 from bitstream.format import Segment
 from dsaecodec.models.layers import STRIDE, analysis_transform, synthesis_transform
 from dsaecodec.models.layers import conv as _conv
@@ -212,25 +212,47 @@ class DSAE(nn.Module):
                           f_payload=f_coder.to_bytes(), z_payload=z_coder.to_bytes())
         return segment, x_hat
 
-    @torch.no_grad()
-    def decompress_segment(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor:
-        """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
-        device = self.z_log_gain.device
-        f_hat = None
-        if self.config.use_f:
-            pmfs, _, _ = self._f_tables(quality)
-            f_coder = SymbolDecoder(segment.f_payload)
-            count = shape[0] * shape[1]
-            f_symbols = torch.stack([torch.from_numpy(f_coder.categorical(pmf, count)).long() for pmf in pmfs])
-            f_hat = self._dequantise_f(f_symbols.reshape(1, len(pmfs), *shape).to(device), quality)
+    def decode_f(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor | None:
+        """The static latent f_hat (1, C_f, h, w) of a coded segment (None for a model without f)."""
+        if not self.config.use_f:
+            return None
+        pmfs, _, _ = self._f_tables(quality)
+        f_coder = SymbolDecoder(segment.f_payload)
+        count = shape[0] * shape[1]
+        f_symbols = torch.stack([torch.from_numpy(f_coder.categorical(pmf, count)).long() for pmf in pmfs])
+        return self._dequantise_f(f_symbols.reshape(1, len(pmfs), *shape).to(self.z_log_gain.device), quality)
 
+    def decode_z(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor:
+        """The dynamic latents z_hat (1, T, C_z, h, w) of a coded segment."""
         z_coder = SymbolDecoder(segment.z_payload)
 
         def decode_frame(t: int, mu_gained: Tensor, index: Tensor) -> Tensor:
-            return torch.from_numpy(z_coder.gaussian(index.flatten().cpu().numpy())).reshape(index.shape).to(device)
+            symbols = z_coder.gaussian(index.flatten().cpu().numpy())
+            return torch.from_numpy(symbols).reshape(index.shape).to(index.device)
 
-        z_hat = self._roll_out_z(quality, segment.frame_count, shape, decode_frame)
-        return self.synthesise(z_hat, f_hat)[0].clamp(0, 1)
+        return self._roll_out_z(quality, segment.frame_count, shape, decode_frame)
+
+    @torch.no_grad()
+    def decompress_segment(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor:
+        """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
+        return self.synthesise(self.decode_z(segment, quality, shape), self.decode_f(segment, quality, shape))[0].clamp(0, 1)
+
+    # --- sampling from the priors (controlled generation) ------------------------------------------
+    def sample_f(self, quality: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
+        """f_hat (1, C_f, h, w) drawn from the learned density of f at this quality."""
+        pmfs, _, _ = self._f_tables(quality)
+        symbols = [rng.choice(len(pmf), size=shape, p=pmf / pmf.sum()) for pmf in pmfs]
+        return self._dequantise_f(torch.from_numpy(np.stack(symbols)[None]).to(self.z_log_gain.device), quality)
+
+    def sample_z(self, quality: int, frames: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
+        """z_hat (1, T, C_z, h, w) drawn from the ConvLSTM prior, each step fed the previous sample."""
+
+        def sample_frame(t: int, mu_gained: Tensor, index: Tensor) -> Tensor:
+            scale = SCALE_TABLE[index.flatten().cpu().numpy()]
+            symbols = np.clip(np.round(rng.normal(0.0, scale)), -SYMBOL_BOUND, SYMBOL_BOUND).astype(np.int32)
+            return torch.from_numpy(symbols).reshape(index.shape).to(index.device)
+
+        return self._roll_out_z(quality, frames, shape, sample_frame)
 
     def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
         """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""
