@@ -1,5 +1,7 @@
-"""Small synthetic clips made in the tests."""
+"""Helpers of the tests: small synthetic clips, encoding with the reconstruction kept."""
 from __future__ import annotations
+
+import io
 
 import numpy as np
 
@@ -16,3 +18,12 @@ def synthetic_clip(frames: int, height: int, width: int, seed: int = 0) -> np.nd
         top, left = (t * 2) % max(1, height - size), (t * 3) % max(1, width - size)
         clip[t, top:top + size, left:left + size] = colour
     return clip.round().astype(np.uint8)
+
+
+def encode_with_reconstruction(frames, **options) -> tuple[bytes, np.ndarray]:
+    """(bytes of the .dsae file, the encoder's reconstruction uint8 (N, H, W, 3)) of `codec.encode_stream`."""
+    from dsaecodec import codec
+
+    out = io.BytesIO()
+    segments = list(codec.encode_stream(iter(frames), out, **options))
+    return out.getvalue(), np.concatenate([s.reconstruction for s in segments])

@@ -18,7 +18,7 @@ from dsaecodec.models.dsae import DSAE, DSAEConfig
 from dsaecodec.models.frame import FrameConfig
 from dsaecodec.models.rnn import RNNConfig
 from dsaecodec.videoio import VideoWriter, read_video
-from helpers import synthetic_clip
+from helpers import encode_with_reconstruction, synthetic_clip
 
 LAMBDAS = (0.001, 0.01)
 TINY = {
@@ -48,12 +48,6 @@ def registered(tmp_path_factory):
 @pytest.fixture(params=sorted(TINY))
 def tiny(request, registered) -> str:
     return request.param
-
-
-def encode_with_reconstruction(frames, **options) -> tuple[bytes, np.ndarray]:
-    out = io.BytesIO()
-    segments = list(codec.encode_stream(iter(frames), out, **options))
-    return out.getvalue(), np.concatenate([s.reconstruction for s in segments])
 
 
 @pytest.mark.parametrize("frames, height, width", [(1, 16, 16), (7, 37, 29), (3, 61, 97)])

@@ -1,7 +1,6 @@
 """The codec end to end on a tiny random model: bit-exact decoding, any size, any length, random access."""
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pytest
@@ -9,13 +8,7 @@ import torch
 
 from bitstream.format import BitstreamReader
 from dsaecodec import codec, zoo
-from helpers import synthetic_clip
-
-
-def encode_with_reconstruction(frames, **options) -> tuple[bytes, np.ndarray]:
-    out = io.BytesIO()
-    segments = list(codec.encode_stream(iter(frames), out, **options))
-    return out.getvalue(), np.concatenate([s.reconstruction for s in segments])
+from helpers import encode_with_reconstruction, synthetic_clip
 
 
 @pytest.mark.parametrize("frames, height, width", [(20, 37, 29), (1, 16, 16), (3, 61, 97)])
