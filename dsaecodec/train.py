@@ -29,7 +29,7 @@ from tqdm import tqdm
 from dsaecodec.models.dsae import DSAEConfig
 from dsaecodec.models.frame import FrameConfig
 from dsaecodec.models.rnn import RNNConfig
-from dsaecodec.zoo import FAMILIES, save_weights
+from dsaecodec.zoo import FAMILIES, resize_table_buffers, save_weights
 
 DATASETS = ("clips", "sprites", "balls")
 MODEL_OPTIONS = ("family", "no_f", "variant", "channels", "f_channels", "z_channels", "latent_channels",
@@ -49,7 +49,10 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--frames", type=int, default=8, help="frames per clip (the segment length T)")
     add("--crop", type=int, default=64, help="clips and balls: frame side in pixels (multiple of 16)")
     add("--lr", type=float, default=3e-4, help="peak learning rate; cosine decay to lr/10 after the warm-up")
-    add("--warmup", type=int, default=200, help="linear warm-up steps")
+    add("--warmup", type=int, default=200, help="linear warm-up steps of the learning rate")
+    add("--rate-warmup", type=int, default=0,
+        help="steps over which the weight of the rate term ramps from 0 to 1 (KL annealing; keeps the latents "
+             "from collapsing on data whose mean frame is already a fair guess, e.g. sprites)")
     add("--family", choices=sorted(FAMILIES), default="dsae",
         help="dsae; frame: frame-by-frame VAE with a hyperprior; rnn: deterministic recurrent codec")
     add("--no-f", action="store_true", help="dsae only: the ablation without the static latent f (dynamics only)")
@@ -200,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
         if changed:
             raise SystemExit(f"{checkpoint_path} was trained with other {', '.join('--' + k.replace('_', '-') for k in changed)}"
                              f"; resume with the same model options or choose another --out")
+        resize_table_buffers(model, state["model"])  # a validation pass may have built the entropy tables
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if aux_optimizer:
@@ -229,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
         pixels = x.shape[0] * x.shape[1] * x.shape[-2] * x.shape[-1]
         bpp = (out["f_bits"] + out["z_bits"]) / pixels
         mse = torch.mean((out["x_hat"] - x) ** 2)
-        loss = bpp + config.lambdas[quality] * 255**2 * mse
+        rate_weight = min(1.0, step / args.rate_warmup) if args.rate_warmup else 1.0
+        loss = rate_weight * bpp + config.lambdas[quality] * 255**2 * mse
         optimizer.zero_grad()
         if aux_optimizer:
             aux_optimizer.zero_grad()

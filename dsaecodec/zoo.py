@@ -78,7 +78,7 @@ def save_weights(model: nn.Module, family: str, path: Path) -> str:
     return sha256_of(path)
 
 
-def _resize_table_buffers(model: nn.Module, state_dict: dict) -> None:
+def resize_table_buffers(model: nn.Module, state_dict: dict) -> None:
     """Entropy-table buffers have data-dependent sizes: shape them like the saved ones before loading."""
     for name, buffer in model.named_buffers():
         if name.rsplit(".", 1)[-1] in ("_quantized_cdf", "_offset", "_cdf_length") and name in state_dict:
@@ -93,7 +93,7 @@ def load_weights(path: Path) -> nn.Module:
     config = checkpoint["config"]
     config["lambdas"] = tuple(config["lambdas"])
     model = model_class(config_class(**config))
-    _resize_table_buffers(model, checkpoint["state_dict"])
+    resize_table_buffers(model, checkpoint["state_dict"])
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
 

@@ -45,7 +45,7 @@ def test_twenty_steps_of_each_dataset(tmp_path, clip_folder, dataset, capsys):
 def test_resume_continues_exactly(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     straight.mkdir(), split.mkdir()
-    common = ["--dataset", "balls", "--steps", "6", "--validate-every", "0", "--checkpoint-every", "2"]
+    common = ["--dataset", "balls", "--steps", "6", "--validate-every", "2", "--checkpoint-every", "2"]
     train.main(tiny_run(straight, *common))
     train.main(tiny_run(split, *common, "--stop-after", "3"))
     assert not (split / "model.pt").exists() and torch.load(split / "model.pt.ckpt", weights_only=False)["step"] == 3
