@@ -183,7 +183,8 @@ def bd_rates(curves: dict[tuple[str, str], list[dict]]) -> list[dict]:
             continue
         a, t = curves[(set_name, anchor)], curves[(set_name, test)]
         value = bd_rate([r["bpp"] for r in a], [r["psnr"] for r in a], [r["bpp"] for r in t], [r["psnr"] for r in t])
-        rows.append({"set": set_name, "codec": test, "anchor": anchor, "bd_rate_percent": value})
+        rows.append({"set": set_name, "codec": test, "anchor": anchor,
+                     "bd_rate_percent": None if np.isnan(value) else value})
     return rows
 
 
@@ -217,7 +218,9 @@ def print_table(curves, bds, windows: dict[str, int]) -> None:
                   f"{row['psnr']:>6.2f} {row['ms_ssim']:>7.4f}")
     print("\nBD-rate (PSNR), negative = fewer bits than the anchor for the same quality:")
     for row in bds:
-        print(f"  {row['set']:<10} {row['codec']:<14} vs {row['anchor']:<12} {row['bd_rate_percent']:+7.1f}%")
+        value = row["bd_rate_percent"]
+        shown = "n/a (curves do not overlap in PSNR)" if value is None else f"{value:+7.1f}%"
+        print(f"  {row['set']:<10} {row['codec']:<14} vs {row['anchor']:<12} {shown}")
     print("MS-SSIM (pytorch-msssim, 5 scales), Gaussian window per set: "
           + ", ".join(f"{name} {window}" for name, window in windows.items()))
 
@@ -227,6 +230,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, from {', '.join(SETS)}")
     parser.add_argument("--codecs", default=",".join(LEARNED + tuple(ANCHORS)),
                         help=f"comma-separated, from {', '.join(LEARNED + tuple(ANCHORS))}")
+    parser.add_argument("--model", action="append", default=[], metavar="CODEC=NAME",
+                        help="use shipped model NAME for learned codec CODEC on every set (default: <codec>-<set "
+                             "domain>, e.g. dsae-natural); repeatable")
     parser.add_argument("--qualities", default=None, help="comma-separated quality levels of the learned codecs "
                                                           "(default: all of each model)")
     parser.add_argument("--quick", action="store_true", help="16 frames per clip and every other crf")
@@ -242,6 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         if name not in LEARNED and name not in ANCHORS:
             parser.error(f"unknown codec {name!r}")
 
+    overrides = dict(option.split("=", 1) for option in args.model if "=" in option)
     points: list[Point] = []
     skipped: list[str] = []
     windows: dict[str, int] = {}
@@ -252,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         for codec_name in codec_names:
             started = time.perf_counter()
             if codec_name in LEARNED:
-                model_name = f"{codec_name}-{test_set.domain}"
+                model_name = overrides.get(codec_name, f"{codec_name}-{test_set.domain}")
                 if model_name not in zoo.MODELS:
                     skipped.append(f"{codec_name} on {set_name}: no shipped model {model_name}")
                     continue

@@ -35,7 +35,8 @@ def bd_rate(rate_anchor, psnr_anchor, rate_test, psnr_test) -> float:
     """Bjøntegaard delta rate in percent of `test` against `anchor` (negative: test needs fewer bits).
 
     Piecewise-cubic Hermite (PCHIP) interpolation of log-rate as a function of PSNR, integrated
-    over the PSNR interval both curves cover, as in the JCT-VC sheet. NaN if they do not overlap.
+    over the PSNR interval both curves cover, as in the JCT-VC sheet. NaN if they do not overlap or
+    a curve has fewer than two distinct PSNRs.
     """
     def curve(rates, psnrs):
         order = np.argsort(psnrs)
@@ -43,6 +44,8 @@ def bd_rate(rate_anchor, psnr_anchor, rate_test, psnr_test) -> float:
         keep = np.concatenate([[True], np.diff(p) > 0])  # PCHIP needs strictly increasing PSNR
         return p[keep], PchipInterpolator(p[keep], r[keep])
 
+    if min(len(set(psnr_anchor)), len(set(psnr_test))) < 2:
+        return float("nan")  # a curve needs two distinct PSNRs
     p_anchor, log_rate_anchor = curve(rate_anchor, psnr_anchor)
     p_test, log_rate_test = curve(rate_test, psnr_test)
     low, high = max(p_anchor[0], p_test[0]), min(p_anchor[-1], p_test[-1])

@@ -1,7 +1,6 @@
 """The benchmark scripts in their smallest modes, on the tiny test model: they run and write the JSON they promise."""
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import math
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dsaecodec import codec, zoo
+from dsaecodec import zoo
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -99,29 +98,9 @@ def test_speed_skips_a_model_without_weights(tmp_path, capsys):
 
 
 def test_rate_distortion_smallest_mode(tiny_model, tmp_path, one_torch_thread):
-    """rate_distortion.py maps a learned codec to the shipped model "<codec>-<domain>" (here dsae-natural), so the
-    tiny model stands in under that name for the duration of the test."""
     rate_distortion = load_script("rate_distortion")
-    real_bd_rate = rate_distortion.bd_rate
-
-    def bd_rate(*curves):
-        # The untrained tiny model decodes every quality to the same frames, so its curve has one distinct PSNR
-        # and metrics.bd_rate's PCHIP raises instead of returning NaN. Drop this shim once bd_rate returns NaN.
-        try:
-            return real_bd_rate(*curves)
-        except ValueError:
-            return float("nan")
-
-    stand_in = dataclasses.replace(zoo.MODELS[tiny_model], name="dsae-natural")
-    codec._shipped_model.cache_clear()
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setitem(zoo.MODELS, "dsae-natural", stand_in)
-            patch.setattr(rate_distortion, "bd_rate", bd_rate)
-            rate_distortion.main(["--quick", "--sets", "carphone", "--codecs", "dsae,x264-medium",
-                                  "--qualities", "0,1", "--out", str(tmp_path)])
-    finally:
-        codec._shipped_model.cache_clear()  # forget the stand-in
+    rate_distortion.main(["--quick", "--sets", "carphone", "--codecs", "dsae,x264-medium", "--model",
+                          f"dsae={tiny_model}", "--qualities", "0,1", "--out", str(tmp_path)])
     result = json.loads((tmp_path / "rate_distortion.json").read_text())
 
     assert list(result["sets"]) == ["carphone"] and result["skipped"] == []

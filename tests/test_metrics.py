@@ -33,3 +33,4 @@ def test_bd_rate_of_scaled_curve():
     # a test curve 1 dB better everywhere on a 3 dB-per-doubling slope costs 2^(-1/3) - 1 of the rate
     assert bd_rate(rate, quality, rate, quality + 1) == pytest.approx((2 ** (-1 / 3) - 1) * 100, abs=0.5)
     assert np.isnan(bd_rate(rate, quality, rate, quality + 20))
+    assert np.isnan(bd_rate(rate, quality, rate, np.full(4, 33.0)))  # a flat curve has no BD-rate
