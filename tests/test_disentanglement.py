@@ -1,0 +1,68 @@
+"""benchmarks/disentanglement.py in its smallest mode on the tiny test model: it runs, and writes the JSON and the
+picture grid it promises. (The tiny model is untrained and the judge barely trained: the numbers mean nothing.)"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_disentanglement_smallest_run_on_the_tiny_model(tiny_model, tmp_path):
+    script = load_script("disentanglement")
+    threads = torch.get_num_threads()
+    try:
+        script.main(["--model", tiny_model, "--judge-steps", "3", "--judge-identities", "4", "--judge-views", "1",
+                     "--judge-batch", "4", "--pairs", "2", "--samples", "2", "--grid", "2", "--threads", "1",
+                     "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads((tmp_path / "disentanglement.json").read_text())
+
+    assert result["model"] == tiny_model and result["quality"] == 1  # the tiny model's highest of 2 levels
+    assert result["judge"]["steps"] == 3 and result["judge"]["clips"] == 4
+    attributes = ("body", "hair", "top", "bottom", "mean", "all_four")
+    for part in ("originals", "decodes"):
+        scores = result["judge"][part]
+        assert set(scores["attributes"]) == set(attributes)
+        assert all(0 <= v <= 1 for v in [*scores["attributes"].values(), scores["action_direction"], scores["action"]])
+    swap = result["swap"]
+    assert swap["pairs"] == 2 and len(swap["records"]) == 2
+    for key in ("attributes_match_content", "attributes_match_motion"):
+        assert set(swap[key]) == set(attributes) and all(0 <= v <= 1 for v in swap[key].values())
+    for key in ("action_direction_match_motion", "action_direction_match_content", "action_match_motion"):
+        assert 0 <= swap[key] <= 1
+    for record in swap["records"]:  # the pairs differ in every attribute and in the action
+        a, b = record["content"], record["motion"]
+        assert a["action"] != b["action"]
+        assert all(x != y for x, y in zip(np.unravel_index(a["identity"], (6,) * 4),
+                                          np.unravel_index(b["identity"], (6,) * 4)))
+
+    fixed = result["fixed_content"]
+    assert fixed["samples"] == 2 and sum(fixed["action_direction_histogram"].values()) == 2
+    assert all(0 <= v <= 1 for v in fixed["attributes_match_content"].values())
+    assert 0 <= fixed["action_direction_entropy_bits"] <= np.log2(9) + 1e-9
+    assert 0 <= result["fixed_motion"]["action_direction_match_motion"] <= 1
+
+    target = result["target"]
+    assert target["threshold"] == 0.9 and isinstance(target["pass"], bool)
+    assert target["attribute_accuracy"] == swap["attributes_match_content"]["mean"]
+    assert target["action_accuracy"] == swap["action_direction_match_motion"]
+
+    grid = Path(result["grid"]["path"])
+    assert grid == tmp_path / "disentanglement_grid.png" and grid.stat().st_size > 1000
+    assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(result["grid"]["rows"]) == 2 and len(result["grid"]["columns"]) == len(script.GRID_MOTIONS)
