@@ -1,4 +1,4 @@
-"""The shipped models end to end on a short real clip that no model was trained on (carphone)."""
+"""The shipped models end to end through the CLI on clips they never saw: carphone, a sprites test character."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,12 +25,26 @@ def carphone_png(tmp_path_factory):
     return path, read_video(path)[0]
 
 
+@pytest.fixture(scope="module")
+def sprites_clip(tmp_path_factory):
+    """A sprites test-split clip (an unseen character), written losslessly."""
+    from fractions import Fraction
+
+    from dsaecodec.data.sprites import Sprites
+
+    clip = Sprites(split="test", frames=8, seed=0)[0][0]
+    frames = (clip.numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+    path = tmp_path_factory.mktemp("sprites") / "sprite.mkv"
+    with VideoWriter(path, 64, 64, Fraction(15), lossless=True) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path, read_video(path)[0]
+
+
 @pytest.mark.parametrize("name", sorted(zoo.MODELS))
-def test_shipped_model_round_trips_a_real_clip(name, carphone_png, tmp_path):
+def test_shipped_model_round_trips_a_clip_of_its_domain(name, carphone_png, sprites_clip, tmp_path):
     model, card = zoo.load_model(name)  # also checks the weights' sha256
-    if card.domain.startswith("sprites"):
-        pytest.skip("a sprites model is not meant for natural video")
-    source, frames = carphone_png
+    source, frames = sprites_clip if card.domain.startswith("sprites") else carphone_png
     runner = CliRunner()
     psnrs, sizes = [], []
     for quality in (0, model.qualities - 1):
@@ -44,5 +58,6 @@ def test_shipped_model_round_trips_a_real_clip(name, carphone_png, tmp_path):
         psnrs.append(psnr(frames, output))
         sizes.append(coded.stat().st_size)
     assert sizes[1] > sizes[0] and psnrs[1] >= psnrs[0]  # more bits never buy less quality
-    # a trained model, not noise; measured: 21.3 dB (q0) and 21.5 dB (q4) for dsae-natural (README, Results)
-    assert psnrs[1] > 20.0
+    # a trained model, not noise; measured at the top quality: 21.5 dB (dsae-natural, carphone),
+    # ~20.5 dB (dsae-sprites, validation clips)
+    assert psnrs[1] > 18.0
