@@ -65,27 +65,41 @@ def _without_x264_sei(payload: bytes) -> int:
     return size
 
 
-def encode_decode(frames: np.ndarray, anchor: Anchor, crf: int, fps: Fraction = Fraction(25)) -> tuple[int, np.ndarray]:
-    """Code uint8 RGB frames (N, H, W, 3) at `crf`; return (payload bytes, decoded frames (N, H, W, 3))."""
-    n, height, width, _ = frames.shape
+def encode_packets(frames: np.ndarray, anchor: Anchor, crf: int, fps: Fraction = Fraction(25),
+                   threads: int | None = None) -> tuple[list[av.Packet], bytes]:
+    """Code uint8 RGB frames (N, H, W, 3) at `crf`; return (packets, the encoder's extradata)."""
     encoder = av.CodecContext.create(anchor.encoder, "w")
-    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
-    encoder.time_base = 1 / fps
-    encoder.framerate = fps
+    encoder.width, encoder.height, encoder.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+    encoder.time_base, encoder.framerate = 1 / fps, fps
     encoder.options = {**anchor.options, "crf": str(crf)}
+    if threads:
+        encoder.thread_count = threads
     packets = []
     for index, frame in enumerate(frames):
         picture = rgb_to_picture(frame, "yuv420p")
         picture.pts = index
         packets.extend(encoder.encode(picture))
     packets.extend(encoder.encode(None))
-    size = sum(_without_x264_sei(bytes(p)) for p in packets)
+    return packets, bytes(encoder.extradata or b"")
 
+
+def decode_packets(packets: list[av.Packet], anchor: Anchor, extradata: bytes = b"",
+                   threads: int | None = None) -> np.ndarray:
+    """Decode an anchor's packets back to uint8 RGB frames (N, H, W, 3)."""
     decoder = av.CodecContext.create(anchor.decoder, "r")
-    if encoder.extradata:
-        decoder.extradata = encoder.extradata
+    if extradata:
+        decoder.extradata = extradata
+    if threads:
+        decoder.thread_count = threads
     decoded = [picture_to_rgb(picture) for packet in packets for picture in decoder.decode(packet)]
     decoded += [picture_to_rgb(picture) for picture in decoder.decode(None)]
-    if len(decoded) != n:
-        raise RuntimeError(f"{anchor.name} decoded {len(decoded)} of {n} frames")
-    return size, np.stack(decoded)
+    return np.stack(decoded)
+
+
+def encode_decode(frames: np.ndarray, anchor: Anchor, crf: int, fps: Fraction = Fraction(25)) -> tuple[int, np.ndarray]:
+    """Code uint8 RGB frames (N, H, W, 3) at `crf`; return (payload bytes, decoded frames (N, H, W, 3))."""
+    packets, extradata = encode_packets(frames, anchor, crf, fps)
+    decoded = decode_packets(packets, anchor, extradata)
+    if len(decoded) != len(frames):
+        raise RuntimeError(f"{anchor.name} decoded {len(decoded)} of {len(frames)} frames")
+    return sum(_without_x264_sei(bytes(p)) for p in packets), decoded

@@ -57,12 +57,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 import av  # noqa: E402
 import torch  # noqa: E402
 
-from classical import ANCHORS  # noqa: E402
+from classical import ANCHORS, decode_packets, encode_packets  # noqa: E402
 
 from bitstream import coder  # noqa: E402
 from bitstream.format import BitstreamReader  # noqa: E402
 from dsaecodec import codec, zoo  # noqa: E402
-from dsaecodec.videoio import VideoReader, picture_to_rgb, read_video, rgb_to_picture  # noqa: E402
+from dsaecodec.videoio import VideoReader, read_video  # noqa: E402
 
 SIZES = ("64x64", "176x144", "640x360")
 X264 = "x264-medium"
@@ -138,29 +138,11 @@ def learned_decode(data: bytes) -> np.ndarray:
 
 def x264_encode(frames: np.ndarray, fps: Fraction, threads: int | None) -> list[av.Packet]:
     """benchmarks/classical.py's x264-medium at X264_CRF, RGB in (converted to yuv420p as classical.py does)."""
-    anchor = ANCHORS[X264]
-    encoder = av.CodecContext.create(anchor.encoder, "w")
-    encoder.width, encoder.height, encoder.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-    encoder.time_base, encoder.framerate = 1 / fps, fps
-    encoder.options = {**anchor.options, "crf": str(X264_CRF)}
-    if threads:
-        encoder.thread_count = threads
-    packets = []
-    for index, frame in enumerate(frames):
-        picture = rgb_to_picture(frame, "yuv420p")
-        picture.pts = index
-        packets.extend(encoder.encode(picture))
-    packets.extend(encoder.encode(None))
-    return packets
+    return encode_packets(frames, ANCHORS[X264], X264_CRF, fps, threads)[0]
 
 
 def x264_decode(packets: list[av.Packet], threads: int | None) -> np.ndarray:
-    decoder = av.CodecContext.create(ANCHORS[X264].decoder, "r")
-    if threads:
-        decoder.thread_count = threads
-    decoded = [picture_to_rgb(picture) for packet in packets for picture in decoder.decode(packet)]
-    decoded += [picture_to_rgb(picture) for picture in decoder.decode(None)]
-    return np.stack(decoded)
+    return decode_packets(packets, ANCHORS[X264], threads=threads)
 
 
 def _fps(frames: int, seconds: list[float]) -> dict:

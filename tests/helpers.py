@@ -1,7 +1,10 @@
 """Helpers of the tests: small synthetic clips, encoding with the reconstruction kept."""
 from __future__ import annotations
 
+import importlib.util
 import io
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -27,3 +30,13 @@ def encode_with_reconstruction(frames, **options) -> tuple[bytes, np.ndarray]:
     out = io.BytesIO()
     segments = list(codec.encode_stream(iter(frames), out, **options))
     return out.getvalue(), np.concatenate([s.reconstruction for s in segments])
+
+
+def load_script(name: str):
+    """benchmarks/<name>.py as a module (the folder is not a package; the scripts put it on sys.path)."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

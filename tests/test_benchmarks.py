@@ -1,28 +1,15 @@
 """The benchmark scripts in their smallest modes, on the tiny test model: they run and write the JSON they promise."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from dsaecodec import zoo
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def load_script(name: str):
-    """benchmarks/<name>.py as a module (the folder is not a package; the scripts put it on sys.path)."""
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
+from helpers import load_script
 
 @pytest.fixture
 def one_torch_thread():

@@ -2,24 +2,12 @@
 picture grid it promises. (The tiny model is untrained and the judge barely trained: the numbers mean nothing.)"""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
+from helpers import load_script
 
 def test_disentanglement_smallest_run_on_the_tiny_model(tiny_model, tmp_path):
     script = load_script("disentanglement")
