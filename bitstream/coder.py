@@ -26,10 +26,7 @@ SYMBOL_BOUND: int = 1023
 """Gaussian-coded symbols lie in [-SYMBOL_BOUND, SYMBOL_BOUND]; the caller clamps."""
 
 _GAUSSIAN = constriction.stream.model.QuantizedGaussian(-SYMBOL_BOUND, SYMBOL_BOUND)
-# constriction's range coder quantises every model to 24-bit fixed point "leakily": each symbol of the
-# alphabet keeps at least one unit, 2^-24. The ideal bit counts use the same floor, so a tail symbol
-# costs at most 24 bits there too (a float Gaussian would charge it up to ~1000).
-_MIN_PROBABILITY = 2.0**-24
+_TINY = np.finfo(np.float64).tiny  # probability floor that keeps ideal bit counts finite
 
 
 def _int_array(values: np.ndarray, name: str, low: int, high: int) -> np.ndarray:
@@ -129,14 +126,14 @@ class SymbolDecoder:
 @functools.lru_cache(maxsize=1)
 def _gaussian_log2_pmf() -> np.ndarray:
     """log2 p(s | scale index) of the quantised, truncated Gaussian: float64 (64, 2*SYMBOL_BOUND + 1),
-    column j is symbol j - SYMBOL_BOUND. Probabilities are floored at 2^-24, as constriction does."""
+    column j is symbol j - SYMBOL_BOUND. Probabilities are floored at the smallest normal float."""
     erfc = np.frompyfunc(math.erfc, 1, 1)
     inv = 1.0 / (SCALE_TABLE[:, None] * math.sqrt(2.0))  # (64, 1)
     magnitude = np.abs(np.arange(-SYMBOL_BOUND, SYMBOL_BOUND + 1))
     # 0.5 * erfc(x / (std sqrt 2)) = P(X > x); the bin [|s| - 0.5, |s| + 0.5] is a difference of two tails.
     mass = 0.5 * (erfc((magnitude - 0.5) * inv) - erfc((magnitude + 0.5) * inv)).astype(np.float64)
     inside = 1.0 - erfc((SYMBOL_BOUND + 0.5) * inv).astype(np.float64)  # P(|X| <= B + 0.5)
-    return np.log2(np.maximum(mass / inside, _MIN_PROBABILITY))
+    return np.log2(np.maximum(mass / inside, _TINY))
 
 
 def gaussian_bits(symbols: np.ndarray, scale_index: np.ndarray) -> float:
@@ -150,4 +147,4 @@ def categorical_bits(symbols: np.ndarray, pmf: np.ndarray) -> float:
     """Ideal information content Σ -log2 p (bits) of symbols int (n,) under the normalised pmf (K,)."""
     pmf = _pmf(pmf)
     symbols = _int_array(symbols, "symbols", 0, len(pmf) - 1)
-    return float(-np.log2(np.maximum(pmf / pmf.sum(), _MIN_PROBABILITY))[symbols].sum())
+    return float(-np.log2(np.maximum(pmf / pmf.sum(), _TINY))[symbols].sum())
