@@ -366,18 +366,18 @@ def print_table(result: dict) -> None:
               swap_["pairs"]))
     fc = result.get("fixed_content")
     if fc:
-        print(f"  {'fixed f, sampled z: vs content':<34} {fc['samples']:>5} "
-              + " ".join(f"{fc['attributes_match_content'][k]:>6.1%}" for k in (*NAMES, "mean", "all_four"))
-              + f" {fc['action_direction_match_content']:>8.1%}")
+        print(row("fixed f, sampled z: vs content", {"attributes": fc["attributes_match_content"],
+                                                      "action_direction": fc["action_direction_match_content"]},
+                  fc["samples"]))
         print(f"      judged act×dir: {fc['distinct_action_direction_per_clip']:.1f} distinct per content clip over "
               f"{fc['seeds_per_clip']} seeds; {fc['action_direction_classes_seen']}/{MOTIONS} classes overall, entropy "
               f"{fc['action_direction_entropy_bits']:.2f} bits (max {math.log2(MOTIONS):.2f}); act×dir column = the "
               f"content clip's own (low: f does not carry motion)")
     fm = result.get("fixed_motion")
     if fm:
-        print(f"  {'fixed z, sampled f: vs motion':<34} {fm['samples']:>5} "
-              + " ".join(f"{fm['attributes_match_motion'][k]:>6.1%}" for k in (*NAMES, "mean", "all_four"))
-              + f" {fm['action_direction_match_motion']:>8.1%}")
+        print(row("fixed z, sampled f: vs motion", {"attributes": fm["attributes_match_motion"],
+                                                     "action_direction": fm["action_direction_match_motion"]},
+                  fm["samples"]))
         print(f"      judged characters: {fm['distinct_identities_per_clip']:.1f} distinct per motion clip over "
               f"{fm['seeds_per_clip']} seeds, {fm['identities_seen']} of {fm['samples']} overall; "
               f"attribute columns = the "

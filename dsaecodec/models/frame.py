@@ -35,6 +35,7 @@ from dsaecodec.models.layers import (
     gain,
     log_gains,
     synthesis_transform,
+    z_only_segment,
 )
 from dsaecodec.priors import bits, centred_symbols, gaussian_likelihood, scale_index, ste_round
 
@@ -151,10 +152,7 @@ class FrameVAE(nn.Module):
             return symbols
 
         x_hat = self._synthesise_coded(z_hat_gained, quality, y.shape[-2:], encode_y)
-        f_symbols, z_symbols = self.symbol_counts(x.shape[0], y.shape[-2:])
-        segment = Segment(frame_count=x.shape[0], f_symbols=f_symbols, z_symbols=z_symbols,
-                          f_payload=b"", z_payload=coder.to_bytes())
-        return segment, x_hat
+        return z_only_segment(x.shape[0], self.symbol_counts(x.shape[0], y.shape[-2:])[1], coder), x_hat
 
     @torch.no_grad()
     def decompress_segment(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor:

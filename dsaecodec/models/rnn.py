@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
 from bitstream.format import Segment
-from dsaecodec.models.layers import analysis_transform, conv, gain, log_gains, synthesis_transform
+from dsaecodec.models.layers import analysis_transform, conv, gain, log_gains, synthesis_transform, z_only_segment
 from dsaecodec.priors import ConvLSTMCell, bits, centred_symbols, gaussian_likelihood, scale_index, ste_round
 
 State = tuple[Tensor, Tensor]
@@ -155,10 +155,7 @@ class RNNCodec(nn.Module):
             return symbols
 
         x_hat = self._roll_out(quality, x.shape[0], features.shape[-2:], encode_frame)
-        f_symbols, z_symbols = self.symbol_counts(x.shape[0], features.shape[-2:])
-        segment = Segment(frame_count=x.shape[0], f_symbols=f_symbols, z_symbols=z_symbols,
-                          f_payload=b"", z_payload=coder.to_bytes())
-        return segment, x_hat
+        return z_only_segment(x.shape[0], self.symbol_counts(x.shape[0], features.shape[-2:])[1], coder), x_hat
 
     @torch.no_grad()
     def decompress_segment(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor:
