@@ -123,28 +123,67 @@ class SymbolDecoder:
             raise BitstreamError(f"entropy-coded payload is corrupted ({error})") from error
 
 
-@functools.lru_cache(maxsize=1)
-def _gaussian_log2_pmf() -> np.ndarray:
-    """log2 p(s | scale index) of the quantised, truncated Gaussian: float64 (64, 2*SYMBOL_BOUND + 1),
-    column j is symbol j - SYMBOL_BOUND. Probabilities are floored at the smallest normal float."""
+PRECISION: int = 24
+"""Fixed-point precision (bits) of constriction's default models: every probability is an integer / 2^24."""
+
+
+def _fixed_point_log2_pmf(cumulative: np.ndarray, scale: float) -> np.ndarray:
+    """log2 of the probabilities constriction's leaky fixed-point quantisation assigns, float64 (..., K).
+
+    `cumulative` float (..., K) holds each symbol's left cumulative float mass (first entry 0); `scale`
+    maps float mass to the 2^PRECISION - K free integer units. Symbol i's left cumulative is
+    floor(scale * cumulative[i]) + i (one guaranteed unit per symbol), the first is 0, the end 2^PRECISION.
+    """
+    units = 2 ** PRECISION
+    left = np.floor(cumulative * scale).astype(np.int64) + np.arange(cumulative.shape[-1])
+    left[..., 0] = 0
+    bounds = np.concatenate([left, np.full(left.shape[:-1] + (1,), units)], axis=-1)
+    return np.log2(np.diff(bounds, axis=-1)) - PRECISION
+
+
+@functools.lru_cache(maxsize=2)
+def _gaussian_log2_pmf(fixed_point: bool) -> np.ndarray:
+    """log2 p(s | scale index), float64 (64, 2*SYMBOL_BOUND + 1), column j is symbol j - SYMBOL_BOUND.
+
+    fixed_point: the integer model constriction's range coder uses (Gaussian CDF at s - 0.5 scaled to
+    2^24 minus one unit per symbol, floored, plus one unit per symbol; the end bins take the tails).
+    Otherwise the float model: the Gaussian over [s - 0.5, s + 0.5] renormalised to +-(B + 0.5),
+    floored at the smallest normal float."""
     erfc = np.frompyfunc(math.erfc, 1, 1)
     inv = 1.0 / (SCALE_TABLE[:, None] * math.sqrt(2.0))  # (64, 1)
-    magnitude = np.abs(np.arange(-SYMBOL_BOUND, SYMBOL_BOUND + 1))
+    symbols = np.arange(-SYMBOL_BOUND, SYMBOL_BOUND + 1)
+    if fixed_point:
+        # P(X <= s - 0.5), computed as constriction does: (1 + erf) / 2 rounds to exactly 1 in the far right tail.
+        erf = np.frompyfunc(math.erf, 1, 1)
+        cdf = ((1.0 + erf((symbols - 0.5) * inv)) / 2.0).astype(np.float64)
+        return _fixed_point_log2_pmf(cdf, float(2 ** PRECISION - len(symbols)))
+    magnitude = np.abs(symbols)
     # 0.5 * erfc(x / (std sqrt 2)) = P(X > x); the bin [|s| - 0.5, |s| + 0.5] is a difference of two tails.
     mass = 0.5 * (erfc((magnitude - 0.5) * inv) - erfc((magnitude + 0.5) * inv)).astype(np.float64)
     inside = 1.0 - erfc((SYMBOL_BOUND + 0.5) * inv).astype(np.float64)  # P(|X| <= B + 0.5)
     return np.log2(np.maximum(mass / inside, _TINY))
 
 
-def gaussian_bits(symbols: np.ndarray, scale_index: np.ndarray) -> float:
-    """Ideal information content Σ -log2 p (bits) of symbols int (n,) under the models that
-    `SymbolEncoder.gaussian` uses (Gaussian CDF over [s-0.5, s+0.5], renormalised to ±(B+0.5))."""
+def gaussian_bits(symbols: np.ndarray, scale_index: np.ndarray, fixed_point: bool = True) -> float:
+    """Information content Σ -log2 p (bits) of symbols int (n,) under the models of `SymbolEncoder.gaussian`.
+
+    fixed_point=True: under the integer probabilities the range coder actually uses (what its output is
+    measured against; reproduced here from constriction's leaky quantiser).
+    fixed_point=False: under the float model (Gaussian mass of [s-0.5, s+0.5], renormalised to +-(B+0.5)),
+    the model the network predicts; the gap between the two is the cost of the fixed-point quantisation."""
     symbols, scale_index = _gaussian_symbols(symbols, scale_index)
-    return float(-_gaussian_log2_pmf()[scale_index, symbols + SYMBOL_BOUND].sum())
+    return float(-_gaussian_log2_pmf(fixed_point)[scale_index, symbols + SYMBOL_BOUND].sum())
 
 
-def categorical_bits(symbols: np.ndarray, pmf: np.ndarray) -> float:
-    """Ideal information content Σ -log2 p (bits) of symbols int (n,) under the normalised pmf (K,)."""
+def categorical_bits(symbols: np.ndarray, pmf: np.ndarray, fixed_point: bool = True) -> float:
+    """Information content Σ -log2 p (bits) of symbols int (n,) under one pmf float (K,) as
+    `SymbolEncoder.categorical` codes it: fixed_point=True the range coder's integer probabilities
+    (constriction's lazy categorical quantisation), False the normalised float pmf."""
     pmf = _pmf(pmf)
     symbols = _int_array(symbols, "symbols", 0, len(pmf) - 1)
-    return float(-np.log2(np.maximum(pmf / pmf.sum(), _TINY))[symbols].sum())
+    if fixed_point:
+        cumulative = np.concatenate([[0.0], np.cumsum(pmf)[:-1]])
+        log2_pmf = _fixed_point_log2_pmf(cumulative, (2 ** PRECISION - len(pmf)) / pmf.sum())
+    else:
+        log2_pmf = np.log2(np.maximum(pmf / pmf.sum(), _TINY))
+    return float(-log2_pmf[symbols].sum())

@@ -106,46 +106,67 @@ def test_bytes_are_deterministic_and_pinned():
     assert encode() == encode() == bytes.fromhex("cd58ccefb2c4d1f8c1cc4d3a")
 
 
-def test_gaussian_rate_within_one_percent_of_ideal():
+def test_gaussian_rate_within_a_hundredth_of_a_percent_of_the_coded_model():
     rng = np.random.default_rng(3)
     symbols, index = gaussian_sample(rng, 100_000)
+    # Outliers far beyond their scale (as a miscalibrated prior produces) are where the float model and
+    # the coder's fixed-point model part: the coder charges at most 24 bits for any symbol.
+    symbols[::50] = np.clip(symbols[::50] * 8 + 3, -B, B)
     encoder = SymbolEncoder()
     encoder.gaussian(symbols, index)
-    ideal = gaussian_bits(symbols, index)
+    coded, ideal = 8 * len(encoder.to_bytes()), gaussian_bits(symbols, index)
     assert ideal > 100_000  # bits
-    assert abs(8 * len(encoder.to_bytes()) / ideal - 1) < 0.01
+    assert ideal <= coded <= ideal * 1.0001 + 64
+    assert gaussian_bits(symbols, index, fixed_point=False) > coded  # the float model overcharges the outliers
 
 
-def test_categorical_rate_within_one_percent_of_ideal():
+def test_categorical_rate_within_a_hundredth_of_a_percent_of_the_coded_model():
     rng = np.random.default_rng(4)
-    pmf = rng.random(20) ** 3
+    pmf = rng.random(300) ** 3
+    pmf[::7] = 0.0  # zero-probability entries still get one fixed-point unit
     symbols = rng.choice(len(pmf), 100_000, p=pmf / pmf.sum())
+    symbols[::100] = 7
     encoder = SymbolEncoder()
     encoder.categorical(symbols, pmf)
-    ideal = categorical_bits(symbols, pmf)
-    assert abs(8 * len(encoder.to_bytes()) / ideal - 1) < 0.01
+    coded, ideal = 8 * len(encoder.to_bytes()), categorical_bits(symbols, pmf)
+    assert ideal <= coded <= ideal * 1.0001 + 64
 
 
+@pytest.mark.parametrize(("scale_index", "symbol"), [(0, 0), (0, 1), (0, 2), (5, -2), (13, 4), (13, 5), (16, 6),
+                                                     (16, 7), (40, -91), (63, 1023), (63, -1023)])
+def test_fixed_point_model_matches_the_coder_symbol_by_symbol(scale_index: int, symbol: int):
+    # Many copies of one symbol cost n * (-log2 p) bits plus the coder's small per-symbol loss; the pairs
+    # include far-tail bins where a one-unit error in the model would show as a whole bit.
+    copies = 4000
+    encoder = SymbolEncoder()
+    encoder.gaussian(np.full(copies, symbol), np.full(copies, scale_index))
+    per_symbol = 8 * len(encoder.to_bytes()) / copies
+    assert gaussian_bits(np.array([symbol]), np.array([scale_index])) == pytest.approx(per_symbol, abs=0.02)
+
+
+@pytest.mark.parametrize("fixed_point", [True, False])
 @pytest.mark.parametrize("scale_index", [0, 20, 63])
-def test_gaussian_ideal_is_a_distribution(scale_index: int):
-    probabilities = [2.0 ** -gaussian_bits(np.array([s]), np.array([scale_index])) for s in range(-B, B + 1)]
-    assert sum(probabilities) == pytest.approx(1.0, abs=1e-9)
+def test_gaussian_ideal_is_a_distribution(scale_index: int, fixed_point: bool):
+    bits = [gaussian_bits(np.array([s]), np.array([scale_index]), fixed_point) for s in range(-B, B + 1)]
+    assert sum(2.0 ** -np.array(bits)) == pytest.approx(1.0, abs=1e-9)
 
 
 def test_gaussian_ideal_grows_with_scale():
     zeros = np.zeros(1, np.int64)
-    bits = [gaussian_bits(zeros, np.array([i])) for i in range(len(SCALE_TABLE))]
+    bits = [gaussian_bits(zeros, np.array([i]), fixed_point=False) for i in range(len(SCALE_TABLE))]
     assert np.all(np.diff(bits) > 0)
     assert bits[0] < 1e-4
     # A wide quantised Gaussian costs about its differential entropy, 0.5 log2(2 pi e std^2) bits per symbol.
     rng = np.random.default_rng(5)
     symbols, index = gaussian_sample(rng, 20_000, 63, 64)
     entropy = 0.5 * np.log2(2 * np.pi * np.e * SCALE_TABLE[63] ** 2)
-    assert gaussian_bits(symbols, index) / len(symbols) == pytest.approx(entropy, rel=0.01)
+    for fixed_point in (True, False):
+        assert gaussian_bits(symbols, index, fixed_point) / len(symbols) == pytest.approx(entropy, rel=0.01)
 
 
 def test_categorical_ideal_of_uniform_pmf():
-    assert categorical_bits(np.arange(8), np.full(8, 0.5)) == pytest.approx(24.0)
+    assert categorical_bits(np.arange(8), np.full(8, 0.5), fixed_point=False) == pytest.approx(24.0)
+    assert categorical_bits(np.arange(8), np.full(8, 0.5)) == pytest.approx(24.0, abs=1e-5)
 
 
 @pytest.mark.parametrize(
