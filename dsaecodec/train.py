@@ -33,7 +33,7 @@ from dsaecodec.zoo import FAMILIES, resize_table_buffers, save_weights
 
 DATASETS = ("clips", "sprites", "balls")
 MODEL_OPTIONS = ("family", "no_f", "variant", "channels", "f_channels", "z_channels", "latent_channels",
-                 "hidden_channels", "lambdas")  # a checkpoint resumes only with the same values
+                 "hidden_channels", "lambdas", "paired_content")  # a checkpoint resumes only with the same values
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -53,6 +53,9 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--rate-warmup", type=int, default=0,
         help="steps over which the weight of the rate term ramps from 0 to 1 (KL annealing; keeps the latents "
              "from collapsing on data whose mean frame is already a fair guess, e.g. sprites)")
+    add("--paired-content", action="store_true",
+        help="sprites, dsae with f: infer f from a clip of the same character in another motion (weak "
+             "supervision that keeps the motion out of f; the default is the paper's unsupervised training)")
     add("--family", choices=sorted(FAMILIES), default="dsae",
         help="dsae; frame: frame-by-frame VAE with a hyperprior; rnn: deterministic recurrent codec")
     add("--no-f", action="store_true", help="dsae only: the ablation without the static latent f (dynamics only)")
@@ -90,15 +93,18 @@ class _WithoutLabels(Dataset):
         return self.dataset[index][0]
 
 
-def build_dataset(args: argparse.Namespace, split: str, length: int, seed: int) -> Dataset:
-    """A dataset of float (T, 3, H, W) clips in [0, 1]; items are a pure function of (seed, index)."""
+def build_dataset(args: argparse.Namespace, split: str, length: int, seed: int, paired: bool = False) -> Dataset:
+    """A dataset of float (T, 3, H, W) clips in [0, 1] (paired: sprites.ContentPairs, (2, T, 3, H, W));
+    items are a pure function of (seed, index)."""
     if args.dataset == "clips":
         from dsaecodec.data.clips import ClipCrops, clip_paths
 
         return ClipCrops(clip_paths(args.data), frames=args.frames, crop=args.crop, length=length, seed=seed)
     if args.dataset == "sprites":
-        from dsaecodec.data.sprites import Sprites
+        from dsaecodec.data.sprites import ContentPairs, Sprites
 
+        if paired:
+            return ContentPairs(split=split, frames=args.frames, length=length, seed=seed)
         return _WithoutLabels(Sprites(split=split, frames=args.frames, length=length, seed=seed))
     from dsaecodec.data.balls import BouncingBalls
 
@@ -110,6 +116,8 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
     lambdas = tuple(args.lambdas)
     if args.no_f and args.family != "dsae":
         raise SystemExit("--no-f is an ablation of the dsae family")
+    if args.paired_content and (args.family != "dsae" or args.no_f or args.dataset != "sprites"):
+        raise SystemExit("--paired-content trains the f of a dsae model on sprites")
     if args.family == "frame":
         config = FrameConfig(channels=args.channels, lambdas=lambdas)
     elif args.family == "rnn":
@@ -213,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         if rank == 0:
             print(f"resumed from {checkpoint_path} at step {step}")
 
-    dataset = build_dataset(args, "train", length=args.steps * args.batch, seed=args.seed)
+    dataset = build_dataset(args, "train", length=args.steps * args.batch, seed=args.seed, paired=args.paired_content)
     validation = torch.stack([build_dataset(args, "test", length=args.validation_clips, seed=args.seed + 1)[i]
                               for i in range(args.validation_clips)]).to(device)
     quality_draws = np.random.default_rng((args.seed, 1)).integers(len(config.lambdas), size=args.steps)
@@ -229,7 +237,9 @@ def main(argv: list[str] | None = None) -> None:
         quality = int(quality_draws[step])
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
-        out = model(x, quality)
+        out = model(x[:, 0], quality, content=x[:, 1]) if args.paired_content else model(x, quality)
+        if args.paired_content:
+            x = x[:, 0]
         pixels = x.shape[0] * x.shape[1] * x.shape[-2] * x.shape[-1]
         bpp = (out["f_bits"] + out["z_bits"]) / pixels
         mse = torch.mean((out["x_hat"] - x) ** 2)

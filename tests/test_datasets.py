@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader
 
 from dsaecodec.data import balls, sprites
 from dsaecodec.data.balls import BouncingBalls
-from dsaecodec.data.sprites import ACTIONS, ATTRIBUTES, CYCLE, DIRECTIONS, Sprites, attributes_of, render_clip
+from dsaecodec.data.sprites import (ACTIONS, ATTRIBUTES, CYCLE, DIRECTIONS, ContentPairs, Sprites, attributes_of,
+                                    render_clip)
 
 CHARACTER = {"body": 1, "hair": 2, "top": 3, "bottom": 4}
 
@@ -86,6 +87,18 @@ def test_every_attribute_option_changes_the_pixels():
 def test_left_is_the_mirror_of_right():
     left = render_clip(CHARACTER, 2, sprites.LEFT, 3, phase=2)
     assert np.array_equal(left, render_clip(CHARACTER, 2, sprites.RIGHT, 3, phase=2)[:, :, ::-1])
+
+
+def test_content_pairs_show_the_same_character_in_another_motion():
+    pairs, clips = ContentPairs("train", frames=2, length=5, seed=3), Sprites("train", frames=2, length=5, seed=3)
+    for index in range(5):
+        pair, (clip, labels) = pairs[index], clips[index]
+        assert pair.shape == (2, 2, 3, 64, 64) and torch.equal(pair[0], clip) and torch.equal(pairs[index], pair)
+        attributes = attributes_of(labels["identity"])
+        as_rendered = np.round(pair[1].permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+        matches = [(a, d) for a, d, p in itertools.product(range(len(ACTIONS)), range(len(DIRECTIONS)), range(CYCLE))
+                   if np.array_equal(render_clip(attributes, a, d, 2, p), as_rendered)]
+        assert matches and (labels["action"], labels["direction"]) not in matches
 
 
 def test_sprites_collate_in_a_dataloader():

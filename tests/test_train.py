@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from dsaecodec import train, zoo
+from dsaecodec.data.sprites import ContentPairs
 from dsaecodec.videoio import VideoWriter
 from helpers import synthetic_clip
 
@@ -40,6 +41,29 @@ def test_twenty_steps_of_each_dataset(tmp_path, clip_folder, dataset, capsys):
     assert re.search(r"step 20 q1: coded [0-9.]+ bpp \(estimate [0-9.]+\), PSNR [0-9.]+ dB", out.out + out.err)
     model = zoo.load_weights(tmp_path / "model.pt")
     assert model.qualities == 2 and model.f_entropy[0]._offset.numel() == 4  # tables built before saving
+
+
+def test_paired_content_trains_f_on_the_partner_clip(tmp_path, capsys):
+    train.main(tiny_run(tmp_path, "--dataset", "sprites", "--paired-content", "--steps", "3", "--validate-every", "0"))
+    out = capsys.readouterr()
+    assert re.search(r"step 3 q1: coded [0-9.]+ bpp", out.out + out.err)
+    model = zoo.load_weights(tmp_path / "model.pt")
+    x, partner = ContentPairs("test", frames=2, length=1)[0].unsqueeze(1)
+    model.train()  # the rate of noisy f: the same noise on a different f gives different bits
+
+    def f_bits(content: torch.Tensor | None) -> torch.Tensor:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            return model(x, 1, content=content)["f_bits"]
+
+    assert torch.equal(f_bits(None), f_bits(x)) and not torch.equal(f_bits(None), f_bits(partner))
+
+
+@pytest.mark.parametrize("options", [["--dataset", "balls"], ["--dataset", "sprites", "--no-f"],
+                                     ["--dataset", "sprites", "--family", "frame"]])
+def test_paired_content_only_for_the_f_of_a_dsae_on_sprites(tmp_path, options):
+    with pytest.raises(SystemExit, match="--paired-content"):
+        train.main(tiny_run(tmp_path, "--paired-content", "--steps", "1", *options))
 
 
 def test_resume_continues_exactly(tmp_path):

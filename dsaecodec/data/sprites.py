@@ -376,4 +376,36 @@ class Sprites(Dataset):
         attributes = attributes_of(identity)
         clip = render_clip(attributes, action, direction, self.frames, phase)
         labels = {**attributes, "action": action, "direction": direction, "phase": phase, "identity": identity}
-        return torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 255.0, labels
+        return _as_tensor(clip), labels
+
+
+class ContentPairs(Dataset):
+    """float32 (2, T, 3, 64, 64): item i of `Sprites(split, frames, length, seed)` and a *partner*: the same
+    character doing another action or facing another direction, from a random phase.
+
+    Weak supervision for `dsaecodec train --paired-content`: the model infers f from the partner and
+    must reconstruct the clip from that f and its own z_1:T, so f cannot carry the motion. Item i is a
+    pure function of (split, seed, i).
+    """
+
+    def __init__(self, split: str = "train", frames: int = 8, length: int | None = None, seed: int = 0):
+        self.clips = Sprites(split, frames, length, seed)
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        clip, labels = self.clips[index]
+        rng = np.random.default_rng((self.seed, 7, index))
+        motions = [(a, d) for a in range(len(ACTIONS)) for d in range(len(DIRECTIONS))
+                   if (a, d) != (labels["action"], labels["direction"])]
+        action, direction = motions[rng.integers(len(motions))]
+        partner = render_clip(attributes_of(labels["identity"]), action, direction, self.clips.frames,
+                              int(rng.integers(CYCLE)))
+        return torch.stack([clip, _as_tensor(partner)])
+
+
+def _as_tensor(clip: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float32 (T, 3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float() / 255.0

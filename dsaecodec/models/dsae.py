@@ -108,14 +108,19 @@ class DSAE(nn.Module):
         return self.g_s(inputs.flatten(0, 1)).unflatten(0, (b, t))
 
     # --- training ---------------------------------------------------------------------------------
-    def forward(self, x: Tensor, quality: int) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, quality: int, content: Tensor | None = None) -> dict[str, Tensor]:
         """Training pass with noise for the rate and straight-through rounding for the decoder.
+
+        content (B, T', 3, H, W), optional: clips to infer f from instead of x (paired-content training:
+        the same characters in other motions), so that f cannot carry x's motion.
 
         In eval mode the rate is that of the rounded latents (an estimate of the coded bits).
         Returns x_hat (B, T, 3, H, W), f_bits and z_bits (scalars, summed over the batch).
         The z prior is teacher-forced on the quantised posterior latents of earlier steps.
         """
         features, f = self.analyse(x)
+        if content is not None:
+            f = self.analyse(content)[1]
         f_hat, f_bits = None, x.new_zeros(())
         if self.config.use_f:
             f_gain = self._gain(self.f_log_gain, quality)
