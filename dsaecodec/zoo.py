@@ -62,6 +62,24 @@ MODELS: dict[str, ModelCard] = {
             training="3000 steps on the sprites train split (1000 identities): dsaecodec train --dataset sprites "
                      "--out dsaecodec/weights/dsae-sprites.pt --steps 3000 --threads 1 --rate-warmup 500",
         ),
+        ModelCard(
+            name="frame-natural",
+            family="frame",
+            domain="natural video (64x64 crops of real clips)",
+            weights="frame-natural.pt",
+            sha256="19da473044814f9d904ea2e40c134c679d866546a354fe9371997fd19749452d",
+            training="baseline, same data and steps as dsae-natural: dsaecodec train --family frame --dataset clips "
+                     "--out dsaecodec/weights/frame-natural.pt --steps 6000 --threads 1",
+        ),
+        ModelCard(
+            name="rnn-natural",
+            family="rnn",
+            domain="natural video (64x64 crops of real clips)",
+            weights="rnn-natural.pt",
+            sha256="ec4ad2456a037066e1365f53387d442c4f40457677c77a330dfd534439fe58aa",
+            training="baseline, same data and steps as dsae-natural: dsaecodec train --family rnn --dataset clips "
+                     "--out dsaecodec/weights/rnn-natural.pt --steps 6000 --threads 1",
+        ),
     ]
 }
 DEFAULT_MODEL = "dsae-natural"
