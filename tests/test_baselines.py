@@ -200,3 +200,19 @@ def test_swap_refuses_models_without_a_static_latent(tiny):
     data = codec.encode(synthetic_clip(4, 16, 16), model_name=tiny, quality=0)
     with pytest.raises(BitstreamError, match="no static latent f"):
         swap(BitstreamReader(data), BitstreamReader(data), io.BytesIO())
+
+
+def test_encoder_and_decoder_latents_share_one_memory_layout():
+    """g_a's output can be channels-last; convolutions round differently per layout, so the encoder's
+    dequantised latents must be laid out as the decoder's (found with frame-natural: 1-LSB differences)."""
+    from bitstream import SymbolDecoder, SymbolEncoder
+    from dsaecodec.models.layers import BottleneckCoder
+
+    torch.manual_seed(0)
+    model = zoo.FAMILIES["frame"][0](FrameConfig(channels=8, lambdas=LAMBDAS)).eval()
+    model.update_tables()
+    latent = (torch.randn(2, 8, 3, 5) * 3).contiguous(memory_format=torch.channels_last)
+    coder, bottleneck = SymbolEncoder(), BottleneckCoder(model.z_entropy[0])
+    encoded = bottleneck.encode(latent, coder)
+    decoded = bottleneck.decode(SymbolDecoder(coder.to_bytes()), (2, 3, 5))
+    assert torch.equal(encoded, decoded) and encoded.stride() == decoded.stride() == latent.contiguous().stride()

@@ -134,7 +134,7 @@ class FrameVAE(nn.Module):
         z_hat = z_hat_gained / gain(self.z_log_gain, quality)
         y_gain = gain(self.y_log_gain, quality)
         index = scale_index(self.hyper_synthesise(z_hat, shape) * y_gain)
-        y_hat = take_y(index).float() / y_gain
+        y_hat = take_y(index).float().contiguous() / y_gain  # one memory layout on both sides (see dequantise)
         return self.g_s(y_hat).clamp(0, 1)
 
     @torch.no_grad()

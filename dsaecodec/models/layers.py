@@ -92,7 +92,9 @@ class BottleneckCoder:
         return self.dequantise(symbols.to(self.median.device))
 
     def dequantise(self, symbols: Tensor) -> Tensor:
-        return (symbols + self.offsets + self.median).float()
+        """Symbols (B, C, h, w) -> the latent in the gained domain, float32, contiguous: the encoder's
+        symbols inherit g_a's channels-last strides, and convolutions round differently per layout."""
+        return (symbols + self.offsets + self.median).float().contiguous()
 
 
 def z_only_segment(frames: int, z_symbols: int, coder: SymbolEncoder) -> Segment:
