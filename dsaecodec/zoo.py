@@ -80,6 +80,15 @@ MODELS: dict[str, ModelCard] = {
             training="baseline, same data and steps as dsae-natural: dsaecodec train --family rnn --dataset clips "
                      "--out dsaecodec/weights/rnn-natural.pt --steps 6000 --threads 1",
         ),
+        ModelCard(
+            name="frame-sprites",
+            family="frame",
+            domain="sprites (64x64 procedural characters)",
+            weights="frame-sprites.pt",
+            sha256="ea5d253093066e6e2a5d4878eebd008a5d99f9169c95e3a21a6fa1227ba39763",
+            training="baseline, same data and steps as dsae-sprites: dsaecodec train --family frame --dataset sprites "
+                     "--out dsaecodec/weights/frame-sprites.pt --steps 3000 --threads 1 --rate-warmup 500",
+        ),
     ]
 }
 DEFAULT_MODEL = "dsae-natural"
