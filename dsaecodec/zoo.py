@@ -89,6 +89,16 @@ MODELS: dict[str, ModelCard] = {
             training="baseline, same data and steps as dsae-sprites: dsaecodec train --family frame --dataset sprites "
                      "--out dsaecodec/weights/frame-sprites.pt --steps 3000 --threads 1 --rate-warmup 500",
         ),
+        ModelCard(
+            name="dsae-sprites-paired",
+            family="dsae",
+            domain="sprites (64x64 procedural characters)",
+            weights="dsae-sprites-paired.pt",
+            sha256="a891b2d9c4eafa140a39bfbb3f9709691ff74949bd9607eb4885fb926e122586",
+            training="3000 steps on the sprites train split, f inferred from the same character in another motion "
+                     "(weak supervision; resumed once at step 2000): dsaecodec train --dataset sprites --paired-content "
+                     "--out dsaecodec/weights/dsae-sprites-paired.pt --steps 3000 --threads 1 --rate-warmup 500",
+        ),
     ]
 }
 DEFAULT_MODEL = "dsae-natural"
