@@ -237,9 +237,11 @@ def main(argv: list[str] | None = None) -> None:
         quality = int(quality_draws[step])
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
-        out = model(x[:, 0], quality, content=x[:, 1]) if args.paired_content else model(x, quality)
-        if args.paired_content:
-            x = x[:, 0]
+        if args.paired_content:  # items are (clip, partner): f from the partner, reconstruct the clip
+            x, content = x[:, 0], x[:, 1]
+            out = model(x, quality, content=content)
+        else:
+            out = model(x, quality)
         pixels = x.shape[0] * x.shape[1] * x.shape[-2] * x.shape[-1]
         bpp = (out["f_bits"] + out["z_bits"]) / pixels
         mse = torch.mean((out["x_hat"] - x) ** 2)
