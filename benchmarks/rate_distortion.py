@@ -2,21 +2,28 @@
 
     python benchmarks/rate_distortion.py                       # everything available (< 15 min on 2 cores)
     python benchmarks/rate_distortion.py --quick --sets carphone --codecs dsae,x264-medium
+    python benchmarks/rate_distortion.py --jobs 1              # one process (default: one per CPU core)
 
 Learned codecs are encoded to real .dsae bytes (header and index included) and decoded again; the
 decoder's frames must equal the encoder's reconstruction. Classical anchors count encoded packet
 bytes (see benchmarks/classical.py). Per set, bits per pixel and PSNR are averaged over the set's
 clips at each rate point before BD-rates are computed. Writes results/rate_distortion.{json,csv,png}.
+Each (set, codec) pair is one task; `--jobs` processes run the tasks, each with one torch thread, and
+the results are the same for any number of jobs (only the `seconds` fields differ).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
+import multiprocessing
+import os
 import json
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -153,6 +160,69 @@ def anchor_points(set_name: str, clip: Clip, anchor_name: str, crfs: list[int]) 
     return points
 
 
+@dataclass(frozen=True)
+class Task:
+    """All points of one codec on one test set."""
+
+    set: str
+    codec: str
+    model: str | None  # shipped model of a learned codec; None for an anchor
+    qualities: tuple[int, ...] | None  # learned codec's quality levels; None: all of the model's
+    quick: bool
+
+
+@functools.lru_cache(maxsize=None)
+def _clips(set_name: str, quick: bool) -> list[Clip]:
+    """A test set's clips, loaded once per process."""
+    return SETS[set_name].load(quick)
+
+
+def run_task(task: Task) -> tuple[list[Point], int, float]:
+    """(points, the set's MS-SSIM window, seconds) of one task."""
+    started = time.perf_counter()
+    clips = _clips(task.set, task.quick)
+    points = []
+    if task.model is not None:
+        qualities = list(task.qualities or range(codec._shipped_model(task.model)[0].qualities))
+        for clip in clips:
+            points += learned_points(task.set, clip, task.codec, task.model, qualities)
+    else:
+        crfs = list(ANCHORS[task.codec].crfs[:: 2 if task.quick else 1])
+        for clip in clips:
+            points += anchor_points(task.set, clip, task.codec, crfs)
+    return points, ms_ssim_window(*clips[0][1].shape[1:3]), time.perf_counter() - started
+
+
+def _one_thread_worker() -> None:
+    """Initialiser of a `--jobs` process: one torch thread, the same warnings as the parent."""
+    import torch
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    torch.set_num_threads(1)
+
+
+def run_tasks(tasks: list[Task], jobs: int) -> list[tuple[list[Point], int, float]]:
+    """run_task over `tasks` in `jobs` processes (in this one if jobs == 1); results in task order."""
+    def report(task: Task, seconds: float) -> None:
+        print(f"{task.set:<10} {task.codec:<14} {seconds:6.1f} s", file=sys.stderr)
+
+    if jobs == 1:
+        results = []
+        for task in tasks:
+            results.append(run_task(task))
+            report(task, results[-1][2])
+        return results
+    results: list = [None] * len(tasks)
+    context = multiprocessing.get_context("spawn")  # fork would inherit torch's OpenMP state
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_one_thread_worker) as pool:
+        futures = {pool.submit(run_task, task): index for index, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            index = futures[future]
+            results[index] = future.result()
+            report(tasks[index], results[index][2])
+    return results
+
+
 def averaged(points: list[Point]) -> dict[tuple[str, str], list[dict]]:
     """(set, codec) -> curve of {setting, bpp, bits_per_frame, psnr, ms_ssim, f/z bits per frame}, averaged over clips."""
     curves: dict[tuple[str, str], list[dict]] = {}
@@ -237,6 +307,8 @@ def main(argv: list[str] | None = None) -> None:
                                                           "(default: all of each model)")
     parser.add_argument("--quick", action="store_true", help="16 frames per clip and every other crf")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="processes that run the (set, codec) tasks side by side (default: one per CPU core)")
     args = parser.parse_args(argv)
 
     set_names = [s for s in args.sets.split(",") if s]
@@ -247,33 +319,26 @@ def main(argv: list[str] | None = None) -> None:
     for name in codec_names:
         if name not in LEARNED and name not in ANCHORS:
             parser.error(f"unknown codec {name!r}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
 
     overrides = dict(option.split("=", 1) for option in args.model if "=" in option)
-    points: list[Point] = []
+    qualities = tuple(int(q) for q in args.qualities.split(",")) if args.qualities else None
+    tasks: list[Task] = []
     skipped: list[str] = []
-    windows: dict[str, int] = {}
     for set_name in set_names:
-        test_set = SETS[set_name]
-        clips = test_set.load(args.quick)
-        windows[set_name] = ms_ssim_window(*clips[0][1].shape[1:3])
         for codec_name in codec_names:
-            started = time.perf_counter()
+            model_name = None
             if codec_name in LEARNED:
-                model_name = overrides.get(codec_name, f"{codec_name}-{test_set.domain}")
+                model_name = overrides.get(codec_name, f"{codec_name}-{SETS[set_name].domain}")
                 if model_name not in zoo.MODELS:
                     skipped.append(f"{codec_name} on {set_name}: no shipped model {model_name}")
                     continue
-                model, _ = codec._shipped_model(model_name)
-                qualities = ([int(q) for q in args.qualities.split(",")] if args.qualities
-                             else list(range(model.qualities)))
-                for clip in clips:
-                    points += learned_points(set_name, clip, codec_name, model_name, qualities)
-            else:
-                crfs = list(ANCHORS[codec_name].crfs[:: 2 if args.quick else 1])
-                for clip in clips:
-                    points += anchor_points(set_name, clip, codec_name, crfs)
-            print(f"{set_name:<10} {codec_name:<14} {time.perf_counter() - started:6.1f} s", file=sys.stderr)
+            tasks.append(Task(set_name, codec_name, model_name, qualities, args.quick))
 
+    results = run_tasks(tasks, max(1, min(args.jobs, len(tasks))))
+    points = [point for task_points, _, _ in results for point in task_points]
+    windows = {task.set: window for task, (_, window, _) in zip(tasks, results)}
     curves = averaged(points)
     bds = bd_rates(curves)
     print_table(curves, bds, windows)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,7 +91,7 @@ def test_speed_skips_a_model_without_weights(tmp_path, capsys):
 def test_rate_distortion_smallest_mode(tiny_model, tmp_path, one_torch_thread):
     rate_distortion = load_script("rate_distortion")
     rate_distortion.main(["--quick", "--sets", "carphone", "--codecs", "dsae,x264-medium", "--model",
-                          f"dsae={tiny_model}", "--qualities", "0,1", "--out", str(tmp_path)])
+                          f"dsae={tiny_model}", "--qualities", "0,1", "--out", str(tmp_path), "--jobs", "1"])
     result = json.loads((tmp_path / "rate_distortion.json").read_text())
 
     assert list(result["sets"]) == ["carphone"] and result["skipped"] == []
@@ -107,3 +109,21 @@ def test_rate_distortion_smallest_mode(tiny_model, tmp_path, one_torch_thread):
     assert set(result["curves"]) == {"carphone/dsae", "carphone/x264-medium"}
     assert [(row["codec"], row["anchor"]) for row in result["bd_rate"]] == [("dsae", "x264-medium")]
     assert (tmp_path / "rate_distortion.csv").is_file() and (tmp_path / "rate_distortion.png").is_file()
+
+
+def test_rate_distortion_gives_the_same_points_with_two_jobs(tmp_path, one_torch_thread):
+    """The script as a user runs it, tasks in 2 spawned processes, against the same run in this process."""
+    options = ["--quick", "--sets", "sprites,carphone", "--codecs", "dsae,x264-medium", "--qualities", "0"]
+    load_script("rate_distortion").main(options + ["--jobs", "1", "--out", str(tmp_path / "one")])
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "rate_distortion.py"
+    subprocess.run([sys.executable, str(script), *options, "--jobs", "2", "--out", str(tmp_path / "two")],
+                   check=True, capture_output=True)
+
+    def points(folder: str) -> list[dict]:
+        result = json.loads((tmp_path / folder / "rate_distortion.json").read_text())
+        return [{key: value for key, value in point.items() if key != "seconds"} for point in result["points"]]
+
+    one, two = points("one"), points("two")
+    assert {(p["set"], p["codec"]) for p in one} == {(s, c) for s in ("sprites", "carphone")
+                                                      for c in ("dsae", "x264-medium")}
+    assert two == one
