@@ -22,12 +22,14 @@ memory    Peak resident memory of a fresh process that streams bigbuckbunny (128
           the parent's peak, which execve carries over. Elsewhere it falls back to ru_maxrss.
 overhead  Entropy-coder overhead on carphone at every quality: payload bits (and whole-file bits) against
           the ideal sum of -log2 p of the coded symbols under the integer (24-bit fixed-point) models the
-          range coder used. The file is decoded by the model's own decompress_segment with a SymbolDecoder
-          that also adds up bitstream.coder.gaussian_bits / categorical_bits of each batch of symbols it
-          returns. Reported next to it, the quantisation gap: those ideal bits against the same symbols'
-          bits under the float models the network predicted. It is negative when symbols land far out in
-          a tail: the coder gives every symbol at least 2^-24, so it never charges more than 24 bits for
-          one, while the float model can charge hundreds (a sign of an overconfident prior).
+          range coder used (each payload shortened as bitstream.coder.SymbolEncoder.to_bytes does, so a
+          payload can by luck end a few bits below its ideal). The file is decoded by the model's own
+          decompress_segment with a SymbolDecoder that also adds up bitstream.coder.gaussian_bits /
+          categorical_bits of each batch of symbols it returns. Reported next to it, the quantisation
+          gap: those ideal bits against the same symbols' bits under the float models the network
+          predicted. It is negative when symbols land far out in a tail: the coder gives every symbol at
+          least 2^-24, so it never charges more than 24 bits for one, while the float model can charge
+          hundreds (a sign of an overconfident prior).
 
 The codec pins one intra-op torch thread while it codes (dsaecodec.priors.codec_threads), whatever the
 caller's setting. Prints tables with PASS/MISS against the team's targets; writes results/speed.json.
@@ -403,8 +405,9 @@ def targets(speed: list[dict], memory: list[dict], overhead: list[dict], models:
         if mine:
             worst = max(mine, key=lambda r: r["payload_overhead_percent"])
             value = worst["payload_overhead_percent"]
-            # Fewer bits than the ideal would mean the ideal's models are not the ones the coder used.
-            below_ideal = min(r["payload_bits"] - r["ideal_bits"] for r in mine) < 0
+            # A shortened payload can end a few bits below the ideal by luck (its final interval held a short
+            # number); more than a word per payload below would mean the ideal's models are not the coder's.
+            below_ideal = min(r["payload_overhead_bits_per_payload"] for r in mine) < -32
             status = "INVALID" if below_ideal else "PASS" if value <= OVERHEAD_GOAL_PERCENT else "MISS"
             rows.append({"target": TARGETS["overhead"], "model": model_name,
                          "measured": f"{value:+.3f}% (q{worst['quality']})", "status": status})

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 MAGIC = b"DSAE"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: payloads are big-endian words with the trailing zero bytes dropped
 
 MAX_NAME_LENGTH = 64
 MAX_DIMENSION = 16384

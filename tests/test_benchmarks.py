@@ -49,8 +49,9 @@ def test_speed_and_overhead_quick_on_the_tiny_model(tiny_model, tmp_path):
         assert row["f_symbols"] > 0 and row["z_symbols"] > 0
         assert row["ideal_bits"] == pytest.approx(row["f_ideal_bits"] + row["z_ideal_bits"])
         assert row["file_bits"] > row["payload_bits"] == row["f_payload_bits"] + row["z_payload_bits"]
-        # the range coder is close to the ideal under its own models: a few 32-bit words per payload at most
-        assert 0 <= row["payload_bits"] - row["ideal_bits"] <= 96 * row["payloads"]
+        # the range coder is close to the ideal under its own models: a few 32-bit words per payload at most,
+        # and a shortened payload ends at most its last word below it (a random model's clamped symbols help)
+        assert -32 * row["payloads"] <= row["payload_bits"] - row["ideal_bits"] <= 96 * row["payloads"]
         float_ideal = row["f_float_bits"] + row["z_float_bits"]
         assert row["quantisation_gap_percent"] == pytest.approx(100 * (row["ideal_bits"] - float_ideal) / float_ideal)
 

@@ -39,6 +39,11 @@ def gaussian_sample(rng: np.random.Generator, n: int, low: int = 0, high: int = 
     return symbols, index
 
 
+def coder_word_bits(encoder: SymbolEncoder) -> int:
+    """Bits of the range coder's own output (whole 32-bit words), before to_bytes shortens it."""
+    return 32 * len(encoder._encoder.get_compressed())
+
+
 # ---------------------------------------------------------------- coder
 
 
@@ -95,6 +100,31 @@ def test_empty_batches():
     assert decoder.categorical(np.ones(2), 0).shape == (0,)
 
 
+@settings(max_examples=60, deadline=None)
+@given(count=st.integers(1, 400), seed=st.integers(0, 2**32 - 1))
+def test_shortened_payload_decodes_and_is_never_longer_than_the_coder_words(count: int, seed: int):
+    rng = np.random.default_rng(seed)
+    symbols, index = gaussian_sample(rng, count)
+    encoder = SymbolEncoder()
+    encoder.gaussian(symbols, index)
+    payload = encoder.to_bytes()
+    assert 8 * len(payload) <= coder_word_bits(encoder) and not payload.endswith(b"\0")
+    np.testing.assert_array_equal(SymbolDecoder(payload).gaussian(index), symbols)
+
+
+def test_shortening_saves_about_ten_bits_of_the_seal_per_payload():
+    # The coder seals with one whole word; any point of the final interval would do, and the
+    # interval is typically 2^16 words wide, so ~2 bytes of the last word are free on average.
+    rng = np.random.default_rng(6)
+    saved_bytes = []
+    for _ in range(200):
+        symbols, index = gaussian_sample(rng, int(rng.integers(50, 500)))
+        encoder = SymbolEncoder()
+        encoder.gaussian(symbols, index)
+        saved_bytes.append((coder_word_bits(encoder) - 8 * len(encoder.to_bytes())) // 8)
+    assert 1.25 < np.mean(saved_bytes) < 2.5 and max(saved_bytes) <= 4
+
+
 def test_bytes_are_deterministic_and_pinned():
     def encode() -> bytes:
         encoder = SymbolEncoder()
@@ -103,7 +133,7 @@ def test_bytes_are_deterministic_and_pinned():
         return encoder.to_bytes()
 
     # Pinned: if this changes (e.g. a new constriction), files written before no longer decode.
-    assert encode() == encode() == bytes.fromhex("cd58ccefb2c4d1f8c1cc4d3a")
+    assert encode() == encode() == bytes.fromhex("efcc58cdf8d1c4b23b")
 
 
 def test_gaussian_rate_within_a_hundredth_of_a_percent_of_the_coded_model():
@@ -136,11 +166,12 @@ def test_categorical_rate_within_a_hundredth_of_a_percent_of_the_coded_model():
                                                      (16, 7), (40, -91), (63, 1023), (63, -1023)])
 def test_fixed_point_model_matches_the_coder_symbol_by_symbol(scale_index: int, symbol: int):
     # Many copies of one symbol cost n * (-log2 p) bits plus the coder's small per-symbol loss; the pairs
-    # include far-tail bins where a one-unit error in the model would show as a whole bit.
+    # include far-tail bins where a one-unit error in the model would show as a whole bit. Counted in the
+    # coder's whole words: shortened, copies of the lowest symbol (an all-zero number) take no bytes at all.
     copies = 4000
     encoder = SymbolEncoder()
     encoder.gaussian(np.full(copies, symbol), np.full(copies, scale_index))
-    per_symbol = 8 * len(encoder.to_bytes()) / copies
+    per_symbol = coder_word_bits(encoder) / copies
     assert gaussian_bits(np.array([symbol]), np.array([scale_index])) == pytest.approx(per_symbol, abs=0.02)
 
 
@@ -197,8 +228,6 @@ def test_encoder_rejects_bad_input_and_stays_clean(method: str, args: tuple):
 
 
 def test_decoder_rejects_bad_payload_and_arguments():
-    with pytest.raises(BitstreamError):
-        SymbolDecoder(b"\x00" * 5)
     with pytest.raises(BitstreamError):  # constriction raises AssertionError on this one
         SymbolDecoder(b"\xff" * 12).gaussian(np.zeros(5, np.int64))
     with pytest.raises(ValueError):
@@ -208,7 +237,7 @@ def test_decoder_rejects_bad_payload_and_arguments():
 
 
 @settings(max_examples=150, deadline=None)
-@given(words=st.binary(max_size=64).map(lambda b: b[: len(b) // 4 * 4]), seed=st.integers(0, 2**32 - 1))
+@given(words=st.binary(max_size=64), seed=st.integers(0, 2**32 - 1))
 def test_decoder_on_garbage_returns_or_raises_bitstream_error(words: bytes, seed: int):
     rng = np.random.default_rng(seed)
     index = rng.integers(0, len(SCALE_TABLE), 200)
@@ -369,8 +398,9 @@ def test_foreign_and_newer_files():
         BitstreamReader(b"\x1aE\xdf\xa3" + SMALL_FILE[4:])  # Matroska's magic
     with pytest.raises(BitstreamError, match="bad magic"):
         BitstreamReader(b"X")
-    with pytest.raises(BitstreamError, match="unsupported format version 2"):
-        BitstreamReader(SMALL_FILE[:4] + bytes([2]) + SMALL_FILE[5:])
+    newer = FORMAT_VERSION + 1
+    with pytest.raises(BitstreamError, match=f"unsupported format version {newer}"):
+        BitstreamReader(SMALL_FILE[:4] + bytes([newer]) + SMALL_FILE[5:])
 
 
 def rewrite_header(data: bytes, **fields) -> bytes:

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from bitstream.format import BitstreamError, BitstreamReader
+from bitstream.format import FORMAT_VERSION, BitstreamError, BitstreamReader
 from dsaecodec import codec, zoo
 from dsaecodec.videoio import VideoWriter
 from helpers import synthetic_clip
@@ -238,14 +238,14 @@ def craft(dsae: Path, kind: str) -> None:
         name_len = data[5]
         data = rewrite_header(data[:6 + name_len] + bytes(32) + data[38 + name_len:])
     elif kind == "newer-version":
-        data = data[:4] + bytes([2]) + data[5:]
+        data = data[:4] + bytes([FORMAT_VERSION + 1]) + data[5:]
     elif kind == "index-outside":
         data = rewrite_index(data, index_offset=len(data) + 1)
     dsae.write_bytes(data)
 
 
 @pytest.mark.parametrize("kind, message", [("huge-geometry", "pixels per segment"), ("foreign-weights", "needs model"),
-                                           ("newer-version", "unsupported format version 2"),
+                                           ("newer-version", f"unsupported format version {FORMAT_VERSION + 1}"),
                                            ("index-outside", "outside the file")])
 def test_crafted_files_exit_2_in_the_cli(clip_dsae, kind, message):
     craft(clip_dsae, kind)
