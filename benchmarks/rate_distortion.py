@@ -167,6 +167,7 @@ class Task:
     set: str
     codec: str
     model: str | None  # shipped model of a learned codec; None for an anchor
+    weights: str | None  # the weights file of an unshipped model (registered in each process)
     qualities: tuple[int, ...] | None  # learned codec's quality levels; None: all of the model's
     quick: bool
 
@@ -182,6 +183,8 @@ def run_task(task: Task) -> tuple[list[Point], int, float]:
     started = time.perf_counter()
     clips = _clips(task.set, task.quick)
     points = []
+    if task.weights is not None:
+        zoo.register_weights_file(Path(task.weights))
     if task.model is not None:
         qualities = list(task.qualities or range(codec._shipped_model(task.model)[0].qualities))
         for clip in clips:
@@ -301,8 +304,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--codecs", default=",".join(LEARNED + tuple(ANCHORS)),
                         help=f"comma-separated, from {', '.join(LEARNED + tuple(ANCHORS))}")
     parser.add_argument("--model", action="append", default=[], metavar="CODEC=NAME",
-                        help="use shipped model NAME for learned codec CODEC on every set (default: <codec>-<set "
-                             "domain>, e.g. dsae-natural); repeatable")
+                        help="use shipped model NAME, or a weights file (…/name.pt, e.g. from dsaecodec train), for "
+                             "learned codec CODEC on every set (default: <codec>-<set domain>, e.g. dsae-natural); "
+                             "repeatable")
     parser.add_argument("--qualities", default=None, help="comma-separated quality levels of the learned codecs "
                                                           "(default: all of each model)")
     parser.add_argument("--quick", action="store_true", help="16 frames per clip and every other crf")
@@ -322,7 +326,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
 
-    overrides = dict(option.split("=", 1) for option in args.model if "=" in option)
+    overrides, weights = {}, {}
+    for option in args.model:
+        codec_name, _, value = option.partition("=")
+        if codec_name not in LEARNED or not value:
+            parser.error(f"--model takes CODEC=NAME with CODEC one of {', '.join(LEARNED)}, got {option!r}")
+        if value.endswith(".pt"):
+            try:
+                weights[codec_name], value = value, zoo.register_weights_file(Path(value))
+            except zoo.UnknownModelError as error:
+                parser.error(str(error))
+        overrides[codec_name] = value
     qualities = tuple(int(q) for q in args.qualities.split(",")) if args.qualities else None
     tasks: list[Task] = []
     skipped: list[str] = []
@@ -334,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
                 if model_name not in zoo.MODELS:
                     skipped.append(f"{codec_name} on {set_name}: no shipped model {model_name}")
                     continue
-            tasks.append(Task(set_name, codec_name, model_name, qualities, args.quick))
+            tasks.append(Task(set_name, codec_name, model_name, weights.get(codec_name), qualities, args.quick))
 
     results = run_tasks(tasks, max(1, min(args.jobs, len(tasks))))
     points = [point for task_points, _, _ in results for point in task_points]
@@ -351,6 +365,8 @@ def main(argv: list[str] | None = None) -> None:
         "sets": {name: SETS[name].description for name in set_names},
         "ms_ssim_window": windows,
         "anchors": {name: ANCHORS[name].settings for name in codec_names if name in ANCHORS},
+        "models": {f"{task.set}/{task.codec}": {"model": task.model, "sha256": zoo.MODELS[task.model].sha256}
+                   for task in tasks if task.model is not None},
         "points": [{**asdict(p), "bits_per_frame": p.bits_per_frame, "bpp": p.bits_per_pixel} for p in points],
         "curves": {f"{s}/{c}": curve for (s, c), curve in curves.items()},
         "bd_rate": bds,

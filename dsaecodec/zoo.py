@@ -158,6 +158,24 @@ def load_model(name: str) -> tuple[nn.Module, ModelCard]:
     return load_weights(path), card
 
 
+def register_weights_file(path: Path) -> str:
+    """Register a weights file that is not shipped (e.g. a fresh training run) under its file stem, so
+    it codes and decodes like a shipped model in this process; returns the name. Re-registering the same
+    file is a no-op; a name that a shipped model (or other weights) already holds is an UnknownModelError."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise UnknownModelError(f"no weights file {path}")
+    sha256 = sha256_of(path)
+    name = path.stem
+    known = MODELS.get(name)
+    if known is not None and known.sha256 != sha256:
+        raise UnknownModelError(f"model name {name!r} is taken by other weights; rename {path.name}")
+    family = torch.load(path, map_location="cpu", weights_only=True)["family"]
+    MODELS[name] = ModelCard(name=name, family=family, domain="unregistered weights file", weights=str(path),
+                             sha256=sha256, training=f"not shipped: {path}")
+    return name
+
+
 def card_for(name: str, sha256: str) -> ModelCard:
     """The shipped model a .dsae file asks for (by name and weights hash), or UnknownModelError."""
     card = MODELS.get(name)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,20 @@ def test_rate_distortion_gives_the_same_points_with_two_jobs(tmp_path, one_torch
     assert {(p["set"], p["codec"]) for p in one} == {(s, c) for s in ("sprites", "carphone")
                                                       for c in ("dsae", "x264-medium")}
     assert two == one
+
+
+def test_rate_distortion_takes_a_weights_file(tiny_model, tmp_path, monkeypatch, one_torch_thread):
+    monkeypatch.setattr(zoo, "MODELS", dict(zoo.MODELS))  # the file's registration ends with the test
+    weights = tmp_path / "my-run.pt"
+    shutil.copy(zoo.MODELS[tiny_model].weights, weights)
+    rate_distortion = load_script("rate_distortion")
+    rate_distortion.main(["--quick", "--sets", "sprites", "--codecs", "dsae", "--model", f"dsae={weights}",
+                          "--qualities", "0", "--jobs", "1", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "rate_distortion.json").read_text())
+
+    assert result["models"] == {"sprites/dsae": {"model": "my-run", "sha256": zoo.sha256_of(weights)}}
+    assert {p["codec"] for p in result["points"]} == {"dsae"} and result["skipped"] == []
+    for bad in ("dsae=" + str(tmp_path / "missing.pt"), "nope=dsae-natural", "dsae="):
+        with pytest.raises(SystemExit) as error:
+            rate_distortion.main(["--sets", "sprites", "--codecs", "dsae", "--model", bad, "--out", str(tmp_path)])
+        assert error.value.code == 2

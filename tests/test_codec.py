@@ -1,6 +1,7 @@
 """The codec end to end on a tiny random model: bit-exact decoding, any size, any length, random access."""
 from __future__ import annotations
 
+import shutil
 
 import numpy as np
 import pytest
@@ -77,3 +78,22 @@ def test_decoder_refuses_unknown_weights(tiny_model, monkeypatch):
     monkeypatch.setitem(zoo.MODELS, tiny_model, zoo.ModelCard(**{**card.__dict__, "sha256": "0" * 64}))
     with pytest.raises(zoo.UnknownModelError, match=tiny_model):
         codec.Decoder(data)
+
+
+def test_a_registered_weights_file_codes_like_a_shipped_model(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "MODELS", dict(zoo.MODELS))
+    weights = tmp_path / "fresh-run.pt"
+    shutil.copy(zoo.MODELS[tiny_model].weights, weights)
+    name = zoo.register_weights_file(weights)
+    assert name == "fresh-run" and zoo.register_weights_file(weights) == name  # twice: a no-op
+    frames = synthetic_clip(3, 16, 16)
+    data = codec.encode(frames, model_name=name, quality=0)
+    np.testing.assert_array_equal(codec.decode(data), codec.decode(codec.encode(frames, model_name=tiny_model,
+                                                                                quality=0)))
+
+    taken = tmp_path / "dsae-natural.pt"  # a shipped model's name, other weights
+    shutil.copy(weights, taken)
+    with pytest.raises(zoo.UnknownModelError, match="taken"):
+        zoo.register_weights_file(taken)
+    with pytest.raises(zoo.UnknownModelError, match="no weights file"):
+        zoo.register_weights_file(tmp_path / "missing.pt")
