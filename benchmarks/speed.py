@@ -473,7 +473,7 @@ def print_report(result: dict) -> None:
                   f"{row['z_ideal_bits']:>9.0f} {row['payload_bits']:>9} {row['file_bits']:>9} {row['payloads']:>8} "
                   f"{row['payload_overhead_bits_per_payload']:>13.1f} {row['payload_overhead_percent']:>10.3f} "
                   f"{row['file_overhead_percent']:>8.3f} {row['quantisation_gap_percent']:>11.3f}")
-        print("  bits over the whole clip; payloads are whole 32-bit words, one f and one z payload per segment; "
+        print("  bits over the whole clip; payloads are whole bytes, one f and one z payload per segment; "
               "'file' adds the header, segment records, index and CRCs;\n  quant gap: ideal bits under the "
               "fixed-point models vs under the network's float models (negative: symbols far out in a tail, "
               "which the coder caps at 24 bits)")
