@@ -52,7 +52,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 from bitstream.edit import swap  # noqa: E402
 from bitstream.format import BitstreamReader  # noqa: E402
-from dsaecodec import codec  # noqa: E402
+from dsaecodec import codec, zoo  # noqa: E402
 from dsaecodec.data.sprites import (ACTIONS, ATTRIBUTES, CYCLE, DIRECTIONS, FRONT, LEFT, RIGHT, Sprites,  # noqa: E402
                                     attributes_of, render_frame)
 
@@ -398,7 +398,9 @@ def print_table(result: dict) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="dsae-sprites", help="shipped DSAE model (default: %(default)s)")
+    parser.add_argument("--model", default="dsae-sprites",
+                        help="shipped DSAE model, or a weights file (…/name.pt, e.g. from dsaecodec train) "
+                             "(default: %(default)s)")
     parser.add_argument("--quality", type=int, default=None, help="quality level (default: the model's highest)")
     parser.add_argument("--pairs", type=int, default=None, help="swap pairs (A, B) (default: 200; --quick 40)")
     parser.add_argument("--samples", type=int, default=None,
@@ -433,6 +435,8 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
 
     try:
+        if args.model.endswith(".pt"):
+            args.model = zoo.register_weights_file(Path(args.model))
         model, card = codec._shipped_model(args.model)
     except Exception as error:  # unknown model, missing weights
         parser.error(str(error))

@@ -3,24 +3,33 @@ picture grid it promises. (The tiny model is untrained and the judge barely trai
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from dsaecodec import zoo
 from helpers import load_script
 
-def test_disentanglement_smallest_run_on_the_tiny_model(tiny_model, tmp_path):
+
+def test_disentanglement_smallest_run_on_the_tiny_model(tiny_model, tmp_path, monkeypatch):
+    # given as a weights file, as after a training run (registered for this test only)
+    monkeypatch.setattr(zoo, "MODELS", dict(zoo.MODELS))
+    weights = tmp_path / "tiny-run.pt"
+    shutil.copy(zoo.MODELS[tiny_model].weights, weights)
     script = load_script("disentanglement")
     threads = torch.get_num_threads()
     try:
-        script.main(["--model", tiny_model, "--judge-steps", "3", "--judge-identities", "4", "--judge-views", "1",
+        script.main(["--model", str(weights), "--judge-steps", "3", "--judge-identities", "4", "--judge-views", "1",
                      "--judge-batch", "4", "--pairs", "2", "--samples", "2", "--grid", "2", "--threads", "1",
                      "--out", str(tmp_path)])
     finally:
         torch.set_num_threads(threads)
     result = json.loads((tmp_path / "disentanglement.json").read_text())
 
-    assert result["model"] == tiny_model and result["quality"] == 1  # the tiny model's highest of 2 levels
+    assert result["model"] == "tiny-run" and result["weights_sha256"] == zoo.sha256_of(weights)
+    assert result["quality"] == 1  # the tiny model's highest of 2 levels
     assert result["judge"]["steps"] == 3 and result["judge"]["clips"] == 4
     attributes = ("body", "hair", "top", "bottom", "mean", "all_four")
     for part in ("originals", "decodes"):
