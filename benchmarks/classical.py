@@ -96,10 +96,13 @@ def decode_packets(packets: list[av.Packet], anchor: Anchor, extradata: bytes = 
     return np.stack(decoded)
 
 
-def encode_decode(frames: np.ndarray, anchor: Anchor, crf: int, fps: Fraction = Fraction(25)) -> tuple[int, np.ndarray]:
-    """Code uint8 RGB frames (N, H, W, 3) at `crf`; return (payload bytes, decoded frames (N, H, W, 3))."""
-    packets, extradata = encode_packets(frames, anchor, crf, fps)
-    decoded = decode_packets(packets, anchor, extradata)
+def encode_decode(frames: np.ndarray, anchor: Anchor, crf: int, fps: Fraction = Fraction(25),
+                  threads: int | None = None) -> tuple[int, np.ndarray]:
+    """Code uint8 RGB frames (N, H, W, 3) at `crf`; return (payload bytes, decoded frames (N, H, W, 3)).
+    threads=None: the libraries' default threading (x264's frame threads can vary the size by a few bytes
+    from run to run); threads=1 gives repeatable bytes."""
+    packets, extradata = encode_packets(frames, anchor, crf, fps, threads)
+    decoded = decode_packets(packets, anchor, extradata, threads)
     if len(decoded) != len(frames):
         raise RuntimeError(f"{anchor.name} decoded {len(decoded)} of {len(frames)} frames")
     return sum(_without_x264_sei(bytes(p)) for p in packets), decoded

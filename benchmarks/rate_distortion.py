@@ -6,10 +6,12 @@
 
 Learned codecs are encoded to real .dsae bytes (header and index included) and decoded again; the
 decoder's frames must equal the encoder's reconstruction. Classical anchors count encoded packet
-bytes (see benchmarks/classical.py). Per set, bits per pixel and PSNR are averaged over the set's
+bytes (see benchmarks/classical.py) and run on one thread: x264's frame threads made sizes vary by a
+few bytes between runs. Per set, bits per pixel and PSNR are averaged over the set's
 clips at each rate point before BD-rates are computed. Writes results/rate_distortion.{json,csv,png}.
 Each (set, codec) pair is one task; `--jobs` processes run the tasks, each with one torch thread, and
-the results are the same for any number of jobs (only the `seconds` fields differ).
+the results are the same for any number of jobs (only the `seconds` fields differ, which also count
+the time other jobs took from the shared cores).
 """
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ import argparse
 import csv
 import functools
 import io
+import json
 import multiprocessing
 import os
-import json
 import sys
 import time
 import warnings
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 sys.path.insert(0, str(Path(__file__).parent))
@@ -102,6 +105,7 @@ SETS = {
     ]
 }
 LEARNED = ("dsae", "dsae-nof", "rnn", "frame")  # codec name -> shipped model "<codec>-<domain>"
+CODEC_FAMILIES = {"dsae": "dsae", "dsae-nof": "dsae", "rnn": "rnn", "frame": "frame"}  # codec -> model family
 
 
 @dataclass
@@ -153,7 +157,7 @@ def anchor_points(set_name: str, clip: Clip, anchor_name: str, crfs: list[int]) 
     points = []
     for crf in crfs:
         started = time.perf_counter()
-        size, decoded = encode_decode(frames, ANCHORS[anchor_name], crf, fps)
+        size, decoded = encode_decode(frames, ANCHORS[anchor_name], crf, fps, threads=1)  # repeatable sizes
         points.append(Point(set_name, name, anchor_name, f"crf{crf}", len(frames), frames.shape[2], frames.shape[1],
                             size, 0, 0, psnr(frames, decoded), ms_ssim(frames, decoded),
                             time.perf_counter() - started))
@@ -198,31 +202,40 @@ def run_task(task: Task) -> tuple[list[Point], int, float]:
 
 def _one_thread_worker() -> None:
     """Initialiser of a `--jobs` process: one torch thread, the same warnings as the parent."""
-    import torch
-
     warnings.filterwarnings("ignore", category=FutureWarning)
     torch.set_num_threads(1)
 
 
 def run_tasks(tasks: list[Task], jobs: int) -> list[tuple[list[Point], int, float]]:
-    """run_task over `tasks` in `jobs` processes (in this one if jobs == 1); results in task order."""
+    """run_task over `tasks` with one torch thread each, in `jobs` processes (in this one if jobs == 1);
+    results in task order. The first failing task stops the run (queued tasks are cancelled)."""
     def report(task: Task, seconds: float) -> None:
         print(f"{task.set:<10} {task.codec:<14} {seconds:6.1f} s", file=sys.stderr)
 
     if jobs == 1:
-        results = []
-        for task in tasks:
-            results.append(run_task(task))
-            report(task, results[-1][2])
-        return results
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            results = []
+            for task in tasks:
+                results.append(run_task(task))
+                report(task, results[-1][2])
+            return results
+        finally:
+            torch.set_num_threads(threads)
     results: list = [None] * len(tasks)
     context = multiprocessing.get_context("spawn")  # fork would inherit torch's OpenMP state
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_one_thread_worker) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_one_thread_worker)
+    try:
         futures = {pool.submit(run_task, task): index for index, task in enumerate(tasks)}
         for future in as_completed(futures):
             index = futures[future]
             results[index] = future.result()
             report(tasks[index], results[index][2])
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return results
 
 
@@ -311,7 +324,8 @@ def main(argv: list[str] | None = None) -> None:
                                                           "(default: all of each model)")
     parser.add_argument("--quick", action="store_true", help="16 frames per clip and every other crf")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                        else os.cpu_count() or 1,
                         help="processes that run the (set, codec) tasks side by side (default: one per CPU core)")
     args = parser.parse_args(argv)
 
@@ -349,6 +363,14 @@ def main(argv: list[str] | None = None) -> None:
                     skipped.append(f"{codec_name} on {set_name}: no shipped model {model_name}")
                     continue
             tasks.append(Task(set_name, codec_name, model_name, weights.get(codec_name), qualities, args.quick))
+    for model_name in sorted({task.model for task in tasks if task.model is not None}):
+        codec_name = next(task.codec for task in tasks if task.model == model_name)
+        family = zoo.MODELS[model_name].family
+        if family != CODEC_FAMILIES[codec_name]:
+            parser.error(f"{model_name} is a {family} model, not a {codec_name} codec")
+        levels = codec._shipped_model(model_name)[0].qualities
+        if qualities and not all(0 <= q < levels for q in qualities):
+            parser.error(f"--qualities must lie in 0..{levels - 1} for {model_name}")
 
     results = run_tasks(tasks, max(1, min(args.jobs, len(tasks))))
     points = [point for task_points, _, _ in results for point in task_points]

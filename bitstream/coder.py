@@ -10,7 +10,7 @@ A payload is the range coder's compressed words as big-endian uint32 bytes, shor
 the coder ends its output with one whole word, where fewer bytes usually name a point in the final
 interval just as well. `SymbolEncoder.to_bytes` rounds the number the payload spells up to whole
 bytes as far as decoding the recorded symbols still proves correct, and drops the trailing zero
-bytes; the decoder puts them back (a missing word reads as zero). That saves ~10 of the ~17 bits
+bytes; the decoder puts them back (a missing word reads as zero). That saves ~14 of the ~17 bits
 the seal otherwise costs per payload.
 """
 from __future__ import annotations
@@ -99,16 +99,17 @@ class SymbolEncoder:
         bytes that still decode to every symbol appended, trailing zero bytes dropped."""
         words = self._encoder.get_compressed().astype(">u4").tobytes()
         number = int.from_bytes(words, "big")
-        payload = words.rstrip(b"\0")
-        for dropped in range(1, 5):  # a larger rounding unit gives a larger number: stop at the first failure
-            unit = 256 ** dropped
-            rounded = -(-number // unit) * unit
-            if rounded.bit_length() > 8 * len(words):
-                break
-            candidate = rounded.to_bytes(len(words), "big").rstrip(b"\0")
-            if not self._decodes(candidate):
-                break
-            payload = candidate
+        # Rounding up to a multiple of 256^k bytes is a larger number for a larger k, so the k that still
+        # decode form a prefix 0..k_max (k_max <= 4: the coder seals with one word): bisect for it.
+        payload, decodes, fails = words.rstrip(b"\0"), 0, 5
+        while fails - decodes > 1:
+            dropped = (decodes + fails) // 2
+            rounded = -(-number // 256 ** dropped) * 256 ** dropped
+            candidate = rounded.to_bytes(len(words), "big").rstrip(b"\0") if rounded < 256 ** len(words) else None
+            if candidate is not None and self._decodes(candidate):
+                payload, decodes = candidate, dropped
+            else:
+                fails = dropped
         return payload
 
     def _decodes(self, payload: bytes) -> bool:

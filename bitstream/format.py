@@ -32,7 +32,8 @@ segment k, the index right after the last segment, and the trailer ends the file
 |          | magic           | 4 B           | b"DSAE"                                          |
 
 A reader checks every field against these bounds and every length against the file size
-before reading, so any malformed input ends in one `BitstreamError`.
+before reading, so any malformed input ends in one `BitstreamError`. The payloads are opaque here;
+`bitstream.coder` writes them (since version 2: big-endian 32-bit words, trailing zero bytes dropped).
 """
 from __future__ import annotations
 

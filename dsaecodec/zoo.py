@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bitstream.format import MAX_NAME_LENGTH
 from dsaecodec.models.dsae import DSAE, DSAEConfig
 from dsaecodec.models.frame import FrameConfig, FrameVAE
 from dsaecodec.models.rnn import RNNCodec, RNNConfig
@@ -160,19 +161,30 @@ def load_model(name: str) -> tuple[nn.Module, ModelCard]:
 
 def register_weights_file(path: Path) -> str:
     """Register a weights file that is not shipped (e.g. a fresh training run) under its file stem, so
-    it codes and decodes like a shipped model in this process; returns the name. Re-registering the same
-    file is a no-op; a name that a shipped model (or other weights) already holds is an UnknownModelError."""
-    path = Path(path).resolve()
+    it codes and decodes like a shipped model in this process; returns the name. Registering weights
+    that are already known under that name is a no-op. UnknownModelError if the file is missing or not
+    a weights file, or if its stem is not a valid model name or is taken by other weights."""
+    path = Path(path)
+    name = path.stem
     if not path.is_file():
         raise UnknownModelError(f"no weights file {path}")
+    if not (name.isascii() and name.isprintable() and 1 <= len(name) <= MAX_NAME_LENGTH):
+        raise UnknownModelError(f"{path.name}: a model name (the file stem) must be 1..{MAX_NAME_LENGTH} "
+                                f"printable ASCII characters")
     sha256 = sha256_of(path)
-    name = path.stem
     known = MODELS.get(name)
-    if known is not None and known.sha256 != sha256:
-        raise UnknownModelError(f"model name {name!r} is taken by other weights; rename {path.name}")
-    family = torch.load(path, map_location="cpu", weights_only=True)["family"]
-    MODELS[name] = ModelCard(name=name, family=family, domain="unregistered weights file", weights=str(path),
-                             sha256=sha256, training=f"not shipped: {path}")
+    if known is not None:
+        if known.sha256 != sha256:
+            raise UnknownModelError(f"model name {name!r} is taken by other weights; rename {path.name}")
+        return name
+    try:
+        family = torch.load(path, map_location="cpu", weights_only=True)["family"]
+    except Exception as error:  # not a torch file, or not one of ours
+        raise UnknownModelError(f"{path} is not a dsaecodec weights file ({error})") from error
+    if family not in FAMILIES:
+        raise UnknownModelError(f"{path} holds an unknown model family {family!r}")
+    MODELS[name] = ModelCard(name=name, family=family, domain="unregistered weights file",
+                             weights=str(path.absolute()), sha256=sha256, training=f"not shipped: {path}")
     return name
 
 

@@ -33,9 +33,10 @@ def encode_with_reconstruction(frames, **options) -> tuple[bytes, np.ndarray]:
 
 
 def load_script(name: str):
-    """benchmarks/<name>.py as a module (the folder is not a package; the scripts put it on sys.path)."""
+    """benchmarks/<name>.py as module `name`, as the scripts import each other (the folder is not a package;
+    the scripts put it on sys.path, so processes they spawn can import the module by that name too)."""
     path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

@@ -50,9 +50,9 @@ def test_speed_and_overhead_quick_on_the_tiny_model(tiny_model, tmp_path):
         assert row["f_symbols"] > 0 and row["z_symbols"] > 0
         assert row["ideal_bits"] == pytest.approx(row["f_ideal_bits"] + row["z_ideal_bits"])
         assert row["file_bits"] > row["payload_bits"] == row["f_payload_bits"] + row["z_payload_bits"]
-        # the range coder is close to the ideal under its own models: a few 32-bit words per payload at most,
-        # and a shortened payload ends at most its last word below it (a random model's clamped symbols help)
-        assert -32 * row["payloads"] <= row["payload_bits"] - row["ideal_bits"] <= 96 * row["payloads"]
+        # the range coder is close to the ideal under its own models: a few 32-bit words per payload at most;
+        # shortened payloads can by luck end below it (runs of a random model's clamped lowest symbols are free)
+        assert 0.95 * row["ideal_bits"] <= row["payload_bits"] <= row["ideal_bits"] + 96 * row["payloads"]
         float_ideal = row["f_float_bits"] + row["z_float_bits"]
         assert row["quantisation_gap_percent"] == pytest.approx(100 * (row["ideal_bits"] - float_ideal) / float_ideal)
 
@@ -118,8 +118,9 @@ def test_rate_distortion_gives_the_same_points_with_two_jobs(tmp_path, one_torch
     options = ["--quick", "--sets", "sprites,carphone", "--codecs", "dsae,x264-medium", "--qualities", "0"]
     load_script("rate_distortion").main(options + ["--jobs", "1", "--out", str(tmp_path / "one")])
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "rate_distortion.py"
-    subprocess.run([sys.executable, str(script), *options, "--jobs", "2", "--out", str(tmp_path / "two")],
-                   check=True, capture_output=True)
+    run = subprocess.run([sys.executable, str(script), *options, "--jobs", "2", "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
 
     def points(folder: str) -> list[dict]:
         result = json.loads((tmp_path / folder / "rate_distortion.json").read_text())
@@ -145,4 +146,15 @@ def test_rate_distortion_takes_a_weights_file(tiny_model, tmp_path, monkeypatch,
     for bad in ("dsae=" + str(tmp_path / "missing.pt"), "nope=dsae-natural", "dsae="):
         with pytest.raises(SystemExit) as error:
             rate_distortion.main(["--sets", "sprites", "--codecs", "dsae", "--model", bad, "--out", str(tmp_path)])
+        assert error.value.code == 2
+
+
+def test_rate_distortion_stops_at_a_failing_task_in_a_worker(tmp_path):
+    rate_distortion = load_script("rate_distortion")
+    broken = rate_distortion.Task("no-such-set", "x264-medium", None, None, None, True)
+    with pytest.raises(KeyError, match="no-such-set"):
+        rate_distortion.run_tasks([broken], jobs=2)
+    for bad in (["--codecs", "frame", "--model", "frame=dsae-natural"], ["--qualities", "0,7"]):
+        with pytest.raises(SystemExit) as error:  # checked before any task starts
+            rate_distortion.main(["--sets", "carphone", "--codecs", "dsae", *bad, "--out", str(tmp_path)])
         assert error.value.code == 2

@@ -97,3 +97,13 @@ def test_a_registered_weights_file_codes_like_a_shipped_model(tiny_model, tmp_pa
         zoo.register_weights_file(taken)
     with pytest.raises(zoo.UnknownModelError, match="no weights file"):
         zoo.register_weights_file(tmp_path / "missing.pt")
+    for bad_name in ("modèle", "x" * 65):  # the .dsae header holds 1..64 printable ASCII characters
+        shutil.copy(weights, tmp_path / f"{bad_name}.pt")
+        with pytest.raises(zoo.UnknownModelError, match="printable ASCII"):
+            zoo.register_weights_file(tmp_path / f"{bad_name}.pt")
+    (tmp_path / "notes.pt").write_text("not weights")
+    with pytest.raises(zoo.UnknownModelError, match="not a dsaecodec weights file"):
+        zoo.register_weights_file(tmp_path / "notes.pt")
+    link = tmp_path / "latest.pt"  # named by the link, not by its target
+    link.symlink_to(weights)
+    assert zoo.register_weights_file(link) == "latest"
