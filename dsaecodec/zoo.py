@@ -91,6 +91,16 @@ MODELS: dict[str, ModelCard] = {
                      "--out dsaecodec/weights/frame-sprites.pt --steps 3000 --threads 1 --rate-warmup 500",
         ),
         ModelCard(
+            name="rnn-sprites",
+            family="rnn",
+            domain="sprites (64x64 procedural characters)",
+            weights="rnn-sprites.pt",
+            sha256="34466a8cde06ad2957fec9ffd71308e977021d199a6fba53fdfea84ee5ab7f62",
+            training="baseline, same data and steps as dsae-sprites (resumed once at step 750): dsaecodec train "
+                     "--family rnn --dataset sprites --out dsaecodec/weights/rnn-sprites.pt --steps 3000 --threads 1 "
+                     "--rate-warmup 500",
+        ),
+        ModelCard(
             name="dsae-sprites-paired",
             family="dsae",
             domain="sprites (64x64 procedural characters)",
