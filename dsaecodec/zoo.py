@@ -101,6 +101,26 @@ MODELS: dict[str, ModelCard] = {
                      "--rate-warmup 500",
         ),
         ModelCard(
+            name="dsae-nof-natural",
+            family="dsae",
+            domain="natural video (64x64 crops of real clips)",
+            weights="dsae-nof-natural.pt",
+            sha256="8dca8d03d504b828c44f1e98168b748e77ba73306632a42750d9d3fe4ecbff31",
+            training="ablation without f (dynamics only, z_t widened to 64 channels for the parameter budget), same "
+                     "data and steps as dsae-natural: dsaecodec train --no-f --z-channels 64 --dataset clips "
+                     "--out dsaecodec/weights/dsae-nof-natural.pt --steps 6000 --threads 1",
+        ),
+        ModelCard(
+            name="dsae-nof-sprites",
+            family="dsae",
+            domain="sprites (64x64 procedural characters)",
+            weights="dsae-nof-sprites.pt",
+            sha256="69e4e5fa613a79809c4a5dcce94ffe7f68595143e3cf0af291e81759c403027d",
+            training="ablation without f (dynamics only, z_t widened to 64 channels), same data and steps as "
+                     "dsae-sprites: dsaecodec train --no-f --z-channels 64 --dataset sprites "
+                     "--out dsaecodec/weights/dsae-nof-sprites.pt --steps 3000 --threads 1 --rate-warmup 500",
+        ),
+        ModelCard(
             name="dsae-sprites-paired",
             family="dsae",
             domain="sprites (64x64 procedural characters)",
