@@ -501,12 +501,10 @@ def available_models(names: list[str]) -> tuple[list[str], list[str]]:
 def _weights_card(spec: str) -> zoo.ModelCard:
     """--weights NAME=PATH -> a ModelCard registered for this run only."""
     name, _, path = spec.partition("=")
-    if not name or not path or not Path(path).is_file():
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH of a weights file, got {spec!r}")
-    path = Path(path).resolve()
-    family = torch.load(path, map_location="cpu", weights_only=True)["family"]
-    return zoo.ModelCard(name=name, family=family, domain="unshipped", weights=str(path), sha256=zoo.sha256_of(path),
-                         training=f"weights file {path} (--weights)")
+    try:
+        return zoo.weights_card(Path(path), name)
+    except zoo.UnknownModelError as error:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH of a weights file, got {spec!r} ({error})") from error
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -189,33 +189,36 @@ def load_model(name: str) -> tuple[nn.Module, ModelCard]:
     return load_weights(path), card
 
 
-def register_weights_file(path: Path) -> str:
-    """Register a weights file that is not shipped (e.g. a fresh training run) under its file stem, so
-    it codes and decodes like a shipped model in this process; returns the name. Registering weights
-    that are already known under that name is a no-op. UnknownModelError if the file is missing or not
-    a weights file, or if its stem is not a valid model name or is taken by other weights."""
+def weights_card(path: Path, name: str | None = None) -> ModelCard:
+    """A ModelCard for a weights file that is not shipped (e.g. a fresh training run), named `name` or
+    the file stem. UnknownModelError if the file is missing or not a weights file, or if the name is not
+    1..64 printable ASCII characters (what a .dsae header holds)."""
     path = Path(path)
-    name = path.stem
+    name = path.stem if name is None else name
     if not path.is_file():
         raise UnknownModelError(f"no weights file {path}")
     if not (name.isascii() and name.isprintable() and 1 <= len(name) <= MAX_NAME_LENGTH):
-        raise UnknownModelError(f"{path.name}: a model name (the file stem) must be 1..{MAX_NAME_LENGTH} "
-                                f"printable ASCII characters")
-    sha256 = sha256_of(path)
-    known = MODELS.get(name)
-    if known is not None:
-        if known.sha256 != sha256:
-            raise UnknownModelError(f"model name {name!r} is taken by other weights; rename {path.name}")
-        return name
+        raise UnknownModelError(f"model name {name!r} must be 1..{MAX_NAME_LENGTH} printable ASCII characters")
     try:
         family = torch.load(path, map_location="cpu", weights_only=True)["family"]
     except Exception as error:  # not a torch file, or not one of ours
         raise UnknownModelError(f"{path} is not a dsaecodec weights file ({error})") from error
     if family not in FAMILIES:
         raise UnknownModelError(f"{path} holds an unknown model family {family!r}")
-    MODELS[name] = ModelCard(name=name, family=family, domain="unregistered weights file",
-                             weights=str(path.absolute()), sha256=sha256, training=f"not shipped: {path}")
-    return name
+    return ModelCard(name=name, family=family, domain="unregistered weights file", weights=str(path.absolute()),
+                     sha256=sha256_of(path), training=f"not shipped: {path}")
+
+
+def register_weights_file(path: Path) -> str:
+    """Register `weights_card(path)` under the file stem so the file codes and decodes like a shipped model
+    in this process; returns the name. Registering weights already known under that name is a no-op;
+    UnknownModelError if the name is taken by other weights."""
+    card = weights_card(path)
+    known = MODELS.get(card.name)
+    if known is not None and known.sha256 != card.sha256:
+        raise UnknownModelError(f"model name {card.name!r} is taken by other weights; rename {Path(path).name}")
+    MODELS.setdefault(card.name, card)
+    return card.name
 
 
 def card_for(name: str, sha256: str) -> ModelCard:

@@ -158,3 +158,9 @@ def test_rate_distortion_stops_at_a_failing_task_in_a_worker(tmp_path):
         with pytest.raises(SystemExit) as error:  # checked before any task starts
             rate_distortion.main(["--sets", "carphone", "--codecs", "dsae", *bad, "--out", str(tmp_path)])
         assert error.value.code == 2
+
+
+def test_speed_refuses_a_bad_weights_option(tmp_path):
+    with pytest.raises(SystemExit) as error:
+        load_script("speed").main(["--weights", f"mine={tmp_path / 'missing.pt'}", "--out", str(tmp_path)])
+    assert error.value.code == 2
