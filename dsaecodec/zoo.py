@@ -130,6 +130,16 @@ MODELS: dict[str, ModelCard] = {
                      "(weak supervision; resumed once at step 2000): dsaecodec train --dataset sprites --paired-content "
                      "--out dsaecodec/weights/dsae-sprites-paired.pt --steps 3000 --threads 1 --rate-warmup 500",
         ),
+        ModelCard(
+            name="dsae-sprites-paired-z4",
+            family="dsae",
+            domain="sprites (64x64 procedural characters)",
+            weights="dsae-sprites-paired-z4.pt",
+            sha256="0095b1f351213d4e439fcd8da43b7bd31d882d7c7d4d510855da0dc81a2bc122",
+            training="as dsae-sprites-paired with a 4-channel z_t, so that z has little room for content: "
+                     "dsaecodec train --dataset sprites --paired-content --z-channels 4 "
+                     "--out dsaecodec/weights/dsae-sprites-paired-z4.pt --steps 3000 --threads 1 --rate-warmup 500",
+        ),
     ]
 }
 DEFAULT_MODEL = "dsae-natural"
