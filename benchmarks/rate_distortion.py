@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from classical import ANCHORS, encode_decode  # noqa: E402
 
+from bitstream.format import MAX_SEGMENT_LENGTH  # noqa: E402
 from dsaecodec import codec, zoo  # noqa: E402
 from dsaecodec.metrics import bd_rate, ms_ssim, ms_ssim_window, psnr  # noqa: E402
 from dsaecodec.videoio import read_video  # noqa: E402
@@ -135,13 +136,15 @@ class Point:
         return self.bits_per_frame / (self.width * self.height)
 
 
-def learned_points(set_name: str, clip: Clip, codec_name: str, model_name: str, qualities: list[int]) -> list[Point]:
+def learned_points(set_name: str, clip: Clip, codec_name: str, model_name: str, qualities: list[int],
+                   segment_length: int = codec.DEFAULT_SEGMENT_LENGTH) -> list[Point]:
     name, frames, fps = clip
     points = []
     for quality in qualities:
         started = time.perf_counter()
         out = io.BytesIO()
-        coded = list(codec.encode_stream(iter(frames), out, fps=fps, model_name=model_name, quality=quality))
+        coded = list(codec.encode_stream(iter(frames), out, fps=fps, model_name=model_name, quality=quality,
+                                         segment_length=segment_length))
         decoded = codec.decode(out.getvalue())
         if not np.array_equal(decoded, np.concatenate([c.reconstruction for c in coded])):
             raise RuntimeError(f"{model_name} q{quality}: decoder output differs from the encoder's reconstruction")
@@ -174,6 +177,7 @@ class Task:
     weights: str | None  # the weights file of an unshipped model (registered in each process)
     qualities: tuple[int, ...] | None  # learned codec's quality levels; None: all of the model's
     quick: bool
+    segment_length: int = codec.DEFAULT_SEGMENT_LENGTH  # frames per segment of the learned codecs
 
 
 @functools.lru_cache(maxsize=None)
@@ -192,7 +196,7 @@ def run_task(task: Task) -> tuple[list[Point], int, float]:
     if task.model is not None:
         qualities = list(task.qualities or range(codec._shipped_model(task.model)[0].qualities))
         for clip in clips:
-            points += learned_points(task.set, clip, task.codec, task.model, qualities)
+            points += learned_points(task.set, clip, task.codec, task.model, qualities, task.segment_length)
     else:
         crfs = list(ANCHORS[task.codec].crfs[:: 2 if task.quick else 1])
         for clip in clips:
@@ -323,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--qualities", default=None, help="comma-separated quality levels of the learned codecs "
                                                           "(default: all of each model)")
     parser.add_argument("--quick", action="store_true", help="16 frames per clip and every other crf")
+    parser.add_argument("--segment-length", type=int, default=codec.DEFAULT_SEGMENT_LENGTH,
+                        help="frames per segment of the learned codecs (one f per segment; default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                         else os.cpu_count() or 1,
@@ -339,6 +345,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"unknown codec {name!r}")
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if not 1 <= args.segment_length <= MAX_SEGMENT_LENGTH:
+        parser.error(f"--segment-length must be 1..{MAX_SEGMENT_LENGTH}, got {args.segment_length}")
 
     overrides, weights = {}, {}
     for option in args.model:
@@ -362,7 +370,8 @@ def main(argv: list[str] | None = None) -> None:
                 if model_name not in zoo.MODELS:
                     skipped.append(f"{codec_name} on {set_name}: no shipped model {model_name}")
                     continue
-            tasks.append(Task(set_name, codec_name, model_name, weights.get(codec_name), qualities, args.quick))
+            tasks.append(Task(set_name, codec_name, model_name, weights.get(codec_name), qualities, args.quick,
+                              args.segment_length))
     for model_name in sorted({task.model for task in tasks if task.model is not None}):
         codec_name = next(task.codec for task in tasks if task.model == model_name)
         family = zoo.MODELS[model_name].family
@@ -387,6 +396,7 @@ def main(argv: list[str] | None = None) -> None:
         "sets": {name: SETS[name].description for name in set_names},
         "ms_ssim_window": windows,
         "anchors": {name: ANCHORS[name].settings for name in codec_names if name in ANCHORS},
+        "segment_length": args.segment_length,
         "models": {f"{task.set}/{task.codec}": {"model": task.model, "sha256": zoo.MODELS[task.model].sha256}
                    for task in tasks if task.model is not None},
         "points": [{**asdict(p), "bits_per_frame": p.bits_per_frame, "bpp": p.bits_per_pixel} for p in points],

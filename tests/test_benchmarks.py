@@ -138,11 +138,14 @@ def test_rate_distortion_takes_a_weights_file(tiny_model, tmp_path, monkeypatch,
     shutil.copy(zoo.MODELS[tiny_model].weights, weights)
     rate_distortion = load_script("rate_distortion")
     rate_distortion.main(["--quick", "--sets", "sprites", "--codecs", "dsae", "--model", f"dsae={weights}",
-                          "--qualities", "0", "--jobs", "1", "--out", str(tmp_path)])
+                          "--qualities", "0", "--jobs", "1", "--segment-length", "4", "--out", str(tmp_path)])
     result = json.loads((tmp_path / "rate_distortion.json").read_text())
 
     assert result["models"] == {"sprites/dsae": {"model": "my-run", "sha256": zoo.sha256_of(weights)}}
+    assert result["segment_length"] == 4
     assert {p["codec"] for p in result["points"]} == {"dsae"} and result["skipped"] == []
+    with pytest.raises(SystemExit):
+        rate_distortion.main(["--sets", "sprites", "--segment-length", "0", "--out", str(tmp_path)])
     for bad in ("dsae=" + str(tmp_path / "missing.pt"), "nope=dsae-natural", "dsae="):
         with pytest.raises(SystemExit) as error:
             rate_distortion.main(["--sets", "sprites", "--codecs", "dsae", "--model", bad, "--out", str(tmp_path)])
