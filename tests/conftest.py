@@ -1,5 +1,9 @@
-"""Shared fixtures: a tiny untrained model registered in the zoo like a shipped one."""
+"""Shared fixtures: a tiny untrained model registered in the zoo like a shipped one, and its weights file."""
 from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,3 +27,15 @@ def tiny_model(tmp_path_factory) -> str:
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(zoo.MODELS, TINY_MODEL, card)
         yield TINY_MODEL
+
+
+@pytest.fixture
+def tiny_weights_file(tiny_model, tmp_path, monkeypatch) -> Callable[[str], Path]:
+    """name -> a copy of the tiny model's weights at tmp_path/name.pt, as a training run leaves them;
+    whatever the test registers in the zoo is forgotten after it."""
+    monkeypatch.setattr(zoo, "MODELS", dict(zoo.MODELS))
+
+    def copy(name: str) -> Path:
+        return Path(shutil.copy(zoo.MODELS[tiny_model].weights, tmp_path / f"{name}.pt"))
+
+    return copy

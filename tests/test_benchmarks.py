@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -132,10 +131,8 @@ def test_rate_distortion_gives_the_same_points_with_two_jobs(tmp_path, one_torch
     assert two == one
 
 
-def test_rate_distortion_takes_a_weights_file(tiny_model, tmp_path, monkeypatch, one_torch_thread):
-    monkeypatch.setattr(zoo, "MODELS", dict(zoo.MODELS))  # the file's registration ends with the test
-    weights = tmp_path / "my-run.pt"
-    shutil.copy(zoo.MODELS[tiny_model].weights, weights)
+def test_rate_distortion_takes_a_weights_file(tiny_weights_file, tmp_path, one_torch_thread):
+    weights = tiny_weights_file("my-run")
     rate_distortion = load_script("rate_distortion")
     rate_distortion.main(["--quick", "--sets", "sprites", "--codecs", "dsae", "--model", f"dsae={weights}",
                           "--qualities", "0", "--jobs", "1", "--segment-length", "4", "--out", str(tmp_path)])

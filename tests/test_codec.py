@@ -80,10 +80,8 @@ def test_decoder_refuses_unknown_weights(tiny_model, monkeypatch):
         codec.Decoder(data)
 
 
-def test_a_registered_weights_file_codes_like_a_shipped_model(tiny_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(zoo, "MODELS", dict(zoo.MODELS))
-    weights = tmp_path / "fresh-run.pt"
-    shutil.copy(zoo.MODELS[tiny_model].weights, weights)
+def test_a_registered_weights_file_codes_like_a_shipped_model(tiny_model, tiny_weights_file, tmp_path):
+    weights = tiny_weights_file("fresh-run")
     name = zoo.register_weights_file(weights)
     assert name == "fresh-run" and zoo.register_weights_file(weights) == name  # twice: a no-op
     frames = synthetic_clip(3, 16, 16)

@@ -3,7 +3,6 @@ picture grid it promises. (The tiny model is untrained and the judge barely trai
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +12,8 @@ from dsaecodec import zoo
 from helpers import load_script
 
 
-def test_disentanglement_smallest_run_on_the_tiny_model(tiny_model, tmp_path, monkeypatch):
-    # given as a weights file, as after a training run (registered for this test only)
-    monkeypatch.setattr(zoo, "MODELS", dict(zoo.MODELS))
-    weights = tmp_path / "tiny-run.pt"
-    shutil.copy(zoo.MODELS[tiny_model].weights, weights)
+def test_disentanglement_smallest_run_on_the_tiny_model(tiny_weights_file, tmp_path):
+    weights = tiny_weights_file("tiny-run")  # given as a weights file, as after a training run
     script = load_script("disentanglement")
     threads = torch.get_num_threads()
     try:
