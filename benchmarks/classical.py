@@ -99,8 +99,8 @@ def decode_packets(packets: list[av.Packet], anchor: Anchor, extradata: bytes = 
 def encode_decode(frames: np.ndarray, anchor: Anchor, crf: int, fps: Fraction = Fraction(25),
                   threads: int | None = None) -> tuple[int, np.ndarray]:
     """Code uint8 RGB frames (N, H, W, 3) at `crf`; return (payload bytes, decoded frames (N, H, W, 3)).
-    threads=None: the libraries' default threading (x264's frame threads can vary the size by a few bytes
-    from run to run); threads=1 gives repeatable bytes."""
+    threads=None: the libraries' default threading; threads=1: one thread (x264: no frame threads, which cost
+    bits). Either way libx264 now and then codes a clip a few bytes differently in another process."""
     packets, extradata = encode_packets(frames, anchor, crf, fps, threads)
     decoded = decode_packets(packets, anchor, extradata, threads)
     if len(decoded) != len(frames):

@@ -6,12 +6,13 @@
 
 Learned codecs are encoded to real .dsae bytes (header and index included) and decoded again; the
 decoder's frames must equal the encoder's reconstruction. Classical anchors count encoded packet
-bytes (see benchmarks/classical.py) and run on one thread: x264's frame threads made sizes vary by a
-few bytes between runs. Per set, bits per pixel and PSNR are averaged over the set's
+bytes (see benchmarks/classical.py) and run on one thread (x264's frame threads cost bits). Their
+sizes are not always repeatable: libx264 now and then codes a clip a few bytes differently in another
+process, even on one thread (cause not found). Per set, bits per pixel and PSNR are averaged over the set's
 clips at each rate point before BD-rates are computed. Writes results/rate_distortion.{json,csv,png}.
 Each (set, codec) pair is one task; `--jobs` processes run the tasks, each with one torch thread, and
-the results are the same for any number of jobs (only the `seconds` fields differ, which also count
-the time other jobs took from the shared cores).
+the learned codecs' results are the same for any number of jobs (only the `seconds` fields differ,
+which also count the time other jobs took from the shared cores).
 """
 from __future__ import annotations
 
@@ -160,7 +161,7 @@ def anchor_points(set_name: str, clip: Clip, anchor_name: str, crfs: list[int]) 
     points = []
     for crf in crfs:
         started = time.perf_counter()
-        size, decoded = encode_decode(frames, ANCHORS[anchor_name], crf, fps, threads=1)  # repeatable sizes
+        size, decoded = encode_decode(frames, ANCHORS[anchor_name], crf, fps, threads=1)  # frame threads cost bits
         points.append(Point(set_name, name, anchor_name, f"crf{crf}", len(frames), frames.shape[2], frames.shape[1],
                             size, 0, 0, psnr(frames, decoded), ms_ssim(frames, decoded),
                             time.perf_counter() - started))
