@@ -3,6 +3,7 @@
     python benchmarks/rate_distortion.py                       # everything available (< 15 min on 2 cores)
     python benchmarks/rate_distortion.py --quick --sets carphone --codecs dsae,x264-medium
     python benchmarks/rate_distortion.py --jobs 1              # one process (default: one per CPU core)
+    python benchmarks/rate_distortion.py --sets sprites --codecs dsae --compare dsae=run.pt  # a training run vs shipped
 
 Learned codecs are encoded to real .dsae bytes (header and index included) and decoded again; the
 decoder's frames must equal the encoder's reconstruction. Classical anchors count encoded packet
@@ -108,6 +109,11 @@ SETS = {
 }
 LEARNED = ("dsae", "dsae-nof", "rnn", "frame")  # codec name -> shipped model "<codec>-<domain>"
 CODEC_FAMILIES = {"dsae": "dsae", "dsae-nof": "dsae", "rnn": "rnn", "frame": "frame"}  # codec -> model family
+
+
+def base_codec(label: str) -> str:
+    """The codec a curve belongs to: "dsae" for both "dsae" and a `--compare` run labelled "dsae:my-run"."""
+    return label.partition(":")[0]
 
 
 @dataclass
@@ -265,9 +271,11 @@ def averaged(points: list[Point]) -> dict[tuple[str, str], list[dict]]:
 
 
 def bd_rates(curves: dict[tuple[str, str], list[dict]]) -> list[dict]:
-    """BD-rate (PSNR) of every codec against x264-medium, and of dsae against frame and rnn, per set."""
+    """BD-rate (PSNR) of every codec against x264-medium, of dsae against frame and rnn, and of each
+    `--compare` run ("codec:run") against its shipped codec, per set."""
     pairs = [(s, c, "x264-medium") for s, c in curves if c != "x264-medium"]
     pairs += [(s, "dsae", anchor) for s, c in curves if c == "dsae" for anchor in ("frame", "rnn")]
+    pairs += [(s, c, base_codec(c)) for s, c in curves if base_codec(c) != c]
     rows = []
     for set_name, test, anchor in pairs:
         if (set_name, anchor) not in curves or (set_name, test) not in curves:
@@ -290,7 +298,7 @@ def plot(curves: dict[tuple[str, str], list[dict]], path: Path) -> None:
     for axis, set_name in zip(axes[0], set_names):
         for (s, codec_name), curve in sorted(curves.items()):
             if s == set_name:
-                style = "o-" if codec_name in LEARNED else ".--"
+                style = "o-" if base_codec(codec_name) in LEARNED else ".--"
                 axis.plot([r["bpp"] for r in curve], [r["psnr"] for r in curve], style, label=codec_name)
         axis.set(title=set_name, xlabel="bits per pixel (file bytes)", ylabel="PSNR RGB (dB)", xscale="log")
         axis.grid(True, which="both", alpha=0.3)
@@ -300,18 +308,19 @@ def plot(curves: dict[tuple[str, str], list[dict]], path: Path) -> None:
 
 
 def print_table(curves, bds, windows: dict[str, int]) -> None:
-    print(f"\n{'set':<10} {'codec':<14} {'setting':<7} {'bits/frame':>10} {'bpp':>7} {'f b/f':>7} {'z b/f':>7} "
+    width = max([14] + [len(codec_name) for _, codec_name in curves])
+    print(f"\n{'set':<10} {'codec':<{width}} {'setting':<7} {'bits/frame':>10} {'bpp':>7} {'f b/f':>7} {'z b/f':>7} "
           f"{'PSNR':>6} {'MS-SSIM':>7}")
     for (set_name, codec_name), curve in sorted(curves.items()):
         for row in curve:
-            print(f"{set_name:<10} {codec_name:<14} {row['setting']:<7} {row['bits_per_frame']:>10.0f} "
+            print(f"{set_name:<10} {codec_name:<{width}} {row['setting']:<7} {row['bits_per_frame']:>10.0f} "
                   f"{row['bpp']:>7.4f} {row['f_bits_per_frame']:>7.0f} {row['z_bits_per_frame']:>7.0f} "
                   f"{row['psnr']:>6.2f} {row['ms_ssim']:>7.4f}")
     print("\nBD-rate (PSNR), negative = fewer bits than the anchor for the same quality:")
     for row in bds:
         value = row["bd_rate_percent"]
         shown = "n/a (curves do not overlap in PSNR)" if value is None else f"{value:+7.1f}%"
-        print(f"  {row['set']:<10} {row['codec']:<14} vs {row['anchor']:<12} {shown}")
+        print(f"  {row['set']:<10} {row['codec']:<{width}} vs {row['anchor']:<12} {shown}")
     print("MS-SSIM (pytorch-msssim, 5 scales), Gaussian window per set: "
           + ", ".join(f"{name} {window}" for name, window in windows.items()))
 
@@ -325,6 +334,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="use shipped model NAME, or a weights file (…/name.pt, e.g. from dsaecodec train), for "
                              "learned codec CODEC on every set (default: <codec>-<set domain>, e.g. dsae-natural); "
                              "repeatable")
+    parser.add_argument("--compare", action="append", default=[], metavar="CODEC=RUN.pt",
+                        help="also evaluate a weights file (e.g. a re-run of a shipped model's training command) as "
+                             "codec CODEC, labelled CODEC:RUN, with its BD-rate against CODEC's model; repeatable")
     parser.add_argument("--qualities", default=None, help="comma-separated quality levels of the learned codecs "
                                                           "(default: all of each model)")
     parser.add_argument("--quick", action="store_true", help="16 frames per clip and every other crf")
@@ -349,17 +361,28 @@ def main(argv: list[str] | None = None) -> None:
     if not 1 <= args.segment_length <= MAX_SEGMENT_LENGTH:
         parser.error(f"--segment-length must be 1..{MAX_SEGMENT_LENGTH}, got {args.segment_length}")
 
+    def registered(path: str) -> str:
+        """The model name a weights file is registered under in this process (exit 2 if it cannot be)."""
+        try:
+            return zoo.register_weights_file(Path(path))
+        except zoo.UnknownModelError as error:
+            parser.error(str(error))
+
     overrides, weights = {}, {}
     for option in args.model:
         codec_name, _, value = option.partition("=")
         if codec_name not in LEARNED or not value:
             parser.error(f"--model takes CODEC=NAME with CODEC one of {', '.join(LEARNED)}, got {option!r}")
         if value.endswith(".pt"):
-            try:
-                weights[codec_name], value = value, zoo.register_weights_file(Path(value))
-            except zoo.UnknownModelError as error:
-                parser.error(str(error))
+            weights[codec_name], value = value, registered(value)
         overrides[codec_name] = value
+    compared = []  # (label "codec:run", registered model name, weights file)
+    for option in args.compare:
+        codec_name, _, value = option.partition("=")
+        if codec_name not in LEARNED or not value.endswith(".pt"):
+            parser.error(f"--compare takes CODEC=path.pt with CODEC one of {', '.join(LEARNED)}, got {option!r}")
+        model_name = registered(value)
+        compared.append((f"{codec_name}:{model_name}", model_name, value))
     qualities = tuple(int(q) for q in args.qualities.split(",")) if args.qualities else None
     tasks: list[Task] = []
     skipped: list[str] = []
@@ -373,8 +396,10 @@ def main(argv: list[str] | None = None) -> None:
                     continue
             tasks.append(Task(set_name, codec_name, model_name, weights.get(codec_name), qualities, args.quick,
                               args.segment_length))
+        tasks += [Task(set_name, label, model_name, path, qualities, args.quick, args.segment_length)
+                  for label, model_name, path in compared]
     for model_name in sorted({task.model for task in tasks if task.model is not None}):
-        codec_name = next(task.codec for task in tasks if task.model == model_name)
+        codec_name = next(base_codec(task.codec) for task in tasks if task.model == model_name)
         family = zoo.MODELS[model_name].family
         if family != CODEC_FAMILIES[codec_name]:
             parser.error(f"{model_name} is a {family} model, not a {codec_name} codec")

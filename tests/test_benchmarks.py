@@ -156,6 +156,34 @@ def test_rate_distortion_takes_a_weights_file(tiny_weights_file, tmp_path, one_t
         assert error.value.code == 2
 
 
+def test_rate_distortion_compares_a_run_with_the_shipped_model(tiny_model, tiny_weights_file, tmp_path,
+                                                               one_torch_thread):
+    """--compare adds the run as its own curve next to the codec's model, with a BD-rate row against it."""
+    rerun = tiny_weights_file("rerun")  # the same weights as the model it is compared with
+    rate_distortion = load_script("rate_distortion")
+    rate_distortion.main(["--quick", "--sets", "sprites", "--codecs", "dsae", "--model", f"dsae={tiny_model}",
+                          "--compare", f"dsae={rerun}", "--qualities", "0,1", "--jobs", "1", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "rate_distortion.json").read_text())
+
+    assert set(result["curves"]) == {"sprites/dsae", "sprites/dsae:rerun"}
+    assert result["models"]["sprites/dsae:rerun"] == {"model": "rerun", "sha256": zoo.sha256_of(rerun)}
+    assert [(row["codec"], row["anchor"]) for row in result["bd_rate"]] == [("dsae:rerun", "dsae")]
+
+    def points(label: str) -> list[dict]:
+        """The label's points, file sizes less the model name the header holds."""
+        name = {"dsae": tiny_model, "dsae:rerun": "rerun"}[label]
+        return [{k: v for k, v in p.items() if k not in ("codec", "seconds", "bits_per_frame", "bpp")}
+                | {"bytes": p["bytes"] - len(name)} for p in result["points"] if p["codec"] == label]
+
+    assert len(points("dsae")) == 2 * len(rate_distortion.SETS["sprites"].load(True))
+    assert points("dsae:rerun") == points("dsae")
+    for bad in ("dsae=" + str(tmp_path / "missing.pt"), "nope=" + str(rerun), f"dsae={tiny_model}",
+                f"frame={rerun}"):  # missing file, unknown codec, not a weights file, wrong family
+        with pytest.raises(SystemExit) as error:
+            rate_distortion.main(["--sets", "sprites", "--codecs", "dsae", "--compare", bad, "--out", str(tmp_path)])
+        assert error.value.code == 2
+
+
 def test_rate_distortion_stops_at_a_failing_task_in_a_worker(tmp_path):
     rate_distortion = load_script("rate_distortion")
     broken = rate_distortion.Task("no-such-set", "x264-medium", None, None, None, True)
