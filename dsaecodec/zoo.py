@@ -140,6 +140,16 @@ MODELS: dict[str, ModelCard] = {
                      "dsaecodec train --dataset sprites --paired-content --z-channels 4 "
                      "--out dsaecodec/weights/dsae-sprites-paired-z4.pt --steps 3000 --threads 1 --rate-warmup 500",
         ),
+        ModelCard(
+            name="dsae-sprites-paired-z4-long",
+            family="dsae",
+            domain="sprites (64x64 procedural characters)",
+            weights="dsae-sprites-paired-z4-long.pt",
+            sha256="d7f9977b8ebc317b862a7175df1843d173ebbe489e0f27e5a574fb6b607a3a4e",
+            training="dsae-sprites-paired-z4 trained on to 7500 steps (the cosine schedule restarts at step 3000): "
+                     "its command with --out dsaecodec/weights/dsae-sprites-paired-z4-long.pt, then the same with "
+                     "--steps 7500 --resume",
+        ),
     ]
 }
 DEFAULT_MODEL = "dsae-natural"
