@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     if args.batch % world:
         raise SystemExit(f"--batch {args.batch} must be a multiple of the {world} processes")
+    if rank == 0:  # the checkpoint and the weights go there; found missing only at the first checkpoint otherwise
+        args.out.parent.mkdir(parents=True, exist_ok=True)
     device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if args.device == "cuda" else "cpu")
     if args.threads:
         torch.set_num_threads(args.threads)

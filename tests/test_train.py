@@ -79,6 +79,12 @@ def test_resume_continues_exactly(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_out_may_name_a_folder_that_does_not_exist_yet(tmp_path):
+    train.main(["--out", str(tmp_path / "runs" / "a" / "model.pt"), *TINY, "--dataset", "balls", "--steps", "1",
+                "--validate-every", "0"])
+    assert (tmp_path / "runs" / "a" / "model.pt").is_file() and (tmp_path / "runs" / "a" / "model.pt.ckpt").is_file()
+
+
 def test_help_documents_every_option(capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--help"])
