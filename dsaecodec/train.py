@@ -29,11 +29,12 @@ from tqdm import tqdm
 from dsaecodec.models.dsae import DSAEConfig
 from dsaecodec.models.frame import FrameConfig
 from dsaecodec.models.rnn import RNNConfig
-from dsaecodec.zoo import FAMILIES, resize_table_buffers, save_weights
+from dsaecodec.zoo import FAMILIES, load_weights, resize_table_buffers, save_weights
 
 DATASETS = ("clips", "sprites", "balls")
+# a checkpoint resumes only with the same values of these
 MODEL_OPTIONS = ("family", "no_f", "variant", "channels", "f_channels", "z_channels", "latent_channels",
-                 "hidden_channels", "lambdas", "paired_content")  # a checkpoint resumes only with the same values
+                 "hidden_channels", "lambdas", "paired_content", "paired_motion")
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -56,6 +57,12 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--paired-content", action="store_true",
         help="sprites, dsae with f: infer f from a clip of the same character in another motion (weak "
              "supervision that keeps the motion out of f; the default is the paper's unsupervised training)")
+    add("--paired-motion", action="store_true",
+        help="sprites, dsae with f: infer z_1:T from a clip of another character in the same motion (weak "
+             "supervision that keeps the content out of z_1:T; pairs with --paired-content)")
+    add("--init", type=Path, default=None,
+        help="start from this weights file (fine-tuning; same model options) instead of a random initialisation; "
+             "a checkpoint found by --resume takes precedence")
     add("--family", choices=sorted(FAMILIES), default="dsae",
         help="dsae; frame: frame-by-frame VAE with a hyperprior; rnn: deterministic recurrent codec")
     add("--no-f", action="store_true", help="dsae only: the ablation without the static latent f (dynamics only)")
@@ -94,17 +101,19 @@ class _WithoutLabels(Dataset):
 
 
 def build_dataset(args: argparse.Namespace, split: str, length: int, seed: int, paired: bool = False) -> Dataset:
-    """A dataset of float (T, 3, H, W) clips in [0, 1] (paired: sprites.ContentPairs, (2, T, 3, H, W));
-    items are a pure function of (seed, index)."""
+    """A dataset of float (T, 3, H, W) clips in [0, 1] (paired: sprites.Partners with the partners that
+    --paired-content / --paired-motion ask for, (1 + partners, T, 3, H, W)); items are a pure function of
+    (seed, index)."""
     if args.dataset == "clips":
         from dsaecodec.data.clips import ClipCrops, clip_paths
 
         return ClipCrops(clip_paths(args.data), frames=args.frames, crop=args.crop, length=length, seed=seed)
     if args.dataset == "sprites":
-        from dsaecodec.data.sprites import ContentPairs, Sprites
+        from dsaecodec.data.sprites import Partners, Sprites
 
         if paired:
-            return ContentPairs(split=split, frames=args.frames, length=length, seed=seed)
+            return Partners(split=split, frames=args.frames, length=length, seed=seed,
+                            content=args.paired_content, motion=args.paired_motion)
         return _WithoutLabels(Sprites(split=split, frames=args.frames, length=length, seed=seed))
     from dsaecodec.data.balls import BouncingBalls
 
@@ -116,8 +125,9 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
     lambdas = tuple(args.lambdas)
     if args.no_f and args.family != "dsae":
         raise SystemExit("--no-f is an ablation of the dsae family")
-    if args.paired_content and (args.family != "dsae" or args.no_f or args.dataset != "sprites"):
-        raise SystemExit("--paired-content trains the f of a dsae model on sprites")
+    for flag in ("paired_content", "paired_motion"):
+        if getattr(args, flag) and (args.family != "dsae" or args.no_f or args.dataset != "sprites"):
+            raise SystemExit(f"--{flag.replace('_', '-')} trains a dsae model with f on sprites")
     if args.family == "frame":
         config = FrameConfig(channels=args.channels, lambdas=lambdas)
     elif args.family == "rnn":
@@ -209,7 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     step = 0
     if args.resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        changed = [k for k in MODEL_OPTIONS if state["args"].get(k) != getattr(args, k)]
+        parser = argument_parser()  # options added since the checkpoint was written had their defaults
+        changed = [k for k in MODEL_OPTIONS if state["args"].get(k, parser.get_default(k)) != getattr(args, k)]
         if changed:
             raise SystemExit(f"{checkpoint_path} was trained with other {', '.join('--' + k.replace('_', '-') for k in changed)}"
                              f"; resume with the same model options or choose another --out")
@@ -222,8 +233,21 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_rng_state(state["rng"])
         if rank == 0:
             print(f"resumed from {checkpoint_path} at step {step}")
+    elif args.init:
+        try:
+            initial = load_weights(args.init)
+        except Exception as error:  # missing, not a weights file, unknown family
+            raise SystemExit(f"--init {args.init}: not a weights file ({error})") from None
+        if initial.config != config:
+            raise SystemExit(f"{args.init} holds a model with other options ({initial.config}); "
+                             f"--init needs the model options it was trained with")
+        resize_table_buffers(model, initial.state_dict())
+        model.load_state_dict(initial.state_dict())
+        if rank == 0:
+            print(f"initialised from {args.init}")
 
-    dataset = build_dataset(args, "train", length=args.steps * args.batch, seed=args.seed, paired=args.paired_content)
+    dataset = build_dataset(args, "train", length=args.steps * args.batch, seed=args.seed,
+                            paired=args.paired_content or args.paired_motion)
     validation = torch.stack([build_dataset(args, "test", length=args.validation_clips, seed=args.seed + 1)[i]
                               for i in range(args.validation_clips)]).to(device)
     quality_draws = np.random.default_rng((args.seed, 1)).integers(len(config.lambdas), size=args.steps)
@@ -239,9 +263,11 @@ def main(argv: list[str] | None = None) -> None:
         quality = int(quality_draws[step])
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
-        if args.paired_content:  # items are (clip, partner): f from the partner, reconstruct the clip
-            x, content = x[:, 0], x[:, 1]
-            out = model(x, quality, content=content)
+        if args.paired_content or args.paired_motion:  # items: (clip, [content partner], [motion partner])
+            x, *partners = x.unbind(1)
+            content = partners.pop(0) if args.paired_content else None
+            motion = partners.pop(0) if args.paired_motion else None
+            out = model(x, quality, content=content, motion=motion)  # reconstruct the clip
         else:
             out = model(x, quality)
         pixels = x.shape[0] * x.shape[1] * x.shape[-2] * x.shape[-1]

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from dsaecodec.data import balls, sprites
 from dsaecodec.data.balls import BouncingBalls
-from dsaecodec.data.sprites import (ACTIONS, ATTRIBUTES, CYCLE, DIRECTIONS, ContentPairs, Sprites, attributes_of,
+from dsaecodec.data.sprites import (ACTIONS, ATTRIBUTES, CYCLE, DIRECTIONS, Partners, Sprites, attributes_of,
                                     render_clip)
 
 CHARACTER = {"body": 1, "hair": 2, "top": 3, "bottom": 4}
@@ -89,16 +89,31 @@ def test_left_is_the_mirror_of_right():
     assert np.array_equal(left, render_clip(CHARACTER, 2, sprites.RIGHT, 3, phase=2)[:, :, ::-1])
 
 
-def test_content_pairs_show_the_same_character_in_another_motion():
-    pairs, clips = ContentPairs("train", frames=2, length=5, seed=3), Sprites("train", frames=2, length=5, seed=3)
-    for index in range(5):
-        pair, (clip, labels) = pairs[index], clips[index]
-        assert pair.shape == (2, 2, 3, 64, 64) and torch.equal(pair[0], clip) and torch.equal(pairs[index], pair)
-        attributes = attributes_of(labels["identity"])
-        as_rendered = np.round(pair[1].permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+def _as_uint8(clip: torch.Tensor) -> np.ndarray:
+    return np.round(clip.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+
+
+def test_partners_show_the_same_character_in_another_motion_and_another_character_in_the_same_motion():
+    items = Partners("train", frames=2, length=2, seed=3, content=True, motion=True)
+    content_only = Partners("train", frames=2, length=2, seed=3)
+    motion_only = Partners("train", frames=2, length=2, seed=3, content=False, motion=True)
+    clips = Sprites("train", frames=2, length=2, seed=3)
+    train_ids = Sprites.identities("train")
+    for index in range(2):
+        item, (clip, labels) = items[index], clips[index]
+        assert item.shape == (3, 2, 3, 64, 64) and torch.equal(item[0], clip) and torch.equal(items[index], item)
+        assert torch.equal(content_only[index], item[:2]) and motion_only[index].shape == (2, 2, 3, 64, 64)
+        motion = (labels["action"], labels["direction"])
+        content_partner = _as_uint8(item[1])
         matches = [(a, d) for a, d, p in itertools.product(range(len(ACTIONS)), range(len(DIRECTIONS)), range(CYCLE))
-                   if np.array_equal(render_clip(attributes, a, d, 2, p), as_rendered)]
-        assert matches and (labels["action"], labels["direction"]) not in matches
+                   if np.array_equal(render_clip(attributes_of(labels["identity"]), a, d, 2, p), content_partner)]
+        assert matches and motion not in matches
+        motion_partner = _as_uint8(item[2])
+        characters = [i for i in train_ids
+                      if np.array_equal(render_clip(attributes_of(i), *motion, 2, labels["phase"]), motion_partner)]
+        assert characters and labels["identity"] not in characters
+    with pytest.raises(ValueError, match="partner"):
+        Partners("train", content=False, motion=False)
 
 
 def test_sprites_collate_in_a_dataloader():

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dsaecodec import train, zoo
-from dsaecodec.data.sprites import ContentPairs
+from dsaecodec.data.sprites import Partners
 from dsaecodec.videoio import VideoWriter
 from helpers import synthetic_clip
 
@@ -43,27 +43,58 @@ def test_twenty_steps_of_each_dataset(tmp_path, clip_folder, dataset, capsys):
     assert model.qualities == 2 and model.f_entropy[0]._offset.numel() == 4  # tables built before saving
 
 
-def test_paired_content_trains_f_on_the_partner_clip(tmp_path, capsys):
-    train.main(tiny_run(tmp_path, "--dataset", "sprites", "--paired-content", "--steps", "3", "--validate-every", "0"))
+def test_paired_runs_infer_f_from_the_content_partner_and_z_from_the_motion_partner(tmp_path, capsys,
+                                                                                      monkeypatch):
+    train.main(tiny_run(tmp_path, "--dataset", "sprites", "--paired-content", "--paired-motion", "--steps", "3",
+                        "--validate-every", "0"))
     out = capsys.readouterr()
     assert re.search(r"step 3 q1: coded [0-9.]+ bpp", out.out + out.err)
     model = zoo.load_weights(tmp_path / "model.pt")
-    x, partner = ContentPairs("test", frames=2, length=1)[0].unsqueeze(1)
-    model.train()  # the rate of noisy f: the same noise on a different f gives different bits
+    x, content, motion = Partners("test", frames=2, length=1, motion=True)[0].unsqueeze(1)
+    seen = {"quantised": []}  # which f were quantised, what the posterior of z and the decoder were given
+    quantise_f, infer_z, synthesise = model._quantise_f, model.infer_z, model.synthesise
+    monkeypatch.setattr(model, "_quantise_f", lambda f, quality: seen["quantised"].append(f) or quantise_f(f, quality))
+    monkeypatch.setattr(model, "infer_z", lambda features, f_hat: seen.update(z_from=(features, f_hat)) or
+                        infer_z(features, f_hat))
+    monkeypatch.setattr(model, "synthesise", lambda z_hat, f_hat: seen.update(decoded_f=f_hat) or
+                        synthesise(z_hat, f_hat))
 
-    def f_bits(content: torch.Tensor | None) -> torch.Tensor:
-        torch.manual_seed(0)
-        with torch.no_grad():
-            return model(x, 1, content=content)["f_bits"]
+    with torch.no_grad():
+        model(x, 1, content=content, motion=motion)
+        (content_f, motion_f), f_hats = seen["quantised"], [quantise_f(f, 1)[0] for f in seen["quantised"]]
+        assert torch.equal(content_f, model.analyse(content)[1]) and torch.equal(motion_f, model.analyse(motion)[1])
+        assert torch.equal(seen["decoded_f"], f_hats[0])
+        assert torch.equal(seen["z_from"][0], model.analyse(motion)[0])  # with the motion clip's own f, as its
+        assert torch.equal(seen["z_from"][1], f_hats[1])                  # encoder infers it
+        seen["quantised"].clear()
+        model(x, 1)
+        assert torch.equal(seen["quantised"][0], model.analyse(x)[1]) and len(seen["quantised"]) == 1
+        assert torch.equal(seen["z_from"][0], model.analyse(x)[0])
+    assert not torch.equal(model.analyse(content)[1], model.analyse(motion)[1])  # the checks can tell them apart
 
-    assert torch.equal(f_bits(None), f_bits(x)) and not torch.equal(f_bits(None), f_bits(partner))
 
-
+@pytest.mark.parametrize("flag", ["--paired-content", "--paired-motion"])
 @pytest.mark.parametrize("options", [["--dataset", "balls"], ["--dataset", "sprites", "--no-f"],
                                      ["--dataset", "sprites", "--family", "frame"]])
-def test_paired_content_only_for_the_f_of_a_dsae_on_sprites(tmp_path, options):
-    with pytest.raises(SystemExit, match="--paired-content"):
-        train.main(tiny_run(tmp_path, "--paired-content", "--steps", "1", *options))
+def test_paired_training_only_for_a_dsae_with_f_on_sprites(tmp_path, flag, options):
+    with pytest.raises(SystemExit, match=flag):
+        train.main(tiny_run(tmp_path, flag, "--steps", "1", *options))
+
+
+def test_init_starts_from_a_weights_file(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    common = ["--dataset", "balls", "--validate-every", "0"]
+    train.main(tiny_run(first, *common, "--steps", "2"))
+    train.main(tiny_run(second, *common, "--steps", "0", "--init", str(first / "model.pt")))
+    a = torch.load(first / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(second / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(SystemExit, match="other options"):
+        train.main(tiny_run(second, *common, "--steps", "1", "--init", str(first / "model.pt"), "--z-channels", "3"))
+    (tmp_path / "junk.pt").write_bytes(b"not weights")
+    with pytest.raises(SystemExit, match="not a weights file"):
+        train.main(tiny_run(second, *common, "--steps", "1", "--init", str(tmp_path / "junk.pt")))
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -73,6 +104,9 @@ def test_resume_continues_exactly(tmp_path):
     train.main(tiny_run(straight, *common))
     train.main(tiny_run(split, *common, "--stop-after", "3"))
     assert not (split / "model.pt").exists() and torch.load(split / "model.pt.ckpt", weights_only=False)["step"] == 3
+    state = torch.load(split / "model.pt.ckpt", weights_only=False)
+    del state["args"]["paired_motion"]  # checkpoints of older versions lack options added since
+    torch.save(state, split / "model.pt.ckpt")
     train.main(tiny_run(split, *common, "--resume"))
     a = torch.load(straight / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(split / "model.pt", weights_only=True)["state_dict"]

@@ -108,29 +108,39 @@ class DSAE(nn.Module):
         return self.g_s(inputs.flatten(0, 1)).unflatten(0, (b, t))
 
     # --- training ---------------------------------------------------------------------------------
-    def forward(self, x: Tensor, quality: int, content: Tensor | None = None) -> dict[str, Tensor]:
+    def _quantise_f(self, f: Tensor, quality: int) -> tuple[Tensor, Tensor]:
+        """Training-time f (B, C_f, h, w) -> (f_hat with straight-through rounding, its bits under noise)."""
+        f_gain = self._gain(self.f_log_gain, quality)
+        bottleneck = self.f_entropy[quality]
+        _, f_likelihood = bottleneck(f * f_gain)
+        median = bottleneck.quantiles[:, 0, 1].detach()[None, :, None, None]
+        return (ste_round(f * f_gain - median) + median) / f_gain, bits(f_likelihood)
+
+    def forward(self, x: Tensor, quality: int, content: Tensor | None = None,
+                motion: Tensor | None = None) -> dict[str, Tensor]:
         """Training pass with noise for the rate and straight-through rounding for the decoder.
 
         content (B, T', 3, H, W), optional: clips to infer f from instead of x (paired-content training:
         the same characters in other motions), so that f cannot carry x's motion.
+        motion (B, T, 3, H, W), optional: clips to infer z_1:T from (given their own f, as the encoder of
+        the clip that a swap takes z_1:T from) instead of x (paired-motion training: other characters in
+        x's motion), so that z_1:T cannot carry x's content.
 
         In eval mode the rate is that of the rounded latents (an estimate of the coded bits).
         Returns x_hat (B, T, 3, H, W), f_bits and z_bits (scalars, summed over the batch).
         The z prior is teacher-forced on the quantised posterior latents of earlier steps.
         """
-        features, f = self.analyse(x)
+        features, f = self.analyse(x) if content is None or motion is None else (None, None)
         if content is not None:
             f = self.analyse(content)[1]
         f_hat, f_bits = None, x.new_zeros(())
         if self.config.use_f:
-            f_gain = self._gain(self.f_log_gain, quality)
-            bottleneck = self.f_entropy[quality]
-            _, f_likelihood = bottleneck(f * f_gain)
-            median = bottleneck.quantiles[:, 0, 1].detach()[None, :, None, None]
-            f_hat = (ste_round(f * f_gain - median) + median) / f_gain
-            f_bits = bits(f_likelihood)
-
-        z = self.infer_z(features, f_hat)
+            f_hat, f_bits = self._quantise_f(f, quality)
+        if motion is None:
+            z = self.infer_z(features, f_hat)
+        else:
+            motion_features, motion_f = self.analyse(motion)
+            z = self.infer_z(motion_features, self._quantise_f(motion_f, quality)[0] if self.config.use_f else None)
         z_gain = self._gain(self.z_log_gain, quality)
         z_prev, state, z_hats, z_bits = torch.zeros_like(z[:, 0]), None, [], x.new_zeros(())
         for t in range(z.shape[1]):
