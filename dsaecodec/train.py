@@ -32,8 +32,8 @@ from dsaecodec.models.rnn import RNNConfig
 from dsaecodec.zoo import FAMILIES, load_weights, resize_table_buffers, save_weights
 
 DATASETS = ("clips", "sprites", "balls")
-# a checkpoint resumes only with the same values of these
-MODEL_OPTIONS = ("family", "no_f", "variant", "channels", "f_channels", "z_channels", "latent_channels",
+# a checkpoint resumes only with the same values of these (the model and what its latents are trained to hold)
+RESUME_MUST_MATCH = ("family", "no_f", "variant", "channels", "f_channels", "z_channels", "latent_channels",
                  "hidden_channels", "lambdas", "paired_content", "paired_motion")
 
 
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         parser = argument_parser()  # options added since the checkpoint was written had their defaults
-        changed = [k for k in MODEL_OPTIONS if state["args"].get(k, parser.get_default(k)) != getattr(args, k)]
+        changed = [k for k in RESUME_MUST_MATCH if state["args"].get(k, parser.get_default(k)) != getattr(args, k)]
         if changed:
             raise SystemExit(f"{checkpoint_path} was trained with other {', '.join('--' + k.replace('_', '-') for k in changed)}"
                              f"; resume with the same model options or choose another --out")
@@ -234,6 +234,8 @@ def main(argv: list[str] | None = None) -> None:
         if rank == 0:
             print(f"resumed from {checkpoint_path} at step {step}")
     elif args.init:
+        if not args.init.is_file():
+            raise SystemExit(f"--init {args.init}: no such file")
         try:
             initial = load_weights(args.init)
         except Exception as error:  # missing, not a weights file, unknown family

@@ -1,6 +1,8 @@
 """The training pipeline on tiny models: every dataset runs, resume is exact, torchrun keeps replicas identical."""
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 import re
 import subprocess
@@ -12,6 +14,7 @@ import torch
 
 from dsaecodec import train, zoo
 from dsaecodec.data.sprites import Partners
+from dsaecodec.models.dsae import DSAE, DSAEConfig
 from dsaecodec.videoio import VideoWriter
 from helpers import synthetic_clip
 
@@ -43,14 +46,24 @@ def test_twenty_steps_of_each_dataset(tmp_path, clip_folder, dataset, capsys):
     assert model.qualities == 2 and model.f_entropy[0]._offset.numel() == 4  # tables built before saving
 
 
-def test_paired_runs_infer_f_from_the_content_partner_and_z_from_the_motion_partner(tmp_path, capsys,
-                                                                                      monkeypatch):
-    train.main(tiny_run(tmp_path, "--dataset", "sprites", "--paired-content", "--paired-motion", "--steps", "3",
-                        "--validate-every", "0"))
+PAIRINGS = [["--paired-content"], ["--paired-motion"], ["--paired-content", "--paired-motion"]]
+
+
+@pytest.mark.parametrize("flags", PAIRINGS)
+def test_paired_training_runs(tmp_path, capsys, flags):
+    train.main(tiny_run(tmp_path, "--dataset", "sprites", *flags, "--steps", "3", "--validate-every", "0"))
     out = capsys.readouterr()
     assert re.search(r"step 3 q1: coded [0-9.]+ bpp", out.out + out.err)
-    model = zoo.load_weights(tmp_path / "model.pt")
+
+
+@pytest.mark.parametrize("flags", [[]] + PAIRINGS)
+def test_forward_takes_f_from_the_content_partner_and_z_from_the_motion_partner(monkeypatch, flags):
+    torch.manual_seed(0)
+    model = DSAE(DSAEConfig(channels=8, f_channels=4, z_channels=2, hidden_channels=8, lambdas=(0.001, 0.01))).eval()
+    model.f_log_gain.data.fill_(5.0)  # fine steps: an untrained f is small and would round to the same f_hat
     x, content, motion = Partners("test", frames=2, length=1, motion=True)[0].unsqueeze(1)
+    partners = {"content": content if "--paired-content" in flags else None,
+                "motion": motion if "--paired-motion" in flags else None}
     seen = {"quantised": []}  # which f were quantised, what the posterior of z and the decoder were given
     quantise_f, infer_z, synthesise = model._quantise_f, model.infer_z, model.synthesise
     monkeypatch.setattr(model, "_quantise_f", lambda f, quality: seen["quantised"].append(f) or quantise_f(f, quality))
@@ -58,19 +71,28 @@ def test_paired_runs_infer_f_from_the_content_partner_and_z_from_the_motion_part
                         infer_z(features, f_hat))
     monkeypatch.setattr(model, "synthesise", lambda z_hat, f_hat: seen.update(decoded_f=f_hat) or
                         synthesise(z_hat, f_hat))
-
     with torch.no_grad():
-        model(x, 1, content=content, motion=motion)
-        (content_f, motion_f), f_hats = seen["quantised"], [quantise_f(f, 1)[0] for f in seen["quantised"]]
-        assert torch.equal(content_f, model.analyse(content)[1]) and torch.equal(motion_f, model.analyse(motion)[1])
-        assert torch.equal(seen["decoded_f"], f_hats[0])
-        assert torch.equal(seen["z_from"][0], model.analyse(motion)[0])  # with the motion clip's own f, as its
-        assert torch.equal(seen["z_from"][1], f_hats[1])                  # encoder infers it
-        seen["quantised"].clear()
-        model(x, 1)
-        assert torch.equal(seen["quantised"][0], model.analyse(x)[1]) and len(seen["quantised"]) == 1
-        assert torch.equal(seen["z_from"][0], model.analyse(x)[0])
-    assert not torch.equal(model.analyse(content)[1], model.analyse(motion)[1])  # the checks can tell them apart
+        model(x, 1, **partners)
+        f_source = x if partners["content"] is None else content
+        z_source = x if partners["motion"] is None else motion
+        assert torch.equal(seen["quantised"][0], model.analyse(f_source)[1])
+        assert torch.equal(seen["decoded_f"], quantise_f(model.analyse(f_source)[1], 1)[0])
+        assert torch.equal(seen["z_from"][0], model.analyse(z_source)[0])
+        # z is inferred given the decoded f, or, from a motion partner, given the partner's own f (as a swap's
+        # z_1:T were inferred by the encoder of the clip they come from)
+        z_given = seen["decoded_f"] if partners["motion"] is None else quantise_f(model.analyse(motion)[1], 1)[0]
+        assert torch.equal(seen["z_from"][1], z_given)
+        f_hats = [quantise_f(model.analyse(clip)[1], 1)[0] for clip in (x, content, motion)]
+        for a, b in itertools.combinations(range(3), 2):  # the checks can tell the three clips apart
+            assert not torch.equal(f_hats[a], f_hats[b])
+
+
+def test_content_partners_are_those_the_shipped_paired_models_were_trained_on():
+    digest = hashlib.sha256()
+    items = Partners("train", frames=2, length=4, seed=0)
+    for index in range(4):
+        digest.update(items[index].numpy().tobytes())
+    assert digest.hexdigest() == "c75efc0e6d74d085751b90065b885704535f19ec511e809560c56b42835367eb"
 
 
 @pytest.mark.parametrize("flag", ["--paired-content", "--paired-motion"])

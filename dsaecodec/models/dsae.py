@@ -130,7 +130,8 @@ class DSAE(nn.Module):
         Returns x_hat (B, T, 3, H, W), f_bits and z_bits (scalars, summed over the batch).
         The z prior is teacher-forced on the quantised posterior latents of earlier steps.
         """
-        features, f = self.analyse(x) if content is None or motion is None else (None, None)
+        if content is None or motion is None:  # x's features or f are needed
+            features, f = self.analyse(x)
         if content is not None:
             f = self.analyse(content)[1]
         f_hat, f_bits = None, x.new_zeros(())
@@ -139,7 +140,7 @@ class DSAE(nn.Module):
         if motion is None:
             z = self.infer_z(features, f_hat)
         else:
-            motion_features, motion_f = self.analyse(motion)
+            motion_features, motion_f = self.analyse(motion)  # motion_f conditions z only; its bits are not spent
             z = self.infer_z(motion_features, self._quantise_f(motion_f, quality)[0] if self.config.use_f else None)
         z_gain = self._gain(self.z_log_gain, quality)
         z_prev, state, z_hats, z_bits = torch.zeros_like(z[:, 0]), None, [], x.new_zeros(())
