@@ -34,7 +34,7 @@ from dsaecodec.zoo import FAMILIES, load_weights, resize_table_buffers, save_wei
 DATASETS = ("clips", "sprites", "balls")
 # a checkpoint resumes only with the same values of these (the model and what its latents are trained to hold)
 RESUME_MUST_MATCH = ("family", "no_f", "variant", "channels", "f_channels", "z_channels", "latent_channels",
-                 "hidden_channels", "lambdas", "paired_content", "paired_motion")
+                     "hidden_channels", "lambdas", "paired_content", "paired_motion")
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -58,8 +58,8 @@ def argument_parser() -> argparse.ArgumentParser:
         help="sprites, dsae with f: infer f from a clip of the same character in another motion (weak "
              "supervision that keeps the motion out of f; the default is the paper's unsupervised training)")
     add("--paired-motion", action="store_true",
-        help="sprites, dsae with f: infer z_1:T from a clip of another character in the same motion (weak "
-             "supervision that keeps the content out of z_1:T; pairs with --paired-content)")
+        help="sprites, dsae with f: infer z_1:T from a clip of another character in the same motion (keeps "
+             "the content out of z_1:T; with --paired-content the target is the true swap of the two partners)")
     add("--init", type=Path, default=None,
         help="start from this weights file (fine-tuning; same model options) instead of a random initialisation; "
              "a checkpoint found by --resume takes precedence")
@@ -248,8 +248,8 @@ def main(argv: list[str] | None = None) -> None:
         if rank == 0:
             print(f"initialised from {args.init}")
 
-    dataset = build_dataset(args, "train", length=args.steps * args.batch, seed=args.seed,
-                            paired=args.paired_content or args.paired_motion)
+    paired = args.paired_content or args.paired_motion
+    dataset = build_dataset(args, "train", length=args.steps * args.batch, seed=args.seed, paired=paired)
     validation = torch.stack([build_dataset(args, "test", length=args.validation_clips, seed=args.seed + 1)[i]
                               for i in range(args.validation_clips)]).to(device)
     quality_draws = np.random.default_rng((args.seed, 1)).integers(len(config.lambdas), size=args.steps)
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
         quality = int(quality_draws[step])
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
-        if args.paired_content or args.paired_motion:  # items: (clip, [content partner], [motion partner])
+        if paired:  # items: (clip, [content partner], [motion partner])
             x, *partners = x.unbind(1)
             content = partners.pop(0) if args.paired_content else None
             motion = partners.pop(0) if args.paired_motion else None

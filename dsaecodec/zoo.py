@@ -157,7 +157,7 @@ MODELS: dict[str, ModelCard] = {
             weights="dsae-sprites-paired-motion.pt",
             sha256="b33d7ee344cce2e17052c5c3e470918137a3fc1e7c6107a6b307145dafbe71b3",
             training="dsae-sprites-paired-z4-long fine-tuned for 3000 steps with z_1:T also inferred from another "
-                     "character in the same motion (weak supervision of both latents): dsaecodec train --dataset "
+                     "character in the same motion (supervised swaps of train characters): dsaecodec train --dataset "
                      "sprites --paired-content --paired-motion --z-channels 4 --init "
                      "dsaecodec/weights/dsae-sprites-paired-z4-long.pt --out "
                      "dsaecodec/weights/dsae-sprites-paired-motion.pt --steps 3000 --threads 1",
