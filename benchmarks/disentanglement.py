@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> dict:
         model, card = codec._shipped_model(args.model)
     except Exception as error:  # unknown model, missing weights
         parser.error(str(error))
-    if not getattr(model.config, "use_f", False):
+    if not model.has_static_latent:
         parser.error(f"{args.model} has no static latent f: nothing to swap")
     quality = model.qualities - 1 if args.quality is None else args.quality
     if not 0 <= quality < model.qualities:

@@ -44,16 +44,10 @@ def _shipped_model(name: str, device: str = "cpu") -> tuple[nn.Module, zoo.Model
     return model.to(device), card
 
 
-def latent_shape(height: int, width: int) -> tuple[int, int]:
-    """(h, w) of the latent maps for frames of this size."""
-    return -(-height // STRIDE), -(-width // STRIDE)
-
-
 def to_model_input(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> float (T, 3, 16h, 16w) in [0, 1], edge-padded."""
+    """uint8 (T, H, W, 3) -> float (T, 3, H', W') in [0, 1], edge-padded to multiples of 16."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
-    h, w = latent_shape(*frames.shape[1:3])
-    return F.pad(x, (0, w * STRIDE - x.shape[-1], 0, h * STRIDE - x.shape[-2]), mode="replicate")
+    return F.pad(x, (0, -x.shape[-1] % STRIDE, 0, -x.shape[-2] % STRIDE), mode="replicate")
 
 
 def to_frames(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
@@ -117,6 +111,7 @@ def encode_stream(frames: Iterable[np.ndarray], out: BinaryIO, *, fps: Fraction 
     for frames_uint8 in group_segments(_checked_frames(frames, segment_length), segment_length):
         height, width = frames_uint8.shape[1:3]
         if writer is None:
+            model.latent_shape(height, width)  # ValueError for a frame size the model cannot code
             header = Header(model_name=card.name, weights_sha256=bytes.fromhex(card.sha256), width=width,
                             height=height, frame_count=0, fps_num=fps.numerator, fps_den=fps.denominator,
                             segment_length=segment_length, quality=quality)
@@ -147,7 +142,10 @@ class Decoder:
         self.model, _ = _shipped_model(card.name, device)
         if self.header.quality >= self.model.qualities:
             raise BitstreamError(f"quality {self.header.quality} is out of range for model {card.name}")
-        self.latent_shape = latent_shape(self.header.height, self.header.width)
+        try:
+            self.latent_shape = self.model.latent_shape(self.header.height, self.header.width)
+        except ValueError as error:
+            raise BitstreamError(f"file of {card.name}: {error}") from None
 
     def __len__(self) -> int:
         return len(self.reader)
@@ -212,12 +210,12 @@ def generate(frames: int, *, model_name: str = zoo.DEFAULT_MODEL, quality: int =
     else:
         model, _ = _shipped_model(model_name)
         width, height = size
-    if not getattr(model.config, "use_f", False) or not hasattr(model, "sample_z"):
+    if not model.has_static_latent:
         raise ValueError("generation needs a DSAE with a static latent f")
     if not 0 <= quality < model.qualities:
         raise ValueError(f"quality must be 0..{model.qualities - 1}, got {quality}")
     rng = np.random.default_rng(seed)
-    shape = latent_shape(height, width)
+    shape = model.latent_shape(height, width)
     for k, start in enumerate(range(0, frames, segment_length)):
         length = min(segment_length, frames - start)
         with codec_threads():

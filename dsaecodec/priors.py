@@ -95,17 +95,17 @@ class DynamicsPrior(nn.Module):
     """Stochastic ConvLSTM prior p(z_t | z_<t) = N(mu_t, scale_t), in the physical domain.
 
     The LSTM reads the dequantised previous latent `z_hat_{t-1}` (zeros at t = 1) and predicts
-    the mean and scale of `z_t`. It never sees the static latent `f`, so the `z` stream of a file
+    the mean and scale of `z_t`. With `kernel_size=1` it is a plain LSTM per position (vector latents). It never sees the static latent `f`, so the `z` stream of a file
     can be decoded (and swapped) independently of `f`.
     """
 
-    def __init__(self, z_channels: int, hidden_channels: int):
+    def __init__(self, z_channels: int, hidden_channels: int, kernel_size: int = 3):
         super().__init__()
-        self.cell = ConvLSTMCell(z_channels, hidden_channels)
+        self.cell = ConvLSTMCell(z_channels, hidden_channels, kernel_size)
         self.head = nn.Sequential(
-            nn.Conv2d(hidden_channels, hidden_channels, 3, padding=1),
+            nn.Conv2d(hidden_channels, hidden_channels, kernel_size, padding=kernel_size // 2),
             nn.LeakyReLU(0.1),
-            nn.Conv2d(hidden_channels, 2 * z_channels, 3, padding=1),
+            nn.Conv2d(hidden_channels, 2 * z_channels, kernel_size, padding=kernel_size // 2),
         )
 
     def step(self, z_prev: Tensor, state: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:

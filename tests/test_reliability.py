@@ -79,7 +79,7 @@ def with_geometry(data: bytes, width: int, height: int) -> bytes:
     data = rewrite_header(data, width=width, height=height)
     for k in range(header.segment_count):
         frames = min(header.segment_length, header.frame_count - k * header.segment_length)
-        f_symbols, z_symbols = model.symbol_counts(frames, codec.latent_shape(height, width))
+        f_symbols, z_symbols = model.symbol_counts(frames, model.latent_shape(height, width))
         data = rewrite_record(data, k, f_symbols=f_symbols, z_symbols=z_symbols)
     return data
 

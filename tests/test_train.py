@@ -133,6 +133,17 @@ def test_resume_continues_exactly(tmp_path):
     a = torch.load(straight / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(split / "model.pt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the learning curve of the interrupted run is the uninterrupted one's: steps 2, 4, 6, two qualities each
+    curve = (straight / "model.csv").read_text()
+    assert (split / "model.csv").read_text() == curve
+    assert [line.split(",")[:2] for line in curve.splitlines()[1:]] == [[s, q] for s in "246" for q in "01"]
+
+
+def test_a_fresh_run_starts_a_fresh_learning_curve(tmp_path):
+    common = ["--dataset", "balls", "--steps", "2", "--validate-every", "1"]
+    train.main(tiny_run(tmp_path, *common))
+    train.main(tiny_run(tmp_path, *common))
+    assert len((tmp_path / "model.csv").read_text().splitlines()) == 1 + 2 * 2
 
 
 def test_out_may_name_a_folder_that_does_not_exist_yet(tmp_path):

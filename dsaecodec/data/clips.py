@@ -22,15 +22,46 @@ def default_clip_paths() -> list[Path]:
     return [p for p in sorted(folder.iterdir()) if p.suffix in VIDEO_SUFFIXES and not p.name.startswith(HELD_OUT)]
 
 
-def clip_paths(source: str | Path | None) -> list[Path]:
-    """Video files in a folder (or the single file given); the default set when `source` is None."""
-    if source is None:
-        return default_clip_paths()
-    source = Path(source)
-    paths = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-    if not paths:
-        raise FileNotFoundError(f"no video files in {source}")
-    return paths
+def training_clips(sources: list[str | Path] | None, frames: int, crop: int, length: int, seed: int) -> Dataset:
+    """Clips from `sources` (video files, image files, or folders searched recursively for both; None: the
+    default clips): crops of the videos, camera-motion clips of the photos, or, with both, each item drawn from
+    either with probability 1/2."""
+    from dsaecodec.data.photos import IMAGE_SUFFIXES, PhotoClips
+
+    if sources is None:
+        return ClipCrops(default_clip_paths(), frames=frames, crop=crop, length=length, seed=seed)
+    videos, images = [], []
+    for source in map(Path, sources):
+        if not source.exists():
+            raise FileNotFoundError(f"--data {source}: no such file or folder")
+        found = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+        videos += [p for p in found if p.suffix.lower() in VIDEO_SUFFIXES]
+        images += [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
+    held_out = [p for p in videos if p.name.startswith(HELD_OUT)]
+    if held_out:
+        raise ValueError(f"{held_out[0]} is an evaluation clip and is never trained on")
+    parts = []
+    if videos:
+        parts.append(ClipCrops(videos, frames=frames, crop=crop, length=length, seed=seed))
+    if images:
+        parts.append(PhotoClips(images, frames=frames, crop=crop, length=length, seed=seed))
+    if not parts:
+        raise FileNotFoundError(f"no videos or images in {', '.join(map(str, sources))}")
+    return parts[0] if len(parts) == 1 else Mixture(parts, seed)
+
+
+class Mixture(Dataset):
+    """Item i of one of `parts`, chosen with equal probability from (seed, i); the length of the first part."""
+
+    def __init__(self, parts: list[Dataset], seed: int):
+        self.parts, self.seed = parts, seed
+
+    def __len__(self) -> int:
+        return len(self.parts[0])
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        part = np.random.default_rng((self.seed, index, len(self.parts))).integers(len(self.parts))
+        return self.parts[part][index]
 
 
 def _without_held_out_frames(path: Path, video: torch.Tensor) -> list[torch.Tensor]:

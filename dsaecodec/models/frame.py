@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
 from bitstream.format import Segment
+from dsaecodec.models.base import CodecModel
 from dsaecodec.models.layers import (
     BottleneckCoder,
     analysis_transform,
@@ -59,7 +60,7 @@ def _deconv(cin: int, cout: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
 
 
-class FrameVAE(nn.Module):
+class FrameVAE(CodecModel):
     name_prefix = "frame"
 
     def __init__(self, config: FrameConfig):
@@ -73,10 +74,6 @@ class FrameVAE(nn.Module):
         self.y_log_gain = nn.Parameter(log_gains(config.lambdas, n))
         self.z_log_gain = nn.Parameter(log_gains(config.lambdas, n))
         self.z_entropy = nn.ModuleList(EntropyBottleneck(n) for _ in config.lambdas)
-
-    @property
-    def qualities(self) -> int:
-        return len(self.config.lambdas)
 
     # --- transforms -------------------------------------------------------------------------------
     def hyper_analyse(self, y: Tensor) -> Tensor:

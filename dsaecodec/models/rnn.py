@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
 from bitstream.format import Segment
+from dsaecodec.models.base import CodecModel
 from dsaecodec.models.layers import analysis_transform, conv, gain, log_gains, synthesis_transform, z_only_segment
 from dsaecodec.priors import ConvLSTMCell, bits, centred_symbols, gaussian_likelihood, scale_index, ste_round
 
@@ -47,7 +48,7 @@ class RNNConfig:
         return asdict(self)
 
 
-class RNNCodec(nn.Module):
+class RNNCodec(CodecModel):
     name_prefix = "rnn"
 
     def __init__(self, config: RNNConfig):
@@ -64,10 +65,6 @@ class RNNCodec(nn.Module):
         self.cell = ConvLSTMCell(ce, ch)
         self.prior = nn.Sequential(conv(ch, ch), nn.LeakyReLU(0.1), conv(ch, 2 * cy))
         self.y_log_gain = nn.Parameter(log_gains(config.lambdas, cy))
-
-    @property
-    def qualities(self) -> int:
-        return len(self.config.lambdas)
 
     # --- the recurrence, shared by training, encoder and decoder ----------------------------------
     def advance(self, x_hat_prev: Tensor | None, state: State | None, like: Tensor) -> State:

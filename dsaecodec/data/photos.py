@@ -1,0 +1,236 @@
+"""Still photos as training video: the offline photo collection, and clips made from it by camera motion.
+
+Prepare the collection once (downloads Debian packages of desktop backgrounds through apt, ~230 MB, and
+adds the sample images bundled with matplotlib, scikit-image and scikit-learn where installed):
+
+    python -m dsaecodec.data.photos ~/dsae-photos
+
+Each photo is stored as a JPEG (quality 95) with its short side at most `MAX_SIDE` pixels, near-duplicates
+(the same wallpaper at several resolutions) removed, and `SOURCES.csv` lists where each came from.
+
+`PhotoClips` turns photos into (T, 3, crop, crop) clips with what a real camera adds: a pan, a zoom and a small
+rotation at sub-pixel precision, a brightness drift, now and then an object (a patch of another photo under a
+soft elliptical mask) moving across the scene on its own path, motion blur (each frame averages the scene
+over the open shutter) and sensor noise, then 8-bit quantisation.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+
+PACKAGES = ("gnome-backgrounds", "mate-backgrounds", "ukui-wallpapers", "lomiri-wallpapers",
+            "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04", "plasma-workspace-wallpapers", "sway-backgrounds")
+"""Debian packages of desktop backgrounds (photos and artwork) that make up the collection."""
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+MAX_SIDE = 720  # short side of a stored photo, pixels
+MIN_SIDE = 256  # smaller images are left out
+
+
+def _average_hash(image: Image.Image) -> str:
+    """64-bit average hash of the 8x8 grey thumbnail: equal for one picture at several resolutions."""
+    grey = np.asarray(image.convert("L").resize((8, 8), Image.Resampling.BOX), dtype=np.float32)
+    return np.packbits(grey > grey.mean()).tobytes().hex()
+
+
+def _bundled_images() -> list[tuple[str, Path]]:
+    """(source, path) of the sample photos that matplotlib, scikit-image and scikit-learn ship, where installed."""
+    found = []
+    try:
+        import matplotlib
+
+        found += [("matplotlib", p) for p in sorted((Path(matplotlib.get_data_path()) / "sample_data").glob("*.jpg"))]
+    except ImportError:
+        pass
+    for package, folder in (("skimage", "data"), ("sklearn", "datasets/images")):
+        try:
+            module = __import__(package)
+        except ImportError:
+            continue
+        root = Path(module.__file__).parent / folder
+        found += [(package, p) for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+    return found
+
+
+def prepare(out: Path, packages: tuple[str, ...] = PACKAGES) -> int:
+    """Assemble the photo collection in `out` (created; existing photos are kept). Returns the number of photos."""
+    out.mkdir(parents=True, exist_ok=True)
+    candidates: list[tuple[str, Path]] = []
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        for package in packages:
+            result = subprocess.run(["apt-get", "download", package], cwd=work, capture_output=True, text=True)
+            if result.returncode:
+                print(f"  skipped {package}: {result.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+                continue
+            for deb in work.glob(f"{package}_*.deb"):
+                root = work / package
+                subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+                candidates += [(package, p) for p in sorted(root.rglob("*"))
+                               if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+                deb.unlink()
+        candidates += _bundled_images()
+        # largest first, so that of several resolutions of one picture the best is kept
+        sized = []
+        for source, path in candidates:
+            try:
+                with Image.open(path) as image:
+                    sized.append((image.width * image.height, source, path))
+            except OSError:
+                continue
+        seen, rows = set(), []
+        for _, source, path in sorted(sized, key=lambda item: -item[0]):
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+            if min(image.size) < MIN_SIDE:
+                continue
+            key = _average_hash(image)
+            if key in seen:
+                continue
+            seen.add(key)
+            scale = MAX_SIDE / min(image.size)
+            if scale < 1:
+                image = image.resize((round(image.width * scale), round(image.height * scale)),
+                                     Image.Resampling.LANCZOS)
+            name = f"{source}-{hashlib.sha256(str(path.name).encode()).hexdigest()[:8]}-{path.stem[:40]}.jpg"
+            image.save(out / name, quality=95)
+            rows.append({"file": name, "source": source, "original": path.name,
+                         "width": image.width, "height": image.height})
+    with open(out / "SOURCES.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["file", "source", "original", "width", "height"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
+def image_paths(folder: Path) -> list[Path]:
+    """Image files under `folder` (recursively), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _affine(centre: np.ndarray, side: float, angle: float, size: tuple[int, int]) -> torch.Tensor:
+    """The (2, 3) `affine_grid` matrix that samples a square of `side` pixels, rotated by `angle` (radians),
+    centred on `centre` (x, y pixels) of an image of `size` (width, height)."""
+    width, height = size
+    cos, sin = math.cos(angle), math.sin(angle)
+    sx, sy = side / width, side / height
+    return torch.tensor([[sx * cos, -sx * sin, 2 * centre[0] / width - 1],
+                         [sy * sin, sy * cos, 2 * centre[1] / height - 1]], dtype=torch.float32)
+
+
+class PhotoClips(Dataset):
+    """(T, 3, crop, crop) float clips in [0, 1] made from still photos by synthetic camera and object motion.
+
+    Photos are held in memory as uint8 (3, H, W). Items are a pure function of (seed, index). Per clip:
+    the camera's field of view is 1x-3x the crop (so detail appears at several scales), it pans at up to
+    ~2 output pixels per frame, zooms by up to +-2% and turns by up to +-0.4 degrees per frame; brightness
+    drifts by up to +-1.5% per frame; with probability 1/2 one to two objects move across it; frames average
+    `shutter_samples` positions over half the frame interval (motion blur); Gaussian noise of 0-2 levels.
+    """
+
+    def __init__(self, paths: list[Path], frames: int = 8, crop: int = 64, length: int = 100_000, seed: int = 0,
+                 shutter_samples: int = 3):
+        if not paths:
+            raise FileNotFoundError("no photos given")
+        self.frames, self.crop, self.length, self.seed = frames, crop, length, seed
+        self.shutter_samples = shutter_samples
+        self.photos = []
+        for path in paths:
+            with Image.open(path) as image:
+                photo = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()
+            if min(photo.shape[1:]) >= crop:
+                self.photos.append(photo)
+        if not self.photos:
+            raise ValueError(f"no photo is at least {crop}x{crop}")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _path(self, rng: np.random.Generator, size: tuple[int, int], side: float) -> list[torch.Tensor]:
+        """Affine matrices of one moving view (camera or object) at every shutter sample of every frame."""
+        width, height = size
+        margin = side * 0.75
+        centre = np.array([rng.uniform(margin, max(margin, width - margin)),
+                           rng.uniform(margin, max(margin, height - margin))])
+        velocity = rng.normal(0.0, 1.0, 2) * side / self.crop  # photo pixels per frame
+        zoom, angle, turn = rng.uniform(-0.02, 0.02), rng.uniform(-0.1, 0.1), rng.uniform(-0.007, 0.007)
+        matrices = []
+        for t in range(self.frames):
+            for k in range(self.shutter_samples):
+                time = t + 0.5 * k / self.shutter_samples
+                matrices.append(_affine(centre + velocity * time, side * (1 + zoom) ** time, angle + turn * time,
+                                        size))
+        return matrices
+
+    def _render(self, photo: torch.Tensor, matrices: list[torch.Tensor], size: int) -> torch.Tensor:
+        """Sample (N, 3, size, size) views of `photo` (uint8 (3, H, W)) with bilinear interpolation."""
+        theta = torch.stack(matrices)
+        grid = F.affine_grid(theta, [len(matrices), 3, size, size], align_corners=False)
+        source = photo.float().div(255.0)[None].expand(len(matrices), -1, -1, -1)
+        return F.grid_sample(source, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        rng = np.random.default_rng((self.seed, index))
+        photo = self.photos[rng.integers(len(self.photos))]
+        height, width = photo.shape[1:]
+        field = self.crop * math.exp(rng.uniform(0.0, math.log(min(3.0, min(height, width) / self.crop))))
+        if field >= 2 * self.crop:  # pre-filter what bilinear sampling would alias
+            photo = F.avg_pool2d(photo[None].float(), 2)[0].round().to(torch.uint8)
+            field, height, width = field / 2, height // 2, width // 2
+        views = self._render(photo, self._path(rng, (width, height), field), self.crop)
+        for _ in range(rng.integers(1, 3) if rng.random() < 0.5 else 0):
+            other = self.photos[rng.integers(len(self.photos))]
+            radius = rng.uniform(0.15, 0.4)  # of the crop
+            side = 2 * radius * self.crop * field / self.crop  # the object's size in camera pixels
+            patch = self._render(other, self._path(rng, (other.shape[2], other.shape[1]), side),
+                                 round(2 * radius * self.crop))
+            ys, xs = torch.meshgrid(torch.linspace(-1, 1, patch.shape[-1]), torch.linspace(-1, 1, patch.shape[-1]),
+                                    indexing="ij")
+            aspect = rng.uniform(0.6, 1.0)
+            mask = (1 - (xs ** 2 + (ys / aspect) ** 2)).clamp(0, 0.1) * 10  # soft elliptical edge
+            start = rng.uniform(0, self.crop - patch.shape[-1], 2)
+            velocity = rng.normal(0.0, 1.5, 2)  # crop pixels per frame, independent of the camera
+            canvas = torch.zeros_like(views)
+            alpha = torch.zeros_like(views[:, :1])
+            for n in range(len(views)):
+                time = n // self.shutter_samples + 0.5 * (n % self.shutter_samples) / self.shutter_samples
+                shift = start + velocity * time
+                theta = torch.tensor([[self.crop / patch.shape[-1], 0, 0], [0, self.crop / patch.shape[-1], 0]],
+                                     dtype=torch.float32)
+                theta[:, 2] = torch.tensor((self.crop / 2 - shift - patch.shape[-1] / 2) / patch.shape[-1] * 2,
+                                           dtype=torch.float32)
+                grid = F.affine_grid(theta[None], [1, 4, self.crop, self.crop], align_corners=False)
+                placed = F.grid_sample(torch.cat([patch[n] * mask, mask[None]])[None], grid, align_corners=False)[0]
+                canvas[n], alpha[n] = placed[:3], placed[3:]
+            views = views * (1 - alpha) + canvas
+        clip = views.unflatten(0, (self.frames, self.shutter_samples)).mean(dim=1)  # motion blur
+        drift = 1 + rng.uniform(-0.015, 0.015) * torch.arange(self.frames, dtype=torch.float32)
+        clip = clip * drift[:, None, None, None]
+        clip = clip + torch.from_numpy(rng.normal(0.0, rng.uniform(0, 2) / 255, clip.shape).astype(np.float32))
+        return torch.round(clip.clamp(0, 1) * 255) / 255
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Assemble the offline photo collection for training.")
+    parser.add_argument("out", type=Path, help="folder for the photos (created)")
+    args = parser.parse_args(argv)
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        parser.error("apt-get and dpkg are needed (a Debian or Ubuntu system)")
+    count = prepare(args.out)
+    print(f"wrote {count} photos to {args.out} (sources in {args.out / 'SOURCES.csv'})")
+
+
+if __name__ == "__main__":
+    main()

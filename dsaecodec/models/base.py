@@ -1,0 +1,44 @@
+"""The one interface every codec model implements (DSAE, frame VAE, deterministic RNN).
+
+A model codes one segment of frames at a time:
+
+    segment, x_hat = model.compress_segment(x, quality)                 x (T, 3, H, W) in [0, 1]
+    x_hat = model.decompress_segment(segment, quality, latent_shape)     latent_shape = model.latent_shape(H, W)
+
+and trains with `forward(x, quality) -> {"x_hat", "f_bits", "z_bits"}`, `aux_loss()` and
+`update_tables()` (build the integer entropy tables before saving or coding).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from dsaecodec.models.layers import STRIDE
+
+
+class CodecModel(nn.Module):
+    """Base of every codec model: quality levels, geometry and declared capabilities.
+
+    Subclasses set `config` (a dataclass with `lambdas`, one per quality level) and may override
+    `frame_size` (0: any frame size, latents are maps at 1/STRIDE; S > 0: only S x S frames, latents are
+    vectors) and `has_static_latent` (True for models with a content latent f that `swap`/`generate` use).
+    """
+
+    name_prefix = ""
+    has_static_latent = False
+
+    @property
+    def qualities(self) -> int:
+        return len(self.config.lambdas)
+
+    @property
+    def frame_size(self) -> int:
+        return 0
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) of the latents for frames of this size; ValueError if the model cannot code that size."""
+        if self.frame_size:
+            if (height, width) != (self.frame_size, self.frame_size):
+                raise ValueError(f"this model codes only {self.frame_size}x{self.frame_size} frames "
+                                 f"(global latents), not {width}x{height}")
+            return 1, 1
+        return -(-height // STRIDE), -(-width // STRIDE)

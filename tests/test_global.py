@@ -1,0 +1,103 @@
+"""The paper's geometry: a DSAE with vector latents f and z_t for one fixed frame size."""
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from bitstream.format import BitstreamError, BitstreamWriter, Header, Segment
+from dsaecodec import codec, train, zoo
+from dsaecodec.models.dsae import DSAE, DSAEConfig
+from helpers import encode_with_reconstruction, synthetic_clip
+
+SIZE = 32
+
+
+def tiny_global(use_f: bool = True) -> DSAE:
+    torch.manual_seed(0)
+    config = DSAEConfig(channels=8, f_channels=6, z_channels=3, hidden_channels=5, lambdas=(0.001, 0.01),
+                        use_f=use_f, variant="full" if use_f else "factorised", frame_size=SIZE)
+    return DSAE(config)
+
+
+@pytest.fixture(scope="module")
+def global_model(tmp_path_factory) -> str:
+    """Name of a tiny random-init global DSAE registered like a shipped model."""
+    model = tiny_global().eval()
+    model.update_tables()
+    path = tmp_path_factory.mktemp("weights") / "tiny-global.pt"
+    sha = zoo.save_weights(model, "dsae", path)
+    card = zoo.ModelCard(name="tiny-global", family="dsae", domain="tests", weights=str(path), sha256=sha,
+                         training="random initialisation")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(zoo.MODELS, card.name, card)
+        yield card.name
+
+
+@pytest.mark.parametrize("use_f", [True, False])
+def test_latents_are_vectors_and_decoding_is_exact(use_f):
+    model = tiny_global(use_f)
+    x = torch.rand(2, 5, 3, SIZE, SIZE)
+    out = model(x, 1)
+    assert out["x_hat"].shape == x.shape and out["z_bits"] > 0 and (out["f_bits"] > 0) == use_f
+    model.eval()
+    model.update_tables()
+    segment, x_hat = model.compress_segment(x[0], 1)
+    assert model.latent_shape(SIZE, SIZE) == (1, 1)
+    assert (segment.f_symbols, segment.z_symbols) == model.symbol_counts(5, (1, 1)) == (6 * use_f, 5 * 3)
+    assert torch.equal(model.decompress_segment(segment, 1, (1, 1)), x_hat)
+    assert model.has_static_latent == use_f
+
+
+def test_the_prior_of_z_is_an_lstm_on_vectors():
+    prior = tiny_global().z_prior
+    assert prior.cell.gates.kernel_size == (1, 1) and all(
+        layer.kernel_size == (1, 1) for layer in prior.head if isinstance(layer, torch.nn.Conv2d))
+
+
+def test_frame_size_must_be_a_multiple_of_16():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        DSAE(DSAEConfig(frame_size=40))
+
+
+def test_codec_round_trip_and_wrong_sizes_refused(global_model):
+    clip = synthetic_clip(11, SIZE, SIZE)
+    data, reconstruction = encode_with_reconstruction(clip, model_name=global_model, quality=1, segment_length=4)
+    np.testing.assert_array_equal(codec.decode(data), reconstruction)
+    with pytest.raises(ValueError, match=f"only {SIZE}x{SIZE} frames"):
+        codec.encode(synthetic_clip(3, SIZE, 48), model_name=global_model, quality=1)
+    # a file that declares another frame size for this model: one clear error, nothing decoded
+    card = zoo.MODELS[global_model]
+    out = io.BytesIO()
+    writer = BitstreamWriter(out, Header(model_name=card.name, weights_sha256=bytes.fromhex(card.sha256), width=48,
+                                         height=SIZE, frame_count=0, fps_num=25, fps_den=1, segment_length=4,
+                                         quality=1))
+    writer.write_segment(Segment(frame_count=4, f_symbols=6, z_symbols=12, f_payload=b"", z_payload=b""))
+    writer.close()
+    with pytest.raises(BitstreamError, match=f"only {SIZE}x{SIZE} frames"):
+        codec.Decoder(out.getvalue())
+
+
+def test_generation_draws_vector_latents(global_model):
+    frames = np.concatenate(list(codec.generate(6, model_name=global_model, quality=1, size=(SIZE, SIZE),
+                                                segment_length=4)))
+    assert frames.shape == (6, SIZE, SIZE, 3)
+
+
+@pytest.mark.parametrize("dataset, extra", [("sprites", []), ("balls", ["--crop", "32"])])
+def test_training_with_global_latents(tmp_path, capsys, dataset, extra):
+    train.main(["--out", str(tmp_path / "g.pt"), "--dataset", dataset, "--global-latents", "--channels", "8",
+                "--f-channels", "4", "--z-channels", "2", "--hidden-channels", "4", "--batch", "2", "--frames", "3",
+                "--validation-clips", "1", "--threads", "1", "--lambdas", "0.001", "0.01", "--steps", "2", *extra])
+    assert re.search(r"step 2 q1: coded [0-9.]+ bpp", "".join(capsys.readouterr()))
+    model = zoo.load_weights(tmp_path / "g.pt")
+    assert model.frame_size == (64 if dataset == "sprites" else 32)
+
+
+@pytest.mark.parametrize("options", [["--dataset", "clips"], ["--dataset", "sprites", "--family", "frame"]])
+def test_global_latents_only_for_a_dsae_on_a_fixed_size_domain(tmp_path, options):
+    with pytest.raises(SystemExit, match="--global-latents"):
+        train.main(["--out", str(tmp_path / "g.pt"), "--global-latents", *options])

@@ -1,0 +1,74 @@
+"""Photos as training video: camera-motion clips, folders of images for --data, the mixture with videos."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dsaecodec import train
+from dsaecodec.data.clips import ClipCrops, Mixture, training_clips
+from dsaecodec.data.photos import PhotoClips, _average_hash, image_paths
+from dsaecodec.videoio import VideoWriter
+from helpers import synthetic_clip
+
+
+@pytest.fixture()
+def photo_folder(tmp_path):
+    """Two textured photos (noise with structure, so that motion shows) in a nested folder."""
+    folder = tmp_path / "photos" / "nested"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k, size in enumerate([(200, 150), (160, 240)]):
+        y, x = np.mgrid[0:size[1], 0:size[0]]
+        image = np.stack([128 + 100 * np.sin(x / (5 + k)), 128 + 100 * np.cos(y / 7), rng.integers(0, 256, x.shape)],
+                         -1)
+        Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(folder / f"p{k}.{'png' if k else 'jpg'}")
+    return tmp_path / "photos"
+
+
+def test_photo_clips_are_deterministic_moving_8_bit_clips(photo_folder):
+    clips = PhotoClips(image_paths(photo_folder), frames=6, crop=32, length=10, seed=1)
+    first = clips[3]
+    assert first.shape == (6, 3, 32, 32) and first.dtype == torch.float32
+    assert 0 <= first.min() and first.max() <= 1 and torch.equal(torch.round(first * 255) / 255, first)
+    assert torch.equal(clips[3], first) and not torch.equal(clips[4], first)
+    moving = [clips[i] for i in range(10)]
+    assert all((clip[1:] - clip[:-1]).abs().mean() > 1e-3 for clip in moving)  # every clip moves
+
+
+def test_near_duplicates_share_a_hash():
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).resize((192, 128))
+    assert _average_hash(image) == _average_hash(image.resize((96, 64)))
+    assert _average_hash(image) != _average_hash(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+
+
+def test_data_takes_photos_videos_and_both(tmp_path, photo_folder):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    with VideoWriter(videos / "a.mp4", 48, 40, Fraction(25)) as writer:
+        for frame in synthetic_clip(12, 40, 48):
+            writer.write(frame)
+    assert isinstance(training_clips([photo_folder], 4, 32, 5, 0), PhotoClips)
+    assert isinstance(training_clips([videos / "a.mp4"], 4, 32, 5, 0), ClipCrops)
+    both = training_clips([photo_folder, videos], 4, 32, 40, 0)
+    assert isinstance(both, Mixture) and len(both) == 40
+    assert {both[i].shape for i in range(8)} == {(4, 3, 32, 32)}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no videos or images"):
+        training_clips([tmp_path / "empty"], 4, 32, 5, 0)
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        training_clips([tmp_path / "missing"], 4, 32, 5, 0)
+    (tmp_path / "carphone.y4m").write_bytes(b"")
+    with pytest.raises(ValueError, match="never trained on"):
+        training_clips([tmp_path / "carphone.y4m"], 4, 32, 5, 0)
+
+
+def test_training_on_a_folder_of_photos(tmp_path, photo_folder, capsys):
+    train.main(["--out", str(tmp_path / "m.pt"), "--data", str(photo_folder), "--channels", "8", "--f-channels", "4",
+                "--z-channels", "2", "--batch", "2", "--frames", "3", "--crop", "32", "--validation-clips", "1",
+                "--threads", "1", "--lambdas", "0.001", "0.01", "--steps", "2"])
+    assert "step 2 q1: coded" in "".join(capsys.readouterr())
