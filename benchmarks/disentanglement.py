@@ -416,7 +416,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--judge-batch", type=int, default=16, help="clips per judge step (default: %(default)s)")
     parser.add_argument("--grid", type=int, default=4, help="content rows of the picture grid (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the judge, the pairs and the sampling")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for the judge (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for the judge (default: 1, so that its training rounds alike in every "
+                             "run and the command prints the same verdict each time; more threads may move it)")
     parser.add_argument("--quick", action="store_true", help="a fast partial run: a smaller judge budget, fewer pairs "
                                                              "and samples (the judge may then be under 95%%)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: %(default)s)")

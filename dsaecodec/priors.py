@@ -117,6 +117,25 @@ class DynamicsPrior(nn.Module):
         return mu, F.softplus(scale_raw), state
 
 
+@torch.no_grad()
+def fit_quantiles(bottleneck: EntropyBottleneck, bound: float = 1e4, iterations: int = 60) -> None:
+    """Set the quantiles of an `EntropyBottleneck` (its median, and the tails its tables cover) to those of its
+    learned density, found by bisection on the monotone cumulative in [-bound, bound].
+
+    This is the point the auxiliary loss moves the quantiles towards by small optimiser steps; where the
+    latents' range grows faster than those steps (vector latents: +-190 measured against tables of +-12), values
+    outside the tables are clamped when coded.
+    """
+    target = bottleneck.target.to(bottleneck.quantiles).expand_as(bottleneck.quantiles)
+    low = torch.full_like(bottleneck.quantiles, -bound)
+    high = torch.full_like(bottleneck.quantiles, bound)
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        above = bottleneck._logits_cumulative(middle, stop_gradient=True) > target
+        high, low = torch.where(above, middle, high), torch.where(above, low, middle)
+    bottleneck.quantiles.copy_((low + high) / 2)
+
+
 def bottleneck_pmfs(bottleneck: EntropyBottleneck) -> list[np.ndarray]:
     """Per-channel categorical tables of an updated `EntropyBottleneck`.
 

@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     if rank == 0:  # the checkpoint and the weights go there; found missing only at the first checkpoint otherwise
         args.out.parent.mkdir(parents=True, exist_ok=True)
     device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if args.device == "cuda" else "cpu")
+    if args.device == "cuda":  # TF32 tensor cores for convolutions and matrix products (10-bit mantissa inputs)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)  # the same initial weights on every process
@@ -349,9 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     if rank == 0 and step < args.steps:
         print(f"stopped at step {step} of {args.steps}; continue with --resume")
     elif rank == 0:
-        model.eval()
+        model = model.cpu().eval()  # the entropy tables are built on the CPU, whatever trained the model
         model.update_tables()
-        sha = save_weights(model.cpu(), args.family, args.out)
+        sha = save_weights(model, args.family, args.out)
         print(f"wrote {args.out} (sha256 {sha}) after {step} steps, {time.time() - started:.0f} s")
     if distributed:
         dist.destroy_process_group()

@@ -216,3 +216,19 @@ def test_learning_curves_plots_a_training_run(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         curves.main([str(tmp_path / "bad.csv")])
     assert exit_info.value.code == 2
+
+
+def test_gpu_script_trains_a_recipe_inside_its_budget_on_the_cpu(tmp_path):
+    command = [sys.executable, "benchmarks/gpu_train.py", "--minutes", "0.5", "--probe-steps", "3", "--out",
+               str(tmp_path), "--name", "run", "--", "--dataset", "balls", "--channels", "8", "--f-channels", "4",
+               "--z-channels", "2", "--batch", "2", "--frames", "3", "--crop", "32", "--validation-clips", "1",
+               "--threads", "1", "--lambdas", "0.001", "0.01", "--device", "cpu"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=400,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert summary["steps"] == 1  # the budget is spent by the probes: one step, as the smallest run
+    assert zoo.load_weights(tmp_path / "run.pt").qualities == 2
+    assert (tmp_path / "run.csv").read_text().startswith("step,quality") and (tmp_path / "run.log").stat().st_size
+    bad = subprocess.run([*command[:10], "--", "--steps", "5"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "leave --out, --steps" in bad.stderr

@@ -59,3 +59,16 @@ def test_disentanglement_smallest_run_on_the_tiny_model(tiny_weights_file, tmp_p
     assert grid == tmp_path / "disentanglement_grid.png" and grid.stat().st_size > 1000
     assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(result["grid"]["rows"]) == 2 and len(result["grid"]["columns"]) == len(script.GRID_MOTIONS)
+
+
+def test_the_judge_trains_to_the_same_weights_every_time():
+    script = load_script("disentanglement")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # the script's default
+        first, _ = script.train_judge(3, 4, 1, 4, seed=0, log=lambda *a: None)
+        second, _ = script.train_judge(3, 4, 1, 4, seed=0, log=lambda *a: None)
+    finally:
+        torch.set_num_threads(threads)
+    a, b = first.state_dict(), second.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

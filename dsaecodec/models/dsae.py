@@ -18,11 +18,14 @@ same stochastic ConvLSTM prior.
 `DSAEConfig(frame_size=S)` is the paper's own geometry for fixed-size domains (sprites, bouncing balls):
 S x S frames only, and every latent is a vector, held as a 1 x 1 map so that the coding path is the same:
 
-    features = g_a(x_t)                       (B, T, 4N, 1, 1)   the conv stack, then an S/16 x S/16 convolution
+    features = g_a(x_t)                       (B, T, 4N, 1, 1)   DCGAN-style convolutions (batch norm, leaky ReLU)
     f        = content(mean_t features)       (B, C_f, 1, 1)     an MLP (1x1 convolutions)
     z_t      = dynamics(features_t [, f_hat]) (B, T, C_z, 1, 1)  an MLP
-    x_hat_t  = g_s(z_hat_t, f_hat)            (B, T, 3, S, S)    a transposed S/16 convolution, then g_s
+    x_hat_t  = g_s(z_hat_t, f_hat)            (B, T, 3, S, S)    transposed convolutions, then a sigmoid
     prior of z_t: an LSTM (the ConvLSTM with 1x1 kernels), which never sees f
+
+(The spatial model's GDN transforms, folded to a vector, decoded every sprite clip to the same mean
+character for 1000 steps; this stack, as in the paper, starts to separate clips within a few hundred.)
 
 A vector z_t has no spatial layout in which to hide content, which is why the paper's model
 disentangles without labels. f pools the frames by their mean (a running aggregate, so memory stays
@@ -50,10 +53,32 @@ from dsaecodec.priors import (
     bits,
     bottleneck_pmfs,
     centred_symbols,
+    fit_quantiles,
     gaussian_likelihood,
     scale_index,
     ste_round,
 )
+
+def global_analysis(n: int, size: int) -> nn.Sequential:
+    """(B, 3, S, S) -> (B, 4n, 1, 1): four 4x4 stride-2 convolutions (n, 2n, 4n, 4n channels) with leaky ReLUs,
+    then one S/16 x S/16 convolution (the DCGAN-style stack of the paper's sprites model)."""
+    widths = (3, n, 2 * n, 4 * n, 4 * n)
+    layers: list[nn.Module] = []
+    for cin, cout in zip(widths, widths[1:]):
+        layers += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)]
+    return nn.Sequential(*layers, nn.Conv2d(4 * n, 4 * n, size // STRIDE))
+
+
+def global_synthesis(in_channels: int, n: int, size: int) -> nn.Sequential:
+    """(B, in_channels, 1, 1) -> (B, 3, S, S) in (0, 1): an S/16 x S/16 transposed convolution, then four 4x4
+    stride-2 transposed convolutions (4n, 2n, n, 3 channels) with leaky ReLUs, and a sigmoid."""
+    widths = (4 * n, 4 * n, 2 * n, n, 3)
+    layers: list[nn.Module] = [nn.ConvTranspose2d(in_channels, 4 * n, size // STRIDE), nn.BatchNorm2d(4 * n),
+                               nn.LeakyReLU(0.2)]
+    for cin, cout in zip(widths, widths[1:]):
+        layers += [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)]
+    return nn.Sequential(*layers[:-2], nn.Sigmoid())
+
 
 GLOBAL_INITIAL_GAIN = 32.0  # initial gain of vector latents at the highest quality (quantisation step 1/32)
 
@@ -86,11 +111,10 @@ class DSAE(CodecModel):
             raise ValueError(f"frame_size must be 0 or a positive multiple of {STRIDE}, got {config.frame_size}")
         self.config = config
         n, cf, cz = config.channels, config.f_channels if config.use_f else 0, config.z_channels
-        if config.frame_size:  # vector latents: the maps at 1/16 are folded into one feature vector of 4N
-            side, d, kernel = config.frame_size // STRIDE, 4 * n, 1
-            self.g_a = nn.Sequential(analysis_transform(n), nn.LeakyReLU(0.1), nn.Conv2d(n, d, side))
-            self.g_s = nn.Sequential(nn.ConvTranspose2d(cz + cf, n, side), nn.LeakyReLU(0.1),
-                                     synthesis_transform(n, n))
+        if config.frame_size:  # vector latents: one feature vector of 4N per frame
+            d, kernel = 4 * n, 1
+            self.g_a = global_analysis(n, config.frame_size)
+            self.g_s = global_synthesis(cz + cf, n, config.frame_size)
         else:
             d, kernel = n, 3
             self.g_a = analysis_transform(n)
@@ -99,9 +123,9 @@ class DSAE(CodecModel):
             self.content = nn.Sequential(_conv(d, d, kernel), nn.LeakyReLU(0.1), _conv(d, cf, kernel))
         dyn_in = d + cf if config.variant == "full" else d
         self.dynamics = nn.Sequential(_conv(dyn_in, d, kernel), nn.LeakyReLU(0.1), _conv(d, cz, kernel))
-        # Vector latents of random-init networks differ little from clip to clip (std ~0.04 here): under the
-        # maps' unit quantisation step they all round alike, and the decoder learns the mean clip instead
-        # (measured: 16 dB after 1000 sprites steps, every clip decoded to the same blur). Start finer.
+        # Vector latents of random-init networks differ little from clip to clip (std ~0.04 measured on
+        # sprites): under a unit quantisation step they all round alike and the decoder learns the mean clip.
+        # So vector latents start with a finer step.
         log_gain_offset = math.log(GLOBAL_INITIAL_GAIN) if config.frame_size else 0.0
         if config.use_f:
             self.f_log_gain = nn.Parameter(_log_gains(config.lambdas, cf) + log_gain_offset)
@@ -199,8 +223,12 @@ class DSAE(CodecModel):
         return sum(b.loss() for b in self.f_entropy)
 
     def update_tables(self) -> None:
-        """Build the integer CDF tables of f's density; call before saving weights."""
+        """Build the integer CDF tables of f's density; call before saving weights. For vector latents the
+        tables' range is first fitted to the density (the spatial models keep the range their training left, so
+        that their recipes still reproduce the shipped files)."""
         for bottleneck in self.f_entropy:
+            if self.frame_size:
+                fit_quantiles(bottleneck)
             bottleneck.update(force=True)
 
     # --- coding one segment -----------------------------------------------------------------------
