@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-FIXED_SECONDS = 45  # start-up, validation passes and the final table building, on top of the timed steps
+FIXED_SECONDS = 45  # validation passes and the final table building, on top of the timed steps and start-up
 
 
 def run_training(train_args: list[str], log_path: Path) -> float:
@@ -43,6 +43,11 @@ def run_training(train_args: list[str], log_path: Path) -> float:
     return time.perf_counter() - started
 
 
+def steps_within(seconds_left: float, seconds_per_step: float) -> int:
+    """The most steps (at least 1) that `seconds_left` holds at `seconds_per_step`, after FIXED_SECONDS."""
+    return max(1, math.floor((seconds_left - FIXED_SECONDS) / seconds_per_step))
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     own, train_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
@@ -52,9 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="gpu-run", help="file stem of what is written (default: %(default)s)")
     parser.add_argument("--probe-steps", type=int, default=30, help="steps timed before choosing --steps")
     args = parser.parse_args(own)
-    if any(option in train_args for option in ("--out", "--steps", "--resume", "--stop-after")):
+    if args.probe_steps < 2:
+        parser.error("--probe-steps must be at least 2")
+    if any(arg.split("=")[0] in ("--out", "--steps", "--resume", "--stop-after") for arg in train_args):
         parser.error("the recipe after -- must leave --out, --steps, --resume and --stop-after to this script")
-    if "--device" not in train_args:
+    if not any(arg.split("=")[0] == "--device" for arg in train_args):
         train_args = [*train_args, "--device", "cuda"]
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / f"{args.name}.log"
@@ -67,8 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         long = run_training([*train_args, "--out", f"{probe}/b.pt", "--steps", str(2 * args.probe_steps),
                              "--stop-after", str(args.probe_steps), "--validate-every", "0"], log_path)
     per_step = max(long - short, 1e-3) / (args.probe_steps - (args.probe_steps // 3 or 1))
-    left = args.minutes * 60 - (time.perf_counter() - started) - FIXED_SECONDS - short
-    steps = max(1, math.floor(left / per_step))
+    left = args.minutes * 60 - (time.perf_counter() - started) - short  # the final run starts up like a probe
+    steps = steps_within(left, per_step)
     print(f"probe: {per_step:.3f} s/step; training {steps} steps in the {left:.0f} s left")
 
     weights = args.out / f"{args.name}.pt"

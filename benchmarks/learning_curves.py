@@ -2,8 +2,8 @@
 
     python benchmarks/learning_curves.py run.csv [other.csv ...] --out curves.png
 
-One row of panels per quantity (PSNR of the decoded validation clips, and their real coded bits per
-pixel) against the training step, one line per run and quality level. Also prints the last pass of
+Two panels, PSNR of the decoded validation clips and their real coded bits per pixel, against the
+training step, one line per run and quality level. Also prints the last pass of
 each run, so that recipe choices can be read off the curves, not off one end point.
 """
 from __future__ import annotations
@@ -34,8 +34,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"no such file: {', '.join(missing)}")
     try:
         curves = {path: read_curve(path) for path in args.curves}
-    except (KeyError, ValueError) as error:
+    except (KeyError, ValueError, TypeError) as error:
         parser.error(f"not a learning curve of dsaecodec train ({error})")
+    empty = [str(path) for path, curve in curves.items() if not curve]
+    if empty:
+        parser.error(f"no validation pass in {', '.join(empty)}")
 
     import matplotlib
 

@@ -9,9 +9,11 @@ bits_per_pixel + lambda[q] * 255^2 * MSE, with the bits estimated from the entro
 additive uniform noise. Every `--validate-every` steps the model codes validation clips through the
 real entropy coder and reports the actual bits next to the estimate. A checkpoint (`OUT.ckpt`) is
 written every `--checkpoint-every` steps and picked up by `--resume`; the final weights, with the
-entropy tables built, go to OUT, and each validation pass is appended to the learning curve OUT.csv
-(step, quality, coded and estimated bits per pixel, PSNR; plot with `python benchmarks/learning_curves.py`). Under torchrun, gradients are averaged over the processes with
-all_reduce (gloo on CPU, nccl on GPU); `--batch` is the global batch, split over the processes.
+entropy tables built, go to OUT, and each validation pass is appended to the learning curve NAME.csv
+next to NAME.pt (step, quality, coded and estimated bits per pixel, PSNR; plot it with
+`python benchmarks/learning_curves.py`). Under torchrun, gradients are averaged over the processes with
+all_reduce (gloo on CPU, nccl on GPU); `--batch` is the global batch, split over the processes (batch-norm
+statistics of --global-latents models are each process's own; rank 0's are saved).
 """
 from __future__ import annotations
 
@@ -114,7 +116,10 @@ def build_dataset(args: argparse.Namespace, split: str, length: int, seed: int, 
     if args.dataset == "clips":
         from dsaecodec.data.clips import training_clips
 
-        return training_clips(args.data, frames=args.frames, crop=args.crop, length=length, seed=seed)
+        try:
+            return training_clips(args.data, frames=args.frames, crop=args.crop, length=length, seed=seed)
+        except (OSError, ValueError) as error:  # a missing path, an evaluation clip, no media, a bad file
+            raise SystemExit(f"--data: {error}") from None
     if args.dataset == "sprites":
         from dsaecodec.data.sprites import Partners, Sprites
 
@@ -145,7 +150,10 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
         config = DSAEConfig(channels=args.channels, f_channels=args.f_channels, z_channels=args.z_channels,
                             hidden_channels=args.hidden_channels, variant="factorised" if args.no_f else args.variant,
                             lambdas=lambdas, use_f=not args.no_f, frame_size=size)
-    return FAMILIES[args.family][0](config)
+    try:
+        return FAMILIES[args.family][0](config)
+    except ValueError as error:  # e.g. a --crop that vector latents cannot fold
+        raise SystemExit(f"cannot build this model: {error}") from None
 
 
 def frame_size(args: argparse.Namespace) -> int:
@@ -186,7 +194,8 @@ def check_replicas_identical(model: torch.nn.Module) -> None:
 
 @torch.no_grad()
 def validate(model: torch.nn.Module, clips: torch.Tensor) -> list[dict[str, float]]:
-    """Code (V, T, 3, H, W) clips at every quality through the real entropy coder.
+    """Code (V, T, 3, H, W) clips at every quality through the real entropy coder (after `update_tables`,
+    which for vector latents also refits the quantiles, a parameter).
 
     Returns per quality: coded and estimated bits per pixel, and the PSNR of the decoded frames.
     """
@@ -333,18 +342,24 @@ def main(argv: list[str] | None = None) -> None:
         progress.update(1)
         progress.set_postfix(q=quality, bpp=f"{bpp.item():.3f}", psnr=f"{-10 * math.log10(max(mse.item(), 1e-10)):.2f}",
                              loss=f"{loss.item():.3f}")
+        # Validation comes before the checkpoint of the same step: building the tables refits the quantiles of
+        # vector latents in place (see DSAE.update_tables), so every process does it, and a resumed run starts
+        # from the state after it.
+        if (args.validate_every and step % args.validate_every == 0) or step == args.steps:
+            if rank == 0:
+                rows = validate(model, validation)
+                for row in rows:
+                    progress.write(f"step {step} q{row['quality']}: coded {row['coded_bpp']:.4f} bpp "
+                                   f"(estimate {row['estimated_bpp']:.4f}), PSNR {row['psnr']:.2f} dB")
+                append_curve(curve_path, step, rows)
+            else:
+                model.update_tables()
         if rank == 0 and (step % args.checkpoint_every == 0 or step == stop):
             tmp = checkpoint_path.with_name(checkpoint_path.name + ".tmp")
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else None, "step": step,
                         "rng": torch.get_rng_state(), "args": vars(args)}, tmp)
             os.replace(tmp, checkpoint_path)
-        if rank == 0 and ((args.validate_every and step % args.validate_every == 0) or step == args.steps):
-            rows = validate(model, validation)
-            for row in rows:
-                progress.write(f"step {step} q{row['quality']}: coded {row['coded_bpp']:.4f} bpp "
-                               f"(estimate {row['estimated_bpp']:.4f}), PSNR {row['psnr']:.2f} dB")
-            append_curve(curve_path, step, rows)
     progress.close()
     if distributed:
         check_replicas_identical(model)

@@ -230,5 +230,12 @@ def test_gpu_script_trains_a_recipe_inside_its_budget_on_the_cpu(tmp_path):
     assert summary["steps"] == 1  # the budget is spent by the probes: one step, as the smallest run
     assert zoo.load_weights(tmp_path / "run.pt").qualities == 2
     assert (tmp_path / "run.csv").read_text().startswith("step,quality") and (tmp_path / "run.log").stat().st_size
-    bad = subprocess.run([*command[:10], "--", "--steps", "5"], capture_output=True, text=True)
+    bad = subprocess.run([*command[:10], "--", "--steps=5"], capture_output=True, text=True)
     assert bad.returncode == 2 and "leave --out, --steps" in bad.stderr
+
+
+def test_gpu_script_fills_its_budget_with_steps():
+    script = load_script("gpu_train")
+    assert script.steps_within(script.FIXED_SECONDS + 100, 0.5) == 200
+    assert script.steps_within(script.FIXED_SECONDS + 100.9, 0.5) == 201
+    assert script.steps_within(10, 0.5) == 1  # nothing left: the smallest run

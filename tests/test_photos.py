@@ -35,8 +35,10 @@ def test_photo_clips_are_deterministic_moving_8_bit_clips(photo_folder):
     assert first.shape == (6, 3, 32, 32) and first.dtype == torch.float32
     assert 0 <= first.min() and first.max() <= 1 and torch.equal(torch.round(first * 255) / 255, first)
     assert torch.equal(clips[3], first) and not torch.equal(clips[4], first)
-    moving = [clips[i] for i in range(10)]
-    assert all((clip[1:] - clip[:-1]).abs().mean() > 1e-3 for clip in moving)  # every clip moves
+    # the camera moves: on these photos (stripes 5-7 px wide) a sub-pixel shift changes frames far more than
+    # the sensor noise (at most 2 levels, mean |difference| < 0.01) and the brightness drift (< 1.5%) do
+    changes = [(clip[1:] - clip[:-1]).abs().mean().item() for clip in (clips[i] for i in range(10))]
+    assert sum(change > 0.03 for change in changes) >= 8, changes
 
 
 def test_near_duplicates_share_a_hash():
@@ -56,7 +58,8 @@ def test_data_takes_photos_videos_and_both(tmp_path, photo_folder):
     assert isinstance(training_clips([videos / "a.mp4"], 4, 32, 5, 0), ClipCrops)
     both = training_clips([photo_folder, videos], 4, 32, 40, 0)
     assert isinstance(both, Mixture) and len(both) == 40
-    assert {both[i].shape for i in range(8)} == {(4, 3, 32, 32)}
+    sources = [[torch.equal(both[i], part[i]) for part in both.parts].index(True) for i in range(12)]
+    assert set(sources) == {0, 1}  # items come from the videos and from the photos
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no videos or images"):
         training_clips([tmp_path / "empty"], 4, 32, 5, 0)

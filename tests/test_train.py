@@ -139,6 +139,15 @@ def test_resume_continues_exactly(tmp_path):
     assert [line.split(",")[:2] for line in curve.splitlines()[1:]] == [[s, q] for s in "246" for q in "01"]
 
 
+def test_a_step_validated_again_is_not_appended_twice(tmp_path):
+    rows = [{"quality": q, "coded_bpp": 0.1, "estimated_bpp": 0.1, "psnr": 20.0} for q in range(2)]
+    train.append_curve(tmp_path / "c.csv", 10, rows)
+    train.append_curve(tmp_path / "c.csv", 10, rows)  # e.g. resumed from a checkpoint before that pass
+    train.append_curve(tmp_path / "c.csv", 20, rows)
+    assert [line.split(",")[0] for line in (tmp_path / "c.csv").read_text().splitlines()] == \
+        ["step", "10", "10", "20", "20"]
+
+
 def test_a_fresh_run_starts_a_fresh_learning_curve(tmp_path):
     common = ["--dataset", "balls", "--steps", "2", "--validate-every", "1"]
     train.main(tiny_run(tmp_path, *common))

@@ -26,18 +26,17 @@ def training_clips(sources: list[str | Path] | None, frames: int, crop: int, len
     """Clips from `sources` (video files, image files, or folders searched recursively for both; None: the
     default clips): crops of the videos, camera-motion clips of the photos, or, with both, each item drawn from
     either with probability 1/2."""
-    from dsaecodec.data.photos import IMAGE_SUFFIXES, PhotoClips
+    from dsaecodec.data.photos import IMAGE_SUFFIXES, PhotoClips, files_with_suffix
 
     if sources is None:
         return ClipCrops(default_clip_paths(), frames=frames, crop=crop, length=length, seed=seed)
     videos, images = [], []
     for source in map(Path, sources):
         if not source.exists():
-            raise FileNotFoundError(f"--data {source}: no such file or folder")
-        found = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
-        videos += [p for p in found if p.suffix.lower() in VIDEO_SUFFIXES]
-        images += [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
-    held_out = [p for p in videos if p.name.startswith(HELD_OUT)]
+            raise FileNotFoundError(f"{source}: no such file or folder")
+        videos += files_with_suffix(source, VIDEO_SUFFIXES)
+        images += files_with_suffix(source, IMAGE_SUFFIXES)
+    held_out = [p for p in videos + images if p.name.startswith(HELD_OUT)]
     if held_out:
         raise ValueError(f"{held_out[0]} is an evaluation clip and is never trained on")
     parts = []

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import math
 import shutil
 import subprocess
@@ -59,13 +58,13 @@ def _bundled_images() -> list[tuple[str, Path]]:
             module = __import__(package)
         except ImportError:
             continue
-        root = Path(module.__file__).parent / folder
-        found += [(package, p) for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+        found += [(package, p) for p in image_paths(Path(module.__file__).parent / folder)]
     return found
 
 
 def prepare(out: Path, packages: tuple[str, ...] = PACKAGES) -> int:
-    """Assemble the photo collection in `out` (created; existing photos are kept). Returns the number of photos."""
+    """Assemble the photo collection in `out` (created; files of the same names are replaced, SOURCES.csv lists
+    this run's photos). Returns the number of photos."""
     out.mkdir(parents=True, exist_ok=True)
     candidates: list[tuple[str, Path]] = []
     with tempfile.TemporaryDirectory() as work:
@@ -73,13 +72,13 @@ def prepare(out: Path, packages: tuple[str, ...] = PACKAGES) -> int:
         for package in packages:
             result = subprocess.run(["apt-get", "download", package], cwd=work, capture_output=True, text=True)
             if result.returncode:
-                print(f"  skipped {package}: {result.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+                reason = (result.stderr.strip().splitlines() or [f"apt-get exit code {result.returncode}"])[-1]
+                print(f"  skipped {package}: {reason}", file=sys.stderr)
                 continue
             for deb in work.glob(f"{package}_*.deb"):
                 root = work / package
                 subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
-                candidates += [(package, p) for p in sorted(root.rglob("*"))
-                               if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+                candidates += [(package, p) for p in image_paths(root)]
                 deb.unlink()
         candidates += _bundled_images()
         # largest first, so that of several resolutions of one picture the best is kept
@@ -104,7 +103,7 @@ def prepare(out: Path, packages: tuple[str, ...] = PACKAGES) -> int:
             if scale < 1:
                 image = image.resize((round(image.width * scale), round(image.height * scale)),
                                      Image.Resampling.LANCZOS)
-            name = f"{source}-{hashlib.sha256(str(path.name).encode()).hexdigest()[:8]}-{path.stem[:40]}.jpg"
+            name = f"{source}-{key[:8]}-{path.stem[:40]}.jpg"  # e.g. plasma: many <Name>/contents/images/WxH.jpg
             image.save(out / name, quality=95)
             rows.append({"file": name, "source": source, "original": path.name,
                          "width": image.width, "height": image.height})
@@ -115,9 +114,16 @@ def prepare(out: Path, packages: tuple[str, ...] = PACKAGES) -> int:
     return len(rows)
 
 
+def files_with_suffix(source: Path, suffixes: set[str]) -> list[Path]:
+    """`source` itself if it is a file with one of `suffixes`, else such files under it (recursively), sorted."""
+    source = Path(source)
+    found = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    return [p for p in found if p.suffix.lower() in suffixes]
+
+
 def image_paths(folder: Path) -> list[Path]:
     """Image files under `folder` (recursively), sorted."""
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return files_with_suffix(folder, IMAGE_SUFFIXES)
 
 
 def _affine(centre: np.ndarray, side: float, angle: float, size: tuple[int, int]) -> torch.Tensor:
@@ -161,9 +167,9 @@ class PhotoClips(Dataset):
     def _path(self, rng: np.random.Generator, size: tuple[int, int], side: float) -> list[torch.Tensor]:
         """Affine matrices of one moving view (camera or object) at every shutter sample of every frame."""
         width, height = size
-        margin = side * 0.75
-        centre = np.array([rng.uniform(margin, max(margin, width - margin)),
-                           rng.uniform(margin, max(margin, height - margin))])
+        margin = side * 0.75  # room for the motion of a clip; a photo with less is viewed from its centre
+        centre = np.array([rng.uniform(margin, width - margin) if width > 2 * margin else width / 2,
+                           rng.uniform(margin, height - margin) if height > 2 * margin else height / 2])
         velocity = rng.normal(0.0, 1.0, 2) * side / self.crop  # photo pixels per frame
         zoom, angle, turn = rng.uniform(-0.02, 0.02), rng.uniform(-0.1, 0.1), rng.uniform(-0.007, 0.007)
         matrices = []
@@ -193,26 +199,24 @@ class PhotoClips(Dataset):
         for _ in range(rng.integers(1, 3) if rng.random() < 0.5 else 0):
             other = self.photos[rng.integers(len(self.photos))]
             radius = rng.uniform(0.15, 0.4)  # of the crop
-            side = 2 * radius * self.crop * field / self.crop  # the object's size in camera pixels
-            patch = self._render(other, self._path(rng, (other.shape[2], other.shape[1]), side),
-                                 round(2 * radius * self.crop))
-            ys, xs = torch.meshgrid(torch.linspace(-1, 1, patch.shape[-1]), torch.linspace(-1, 1, patch.shape[-1]),
-                                    indexing="ij")
+            size = round(2 * radius * self.crop)  # a rigid object: one still view of `other`, moved below
+            centre = np.array([rng.uniform(0, other.shape[2]), rng.uniform(0, other.shape[1])])
+            patch = self._render(other, [_affine(centre, 2 * radius * field, 0.0, (other.shape[2], other.shape[1]))],
+                                 size)[0]
+            ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
             aspect = rng.uniform(0.6, 1.0)
             mask = (1 - (xs ** 2 + (ys / aspect) ** 2)).clamp(0, 0.1) * 10  # soft elliptical edge
-            start = rng.uniform(0, self.crop - patch.shape[-1], 2)
+            start = rng.uniform(0, self.crop - size, 2)
             velocity = rng.normal(0.0, 1.5, 2)  # crop pixels per frame, independent of the camera
             canvas = torch.zeros_like(views)
             alpha = torch.zeros_like(views[:, :1])
             for n in range(len(views)):
                 time = n // self.shutter_samples + 0.5 * (n % self.shutter_samples) / self.shutter_samples
                 shift = start + velocity * time
-                theta = torch.tensor([[self.crop / patch.shape[-1], 0, 0], [0, self.crop / patch.shape[-1], 0]],
-                                     dtype=torch.float32)
-                theta[:, 2] = torch.tensor((self.crop / 2 - shift - patch.shape[-1] / 2) / patch.shape[-1] * 2,
-                                           dtype=torch.float32)
+                theta = torch.tensor([[self.crop / size, 0, 0], [0, self.crop / size, 0]], dtype=torch.float32)
+                theta[:, 2] = torch.tensor((self.crop / 2 - shift - size / 2) / size * 2, dtype=torch.float32)
                 grid = F.affine_grid(theta[None], [1, 4, self.crop, self.crop], align_corners=False)
-                placed = F.grid_sample(torch.cat([patch[n] * mask, mask[None]])[None], grid, align_corners=False)[0]
+                placed = F.grid_sample(torch.cat([patch * mask, mask[None]])[None], grid, align_corners=False)[0]
                 canvas[n], alpha[n] = placed[:3], placed[3:]
             views = views * (1 - alpha) + canvas
         clip = views.unflatten(0, (self.frames, self.shutter_samples)).mean(dim=1)  # motion blur

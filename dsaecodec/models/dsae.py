@@ -28,8 +28,8 @@ S x S frames only, and every latent is a vector, held as a 1 x 1 map so that the
 character for 1000 steps; this stack, as in the paper, starts to separate clips within a few hundred.)
 
 A vector z_t has no spatial layout in which to hide content, which is why the paper's model
-disentangles without labels. f pools the frames by their mean (a running aggregate, so memory stays
-bounded by a frame) rather than by the paper's bidirectional LSTM.
+disentangles without labels. f pools the frames by their mean rather than by the paper's bidirectional
+LSTM. (Both geometries still run g_a on a whole segment at once.)
 """
 from __future__ import annotations
 
@@ -97,7 +97,12 @@ class DSAEConfig:
     frame_size: int = 0  # 0: latents are maps at 1/16, any frame size; S: vector latents, S x S frames only
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as saved in weights files; `frame_size` only when set, so that spatial models' files
+        stay byte-identical to those written before it existed."""
+        config = asdict(self)
+        if not self.frame_size:
+            del config["frame_size"]
+        return config
 
 
 class DSAE(CodecModel):
@@ -111,6 +116,9 @@ class DSAE(CodecModel):
             raise ValueError(f"frame_size must be 0 or a positive multiple of {STRIDE}, got {config.frame_size}")
         self.config = config
         n, cf, cz = config.channels, config.f_channels if config.use_f else 0, config.z_channels
+        # The order in which the modules are built fixes the initial weights a seed gives, and with them the
+        # weights a recipe trains to: the spatial model keeps its original order (g_a, content, dynamics, g_s),
+        # the global one the order its shipped recipe was trained with (g_a, g_s, content, dynamics).
         if config.frame_size:  # vector latents: one feature vector of 4N per frame
             d, kernel = 4 * n, 1
             self.g_a = global_analysis(n, config.frame_size)
@@ -118,11 +126,12 @@ class DSAE(CodecModel):
         else:
             d, kernel = n, 3
             self.g_a = analysis_transform(n)
-            self.g_s = synthesis_transform(cz + cf, n)
         if config.use_f:
             self.content = nn.Sequential(_conv(d, d, kernel), nn.LeakyReLU(0.1), _conv(d, cf, kernel))
         dyn_in = d + cf if config.variant == "full" else d
         self.dynamics = nn.Sequential(_conv(dyn_in, d, kernel), nn.LeakyReLU(0.1), _conv(d, cz, kernel))
+        if not config.frame_size:
+            self.g_s = synthesis_transform(cz + cf, n)
         # Vector latents of random-init networks differ little from clip to clip (std ~0.04 measured on
         # sprites): under a unit quantisation step they all round alike and the decoder learns the mean clip.
         # So vector latents start with a finer step.
@@ -146,7 +155,8 @@ class DSAE(CodecModel):
 
     # --- transforms -------------------------------------------------------------------------------
     def analyse(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Frames (B, T, 3, H, W) in [0, 1] -> (features (B, T, N, h, w), f (B, C_f, h, w) or None without f)."""
+        """Frames (B, T, 3, H, W) in [0, 1] -> (features (B, T, N, h, w), f (B, C_f, h, w) or None without f);
+        vector latents: N is 4 * channels and h = w = 1."""
         b, t = x.shape[:2]
         features = self.g_a(x.flatten(0, 1)).unflatten(0, (b, t))
         return features, self.content(features.mean(dim=1)) if self.config.use_f else None
@@ -160,7 +170,8 @@ class DSAE(CodecModel):
         return self.dynamics(inputs.flatten(0, 1)).unflatten(0, (b, t))
 
     def synthesise(self, z_hat: Tensor, f_hat: Tensor | None) -> Tensor:
-        """(B, T, C_z, h, w) and (B, C_f, h, w) or None -> frames (B, T, 3, 16h, 16w), not clamped."""
+        """(B, T, C_z, h, w) and (B, C_f, h, w) or None -> frames (B, T, 3, 16h, 16w) (vector latents: S x S),
+        not clamped."""
         b, t = z_hat.shape[:2]
         inputs = z_hat
         if f_hat is not None:
@@ -314,7 +325,8 @@ class DSAE(CodecModel):
 
     @torch.no_grad()
     def decompress_segment(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor:
-        """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
+        """A coded segment -> frames (T, 3, 16h, 16w) (vector latents: S x S) in [0, 1]; `shape` = (h, w) of
+        the latents (`latent_shape`)."""
         return self.synthesise(self.decode_z(segment, quality, shape), self.decode_f(segment, quality, shape))[0].clamp(0, 1)
 
     # --- sampling from the priors (controlled generation) ------------------------------------------
