@@ -271,10 +271,11 @@ def averaged(points: list[Point]) -> dict[tuple[str, str], list[dict]]:
 
 
 def bd_rates(curves: dict[tuple[str, str], list[dict]]) -> list[dict]:
-    """BD-rate (PSNR) of every codec against x264-medium, of dsae against frame and rnn, and of each
-    `--compare` run ("codec:run") against its shipped codec, per set."""
+    """BD-rate (PSNR) of every codec against x264-medium, of dsae against frame, rnn, dsae-nof and x265-medium,
+    and of each `--compare` run ("codec:run") against its shipped codec, per set."""
     pairs = [(s, c, "x264-medium") for s, c in curves if c != "x264-medium"]
-    pairs += [(s, "dsae", anchor) for s, c in curves if c == "dsae" for anchor in ("frame", "rnn")]
+    pairs += [(s, "dsae", anchor) for s, c in curves if c == "dsae"
+              for anchor in ("frame", "rnn", "dsae-nof", "x265-medium")]
     pairs += [(s, c, base_codec(c)) for s, c in curves if base_codec(c) != c]
     rows = []
     for set_name, test, anchor in pairs:
