@@ -41,3 +41,19 @@ def load_script(name: str):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def assert_resume_is_exact(tmp_path: Path, options: list[str], stop_after: int) -> None:
+    """`dsaecodec train OPTIONS` run straight through and stopped after `stop_after` steps then resumed end with
+    identical weights."""
+    import torch
+
+    from dsaecodec import train
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train.main(["--out", str(straight / "m.pt"), *options])
+    train.main(["--out", str(split / "m.pt"), *options, "--stop-after", str(stop_after)])
+    train.main(["--out", str(split / "m.pt"), *options, "--resume"])
+    a = torch.load(straight / "m.pt", weights_only=True)["state_dict"]
+    b = torch.load(split / "m.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

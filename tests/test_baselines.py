@@ -18,7 +18,7 @@ from dsaecodec.models.dsae import DSAE, DSAEConfig
 from dsaecodec.models.frame import FrameConfig
 from dsaecodec.models.rnn import RNNConfig
 from dsaecodec.videoio import VideoWriter, read_video
-from helpers import encode_with_reconstruction, synthetic_clip
+from helpers import assert_resume_is_exact, encode_with_reconstruction, synthetic_clip
 
 LAMBDAS = (0.001, 0.01)
 TINY = {
@@ -177,15 +177,8 @@ def test_short_training_run_writes_loadable_weights(tmp_path, family, extra, cap
 
 def test_resume_continues_exactly_without_an_auxiliary_optimiser(tmp_path):
     """The rnn has no EntropyBottleneck, so no quantiles to train: resume must still be exact."""
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    straight.mkdir(), split.mkdir()
-    common = ["--family", "rnn", "--steps", "4", "--checkpoint-every", "2", *TRAIN]
-    train.main(["--out", str(straight / "m.pt"), *common])
-    train.main(["--out", str(split / "m.pt"), *common, "--stop-after", "2"])
-    train.main(["--out", str(split / "m.pt"), *common, "--resume"])
-    a = torch.load(straight / "m.pt", weights_only=True)["state_dict"]
-    b = torch.load(split / "m.pt", weights_only=True)["state_dict"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_resume_is_exact(tmp_path, ["--family", "rnn", "--steps", "4", "--checkpoint-every", "2", *TRAIN],
+                           stop_after=2)
 
 
 def test_no_f_is_a_dsae_option(tmp_path):

@@ -11,7 +11,7 @@ import torch
 from bitstream.format import BitstreamError, BitstreamWriter, Header, Segment
 from dsaecodec import codec, train, zoo
 from dsaecodec.models.dsae import DSAE, DSAEConfig
-from helpers import encode_with_reconstruction, synthetic_clip
+from helpers import assert_resume_is_exact, encode_with_reconstruction, synthetic_clip
 
 SIZE = 32
 
@@ -106,14 +106,8 @@ def test_global_latents_only_for_a_dsae_on_a_fixed_size_domain(tmp_path, options
 def test_resume_at_a_validation_step_continues_exactly(tmp_path):
     """Validation refits the quantiles of vector latents in place: a run stopped right after it must continue
     from the refitted state."""
-    straight, split = tmp_path / "straight", tmp_path / "split"
     common = ["--dataset", "balls", "--global-latents", "--crop", "32", "--channels", "8", "--f-channels", "4",
               "--z-channels", "2", "--hidden-channels", "4", "--batch", "2", "--frames", "3", "--validation-clips",
               "1", "--threads", "1", "--lambdas", "0.001", "0.01", "--steps", "6", "--validate-every", "2",
               "--checkpoint-every", "2"]
-    train.main(["--out", str(straight / "m.pt"), *common])
-    train.main(["--out", str(split / "m.pt"), *common, "--stop-after", "4"])
-    train.main(["--out", str(split / "m.pt"), *common, "--resume"])
-    a = torch.load(straight / "m.pt", weights_only=True)["state_dict"]
-    b = torch.load(split / "m.pt", weights_only=True)["state_dict"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_resume_is_exact(tmp_path, common, stop_after=4)
