@@ -1,7 +1,8 @@
 """Video <-> .dsae, one segment of frames at a time (memory is bounded by the segment, not the clip).
 
 Frames are uint8 RGB arrays (H, W, 3) of any size (a model with vector latents takes only its own size):
-they are padded to a multiple of 16 by edge replication for the model and cropped back after decoding. The last segment may be shorter.
+they are padded to a multiple of 16 by edge replication for the model and cropped back after decoding.
+The last segment may be shorter.
 
     data = encode(frames, quality=2)               # bytes of a .dsae file
     frames = decode(data)                          # (N, H, W, 3) uint8

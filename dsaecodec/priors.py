@@ -95,7 +95,8 @@ class DynamicsPrior(nn.Module):
     """Stochastic ConvLSTM prior p(z_t | z_<t) = N(mu_t, scale_t), in the physical domain.
 
     The LSTM reads the dequantised previous latent `z_hat_{t-1}` (zeros at t = 1) and predicts
-    the mean and scale of `z_t`. With `kernel_size=1` it is a plain LSTM per position (vector latents). It never sees the static latent `f`, so the `z` stream of a file
+    the mean and scale of `z_t`; with `kernel_size=1` it is a plain LSTM per position (vector latents).
+    It never sees the static latent `f`, so the `z` stream of a file
     can be decoded (and swapped) independently of `f`.
     """
 

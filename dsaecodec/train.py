@@ -230,8 +230,8 @@ def append_curve(path: Path, step: int, rows: list[dict[str, float]]) -> None:
         writer = csv.DictWriter(handle, fieldnames=CURVE_FIELDS)
         if new:
             writer.writeheader()
-        writer.writerows({"step": step, **{k: round(row[k], 5) if k != "quality" else row[k]
-                                           for k in CURVE_FIELDS[1:]}} for row in rows)
+        writer.writerows({"step": step, "quality": row["quality"], **{k: round(row[k], 5) for k in CURVE_FIELDS[2:]}}
+                         for row in rows)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -59,6 +59,7 @@ class Mixture(Dataset):
         return len(self.parts[0])
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        # a key of its own: the parts draw their items from (seed, index)
         part = np.random.default_rng((self.seed, index, len(self.parts))).integers(len(self.parts))
         return self.parts[part][index]
 

@@ -20,7 +20,8 @@ class CodecModel(nn.Module):
 
     Subclasses set `config` (a dataclass with `lambdas`, one per quality level) and may override
     `frame_size` (0: any frame size, latents are maps at 1/STRIDE; S > 0: only S x S frames, latents are
-    vectors) and `has_static_latent` (True for models with a content latent f, which `generate` and the disentanglement benchmark need).
+    vectors) and `has_static_latent` (True for models with a content latent f, which `generate` and the
+    disentanglement benchmark need).
     """
 
     name_prefix = ""
