@@ -29,7 +29,7 @@ from torch import nn
 
 from bitstream.format import BitstreamError, BitstreamReader, BitstreamWriter, Header, Segment
 from dsaecodec import zoo
-from dsaecodec.models.dsae import STRIDE
+from dsaecodec.models.layers import STRIDE
 from dsaecodec.priors import codec_threads
 
 DEFAULT_SEGMENT_LENGTH = 8

@@ -73,14 +73,16 @@ def argument_parser() -> argparse.ArgumentParser:
         help="dsae; frame: frame-by-frame VAE with a hyperprior; rnn: deterministic recurrent codec")
     add("--no-f", action="store_true", help="dsae only: the ablation without the static latent f (dynamics only)")
     add("--global-latents", action="store_true",
-        help="dsae on sprites or balls: the paper's vector latents f and z_t (the model then codes only the "
-             "dataset's frame size); the default is latent maps at 1/16 that take any frame size")
+        help="dsae or frame on sprites or balls: the paper's vector latents (dsae: f and z_t; frame: y_t and its "
+             "hyper-latent); the model then codes only the dataset's frame size. The default is latent maps at "
+             "1/16 that take any frame size")
     add("--variant", choices=("full", "factorised"), default="full",
         help="dynamics posterior: full q(z_t | x_t, f) or factorised q(z_t | x_t)")
     add("--channels", type=int, default=64, help="feature channels of the transforms")
     add("--f-channels", type=int, default=64, help="channels of the static latent f")
     add("--z-channels", type=int, default=16, help="channels of the dynamic latent z_t")
-    add("--latent-channels", type=int, default=64, help="rnn: channels of the frame latent y_t")
+    add("--latent-channels", type=int, default=64, help="rnn: channels of the frame latent y_t; "
+        "frame with --global-latents: size of the vector y_t")
     add("--hidden-channels", type=int, default=64, help="dsae and rnn: channels of the ConvLSTM state")
     add("--lambdas", type=float, nargs="+", default=list(DSAEConfig().lambdas),
         help="rate-distortion weights, one per quality level, lowest quality first")
@@ -133,7 +135,8 @@ def build_dataset(args: argparse.Namespace, split: str, length: int, seed: int, 
 
 
 def build_model(args: argparse.Namespace) -> torch.nn.Module:
-    """The model of `--family`, sized by the options that apply to it (frame: --channels only)."""
+    """The model of `--family`, sized by the options that apply to it (frame: --channels, and
+    --latent-channels for vector latents)."""
     lambdas = tuple(args.lambdas)
     if args.no_f and args.family != "dsae":
         raise SystemExit("--no-f is an ablation of the dsae family")
@@ -142,7 +145,8 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
             raise SystemExit(f"--{flag.replace('_', '-')} trains a dsae model with f on sprites")
     size = frame_size(args)
     if args.family == "frame":
-        config = FrameConfig(channels=args.channels, lambdas=lambdas)
+        config = FrameConfig(channels=args.channels, lambdas=lambdas, frame_size=size,
+                             latent_channels=args.latent_channels)
     elif args.family == "rnn":
         config = RNNConfig(channels=args.channels, latent_channels=args.latent_channels,
                            hidden_channels=args.hidden_channels, lambdas=lambdas)
@@ -160,8 +164,9 @@ def frame_size(args: argparse.Namespace) -> int:
     """The fixed frame side of a --global-latents model (sprites: 64, balls: --crop); 0 without the flag."""
     if not args.global_latents:
         return 0
-    if args.family != "dsae" or args.dataset == "clips":
-        raise SystemExit("--global-latents trains a dsae on a fixed-size domain (--dataset sprites or balls)")
+    if args.family == "rnn" or args.dataset == "clips":
+        raise SystemExit("--global-latents trains a dsae or frame model on a fixed-size domain "
+                         "(--dataset sprites or balls)")
     return 64 if args.dataset == "sprites" else args.crop
 
 

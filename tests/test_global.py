@@ -1,4 +1,5 @@
-"""The paper's geometry: a DSAE with vector latents f and z_t for one fixed frame size."""
+"""The paper's geometry: a DSAE with vector latents f and z_t for one fixed frame size, and the frame-by-frame
+baseline in the same geometry."""
 from __future__ import annotations
 
 import io
@@ -11,6 +12,7 @@ import torch
 from bitstream.format import BitstreamError, BitstreamWriter, Header, Segment
 from dsaecodec import codec, train, zoo
 from dsaecodec.models.dsae import DSAE, DSAEConfig
+from dsaecodec.models.frame import FrameConfig, FrameVAE
 from helpers import assert_resume_is_exact, encode_with_reconstruction, synthetic_clip
 
 SIZE = 32
@@ -52,6 +54,24 @@ def test_latents_are_vectors_and_decoding_is_exact(use_f):
     assert model.has_static_latent == use_f
 
 
+def test_the_global_frame_vae_codes_one_vector_and_its_hyper_vector_per_frame():
+    torch.manual_seed(0)
+    model = FrameVAE(FrameConfig(channels=8, latent_channels=6, lambdas=(0.001, 0.01), frame_size=SIZE))
+    x = torch.rand(2, 5, 3, SIZE, SIZE)
+    out = model(x, 1)
+    assert out["x_hat"].shape == x.shape and out["z_bits"] > 0 and out["f_bits"] == 0
+    model.eval()
+    model.update_tables()
+    segment, x_hat = model.compress_segment(x[0], 1)
+    assert model.latent_shape(SIZE, SIZE) == (1, 1)
+    assert (segment.f_symbols, segment.z_symbols) == model.symbol_counts(5, (1, 1)) == (0, 5 * (6 + 6))
+    assert torch.equal(model.decompress_segment(segment, 1, (1, 1)), x_hat)
+    with pytest.raises(ValueError, match=f"only {SIZE}x{SIZE} frames"):
+        model.latent_shape(SIZE, 2 * SIZE)
+    # spatial frame models' weights files keep their config as it was before vector latents existed
+    assert set(FrameConfig().to_dict()) == {"channels", "lambdas"}
+
+
 def test_the_prior_of_z_is_an_lstm_on_vectors():
     prior = tiny_global().z_prior
     assert prior.cell.gates.kernel_size == (1, 1) and all(
@@ -87,7 +107,8 @@ def test_generation_draws_vector_latents(global_model):
     assert frames.shape == (6, SIZE, SIZE, 3)
 
 
-@pytest.mark.parametrize("dataset, extra", [("sprites", []), ("balls", ["--crop", "32"])])
+@pytest.mark.parametrize("dataset, extra", [("sprites", []), ("balls", ["--crop", "32"]),
+                                            ("sprites", ["--family", "frame", "--latent-channels", "4"])])
 def test_training_with_global_latents(tmp_path, capsys, dataset, extra):
     train.main(["--out", str(tmp_path / "g.pt"), "--dataset", dataset, "--global-latents", "--channels", "8",
                 "--f-channels", "4", "--z-channels", "2", "--hidden-channels", "4", "--batch", "2", "--frames", "3",
@@ -97,8 +118,8 @@ def test_training_with_global_latents(tmp_path, capsys, dataset, extra):
     assert model.frame_size == (64 if dataset == "sprites" else 32)
 
 
-@pytest.mark.parametrize("options", [["--dataset", "clips"], ["--dataset", "sprites", "--family", "frame"]])
-def test_global_latents_only_for_a_dsae_on_a_fixed_size_domain(tmp_path, options):
+@pytest.mark.parametrize("options", [["--dataset", "clips"], ["--dataset", "sprites", "--family", "rnn"]])
+def test_global_latents_only_for_a_dsae_or_frame_on_a_fixed_size_domain(tmp_path, options):
     with pytest.raises(SystemExit, match="--global-latents"):
         train.main(["--out", str(tmp_path / "g.pt"), "--global-latents", *options])
 

@@ -45,7 +45,14 @@ from torch import Tensor, nn
 from bitstream.coder import SCALE_TABLE, SYMBOL_BOUND, SymbolDecoder, SymbolEncoder
 from bitstream.format import Segment
 from dsaecodec.models.base import CodecModel
-from dsaecodec.models.layers import STRIDE, analysis_transform, synthesis_transform
+from dsaecodec.models.layers import (
+    GLOBAL_INITIAL_GAIN,
+    analysis_transform,
+    check_frame_size,
+    global_analysis,
+    global_synthesis,
+    synthesis_transform,
+)
 from dsaecodec.models.layers import conv as _conv
 from dsaecodec.models.layers import log_gains as _log_gains
 from dsaecodec.priors import (
@@ -58,30 +65,6 @@ from dsaecodec.priors import (
     scale_index,
     ste_round,
 )
-
-def global_analysis(n: int, size: int) -> nn.Sequential:
-    """(B, 3, S, S) -> (B, 4n, 1, 1): four 4x4 stride-2 convolutions (n, 2n, 4n, 4n channels) with leaky ReLUs,
-    then one S/16 x S/16 convolution (the DCGAN-style stack of the paper's sprites model)."""
-    widths = (3, n, 2 * n, 4 * n, 4 * n)
-    layers: list[nn.Module] = []
-    for cin, cout in zip(widths, widths[1:]):
-        layers += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)]
-    return nn.Sequential(*layers, nn.Conv2d(4 * n, 4 * n, size // STRIDE))
-
-
-def global_synthesis(in_channels: int, n: int, size: int) -> nn.Sequential:
-    """(B, in_channels, 1, 1) -> (B, 3, S, S) in (0, 1): an S/16 x S/16 transposed convolution, then four 4x4
-    stride-2 transposed convolutions (4n, 2n, n, 3 channels) with leaky ReLUs, and a sigmoid."""
-    widths = (4 * n, 4 * n, 2 * n, n, 3)
-    layers: list[nn.Module] = [nn.ConvTranspose2d(in_channels, 4 * n, size // STRIDE), nn.BatchNorm2d(4 * n),
-                               nn.LeakyReLU(0.2)]
-    for cin, cout in zip(widths, widths[1:]):
-        layers += [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)]
-    return nn.Sequential(*layers[:-2], nn.Sigmoid())
-
-
-GLOBAL_INITIAL_GAIN = 32.0  # initial gain of vector latents at the highest quality (quantisation step 1/32)
-
 
 @dataclass
 class DSAEConfig:
@@ -112,8 +95,7 @@ class DSAE(CodecModel):
         super().__init__()
         if config.variant not in ("full", "factorised"):
             raise ValueError(f"unknown DSAE variant {config.variant!r}")
-        if config.frame_size < 0 or config.frame_size % STRIDE:
-            raise ValueError(f"frame_size must be 0 or a positive multiple of {STRIDE}, got {config.frame_size}")
+        check_frame_size(config.frame_size)
         self.config = config
         n, cf, cz = config.channels, config.f_channels if config.use_f else 0, config.z_channels
         # The order in which the modules are built fixes the initial weights a seed gives, and with them the

@@ -12,12 +12,22 @@ The latent map is zero-padded to a multiple of 4 before h_a, and h_s's output cr
 frame size works. Variable rate as in the DSAE: quality q multiplies each channel of y and z by a learned
 gain (quantisation step 1 / gain), one model serves every level.
 
+`FrameConfig(frame_size=S)` is the baseline in the global DSAE's geometry (S x S frames only): y_t is a
+vector of `latent_channels` and so is its hyper-latent z_t, both held as 1 x 1 maps, so that the coding
+path is the same:
+
+    y_t      = g_a(x_t)                  (B, T, C_y, 1, 1)     the global DSAE's DCGAN-style g_a, then a 1x1 layer
+    z_t      = h_a(|y_t|)                (B, T, C_y, 1, 1)     an MLP; prior: EntropyBottleneck per quality
+    sigma_t  = h_s(z_hat_t)              (B, T, C_y, 1, 1)     an MLP
+    x_hat_t  = g_s(y_hat_t)              (B, T, 3, S, S)       the global DSAE's g_s
+
 Bitstream: there is no static content, so a segment's f payload is empty (0 f symbols) and its z payload
 holds everything: first the hyper-latents z_1:T (channel by channel, categorical under the bottleneck's
 tables), then y_1:T (zero-mean Gaussians, scale indexes from h_s(z_hat)).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -30,15 +40,19 @@ from bitstream.coder import SymbolDecoder, SymbolEncoder
 from bitstream.format import Segment
 from dsaecodec.models.base import CodecModel
 from dsaecodec.models.layers import (
+    GLOBAL_INITIAL_GAIN,
     BottleneckCoder,
     analysis_transform,
+    check_frame_size,
     conv,
     gain,
+    global_analysis,
+    global_synthesis,
     log_gains,
     synthesis_transform,
     z_only_segment,
 )
-from dsaecodec.priors import bits, centred_symbols, gaussian_likelihood, scale_index, ste_round
+from dsaecodec.priors import bits, centred_symbols, fit_quantiles, gaussian_likelihood, scale_index, ste_round
 
 HYPER_STRIDE = 4  # down-sampling of h_a relative to y
 
@@ -50,9 +64,16 @@ class FrameConfig:
 
     channels: int = 64
     lambdas: tuple[float, ...] = field(default=(0.0016, 0.0032, 0.0064, 0.0128, 0.0256))
+    frame_size: int = 0  # 0: latent maps at 1/16 of N channels, any frame size; S: vectors, S x S frames only
+    latent_channels: int = 256  # vector latents only: the size C_y of y_t and z_t
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as saved in weights files; the vector-latent fields only when set, so that spatial
+        models' files stay byte-identical to those written before they existed."""
+        config = asdict(self)
+        if not self.frame_size:
+            del config["frame_size"], config["latent_channels"]
+        return config
 
 
 def _deconv(cin: int, cout: int) -> nn.ConvTranspose2d:
@@ -65,21 +86,41 @@ class FrameVAE(CodecModel):
 
     def __init__(self, config: FrameConfig):
         super().__init__()
+        check_frame_size(config.frame_size)
         self.config = config
         n = config.channels
-        self.g_a = analysis_transform(n)
-        self.g_s = synthesis_transform(n, n)
-        self.h_a = nn.Sequential(conv(n, n), nn.ReLU(), conv(n, n, 5, 2), nn.ReLU(), conv(n, n, 5, 2))
-        self.h_s = nn.Sequential(_deconv(n, n), nn.ReLU(), _deconv(n, n), nn.ReLU(), conv(n, n))
-        self.y_log_gain = nn.Parameter(log_gains(config.lambdas, n))
-        self.z_log_gain = nn.Parameter(log_gains(config.lambdas, n))
-        self.z_entropy = nn.ModuleList(EntropyBottleneck(n) for _ in config.lambdas)
+        if config.frame_size:
+            c = config.latent_channels
+            self.g_a = nn.Sequential(global_analysis(n, config.frame_size), conv(4 * n, c, 1))
+            self.g_s = global_synthesis(c, n, config.frame_size)
+            self.h_a = nn.Sequential(conv(c, c, 1), nn.ReLU(), conv(c, c, 1))
+            self.h_s = nn.Sequential(conv(c, c, 1), nn.ReLU(), conv(c, c, 1))
+            log_gain_offset = math.log(GLOBAL_INITIAL_GAIN)  # why: see the global DSAE
+        else:
+            c = n
+            self.g_a = analysis_transform(n)
+            self.g_s = synthesis_transform(n, n)
+            self.h_a = nn.Sequential(conv(n, n), nn.ReLU(), conv(n, n, 5, 2), nn.ReLU(), conv(n, n, 5, 2))
+            self.h_s = nn.Sequential(_deconv(n, n), nn.ReLU(), _deconv(n, n), nn.ReLU(), conv(n, n))
+            log_gain_offset = 0.0
+        self.y_log_gain = nn.Parameter(log_gains(config.lambdas, c) + log_gain_offset)
+        self.z_log_gain = nn.Parameter(log_gains(config.lambdas, c) + log_gain_offset)
+        self.z_entropy = nn.ModuleList(EntropyBottleneck(c) for _ in config.lambdas)
+
+    @property
+    def frame_size(self) -> int:
+        return self.config.frame_size
+
+    @property
+    def hyper_stride(self) -> int:
+        """Down-sampling of h_a relative to y (vector latents: 1, a vector's hyper-latent is a vector)."""
+        return 1 if self.frame_size else HYPER_STRIDE
 
     # --- transforms -------------------------------------------------------------------------------
     def hyper_analyse(self, y: Tensor) -> Tensor:
-        """y (B, N, h, w) -> z (B, N, ceil(h/4), ceil(w/4)), y zero-padded to a multiple of 4."""
+        """y (B, N, h, w) -> z (B, N, ceil(h/4), ceil(w/4)), y zero-padded to a multiple of 4 (vectors: z (B, C_y, 1, 1))."""
         h, w = y.shape[-2:]
-        pad = (0, -w % HYPER_STRIDE, 0, -h % HYPER_STRIDE)
+        pad = (0, -w % self.hyper_stride, 0, -h % self.hyper_stride)
         return self.h_a(F.pad(y.abs(), pad))
 
     def hyper_synthesise(self, z_hat: Tensor, shape: tuple[int, int]) -> Tensor:
@@ -116,8 +157,11 @@ class FrameVAE(CodecModel):
         return sum(b.loss() for b in self.z_entropy)
 
     def update_tables(self) -> None:
-        """Build the integer CDF tables of the hyper-latent densities; call before saving weights."""
+        """Build the integer CDF tables of the hyper-latent densities; call before saving weights (vector
+        latents: their range first fitted to the density, as in the global DSAE)."""
         for bottleneck in self.z_entropy:
+            if self.frame_size:
+                fit_quantiles(bottleneck)
             bottleneck.update(force=True)
 
     # --- coding one segment -----------------------------------------------------------------------
@@ -156,7 +200,7 @@ class FrameVAE(CodecModel):
         """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
         coder = SymbolDecoder(segment.z_payload)
         frames = segment.frame_count
-        z_hat_gained = BottleneckCoder(self.z_entropy[quality]).decode(coder, (frames, *_hyper_shape(shape)))
+        z_hat_gained = BottleneckCoder(self.z_entropy[quality]).decode(coder, (frames, *self._hyper_shape(shape)))
 
         def decode_y(index: Tensor) -> Tensor:
             symbols = torch.from_numpy(coder.gaussian(index.flatten().cpu().numpy()))
@@ -167,9 +211,8 @@ class FrameVAE(CodecModel):
     def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
         """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""
         h, w = shape
-        hh, hw = _hyper_shape(shape)
-        return 0, frames * self.config.channels * (h * w + hh * hw)
+        hh, hw = self._hyper_shape(shape)
+        return 0, frames * self.z_log_gain.shape[1] * (h * w + hh * hw)
 
-
-def _hyper_shape(shape: tuple[int, int]) -> tuple[int, int]:
-    return -(-shape[0] // HYPER_STRIDE), -(-shape[1] // HYPER_STRIDE)
+    def _hyper_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
+        return -(-shape[0] // self.hyper_stride), -(-shape[1] // self.hyper_stride)

@@ -56,6 +56,37 @@ def synthesis_transform(in_channels: int, channels: int) -> nn.Sequential:
     )
 
 
+def global_analysis(n: int, size: int) -> nn.Sequential:
+    """(B, 3, S, S) -> (B, 4n, 1, 1): four 4x4 stride-2 convolutions (n, 2n, 4n, 4n channels) with leaky ReLUs,
+    then one S/16 x S/16 convolution (the DCGAN-style stack of the paper's sprites model)."""
+    widths = (3, n, 2 * n, 4 * n, 4 * n)
+    layers: list[nn.Module] = []
+    for cin, cout in zip(widths, widths[1:]):
+        layers += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)]
+    return nn.Sequential(*layers, nn.Conv2d(4 * n, 4 * n, size // STRIDE))
+
+
+def global_synthesis(in_channels: int, n: int, size: int) -> nn.Sequential:
+    """(B, in_channels, 1, 1) -> (B, 3, S, S) in (0, 1): an S/16 x S/16 transposed convolution, then four 4x4
+    stride-2 transposed convolutions (4n, 2n, n, 3 channels) with leaky ReLUs, and a sigmoid."""
+    widths = (4 * n, 4 * n, 2 * n, n, 3)
+    layers: list[nn.Module] = [nn.ConvTranspose2d(in_channels, 4 * n, size // STRIDE), nn.BatchNorm2d(4 * n),
+                               nn.LeakyReLU(0.2)]
+    for cin, cout in zip(widths, widths[1:]):
+        layers += [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)]
+    return nn.Sequential(*layers[:-2], nn.Sigmoid())
+
+
+def check_frame_size(frame_size: int) -> None:
+    """Vector-latent models fold S x S frames to 1 x 1 through stride 16: S must be 0 (no fixed size) or a
+    positive multiple of 16."""
+    if frame_size < 0 or frame_size % STRIDE:
+        raise ValueError(f"frame_size must be 0 or a positive multiple of {STRIDE}, got {frame_size}")
+
+
+GLOBAL_INITIAL_GAIN = 32.0  # initial gain of vector latents at the highest quality (quantisation step 1/32)
+
+
 class BottleneckCoder:
     """Quantise and code a gained latent (B, C, h, w) under an updated `EntropyBottleneck` (one per quality).
 
