@@ -73,16 +73,16 @@ def argument_parser() -> argparse.ArgumentParser:
         help="dsae; frame: frame-by-frame VAE with a hyperprior; rnn: deterministic recurrent codec")
     add("--no-f", action="store_true", help="dsae only: the ablation without the static latent f (dynamics only)")
     add("--global-latents", action="store_true",
-        help="dsae or frame on sprites or balls: the paper's vector latents (dsae: f and z_t; frame: y_t and its "
-             "hyper-latent); the model then codes only the dataset's frame size. The default is latent maps at "
-             "1/16 that take any frame size")
+        help="sprites or balls: the paper's vector latents (dsae: f and z_t; frame: y_t and its hyper-latent; "
+             "rnn: y_t and the LSTM state); the model then codes only the dataset's frame size. The default is "
+             "latent maps at 1/16 that take any frame size")
     add("--variant", choices=("full", "factorised"), default="full",
         help="dynamics posterior: full q(z_t | x_t, f) or factorised q(z_t | x_t)")
     add("--channels", type=int, default=64, help="feature channels of the transforms")
     add("--f-channels", type=int, default=64, help="channels of the static latent f")
     add("--z-channels", type=int, default=16, help="channels of the dynamic latent z_t")
     add("--latent-channels", type=int, default=64, help="rnn: channels of the frame latent y_t; "
-        "frame with --global-latents: size of the vector y_t")
+        "frame with --global-latents: size of the vector y_t (and of its hyper-latent)")
     add("--hidden-channels", type=int, default=64, help="dsae and rnn: channels of the ConvLSTM state")
     add("--lambdas", type=float, nargs="+", default=list(DSAEConfig().lambdas),
         help="rate-distortion weights, one per quality level, lowest quality first")
@@ -149,7 +149,7 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
                              latent_channels=args.latent_channels)
     elif args.family == "rnn":
         config = RNNConfig(channels=args.channels, latent_channels=args.latent_channels,
-                           hidden_channels=args.hidden_channels, lambdas=lambdas)
+                           hidden_channels=args.hidden_channels, lambdas=lambdas, frame_size=size)
     else:  # without f, there is nothing for the full posterior q(z_t | x_t, f) to condition on
         config = DSAEConfig(channels=args.channels, f_channels=args.f_channels, z_channels=args.z_channels,
                             hidden_channels=args.hidden_channels, variant="factorised" if args.no_f else args.variant,
@@ -164,9 +164,8 @@ def frame_size(args: argparse.Namespace) -> int:
     """The fixed frame side of a --global-latents model (sprites: 64, balls: --crop); 0 without the flag."""
     if not args.global_latents:
         return 0
-    if args.family == "rnn" or args.dataset == "clips":
-        raise SystemExit("--global-latents trains a dsae or frame model on a fixed-size domain "
-                         "(--dataset sprites or balls)")
+    if args.dataset == "clips":
+        raise SystemExit("--global-latents trains on a fixed-size domain (--dataset sprites or balls)")
     return 64 if args.dataset == "sprites" else args.crop
 
 

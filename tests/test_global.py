@@ -13,6 +13,7 @@ from bitstream.format import BitstreamError, BitstreamWriter, Header, Segment
 from dsaecodec import codec, train, zoo
 from dsaecodec.models.dsae import DSAE, DSAEConfig
 from dsaecodec.models.frame import FrameConfig, FrameVAE
+from dsaecodec.models.rnn import RNNCodec, RNNConfig
 from helpers import assert_resume_is_exact, encode_with_reconstruction, synthetic_clip
 
 SIZE = 32
@@ -54,9 +55,18 @@ def test_latents_are_vectors_and_decoding_is_exact(use_f):
     assert model.has_static_latent == use_f
 
 
-def test_the_global_frame_vae_codes_one_vector_and_its_hyper_vector_per_frame():
+def tiny_global_baseline(family: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = FrameVAE(FrameConfig(channels=8, latent_channels=6, lambdas=(0.001, 0.01), frame_size=SIZE))
+    if family == "frame":
+        return FrameVAE(FrameConfig(channels=8, latent_channels=6, lambdas=(0.001, 0.01), frame_size=SIZE))
+    return RNNCodec(RNNConfig(channels=8, latent_channels=6, hidden_channels=5, feature_channels=4,
+                              lambdas=(0.001, 0.01), frame_size=SIZE))
+
+
+@pytest.mark.parametrize("family, symbols_per_frame", [("frame", 6 + 6), ("rnn", 6)])
+def test_the_global_baselines_code_vectors_and_decode_exactly(family, symbols_per_frame):
+    """frame: y_t and its hyper-latent, one vector each per frame; rnn: y_t, one vector per frame."""
+    model = tiny_global_baseline(family)
     x = torch.rand(2, 5, 3, SIZE, SIZE)
     out = model(x, 1)
     assert out["x_hat"].shape == x.shape and out["z_bits"] > 0 and out["f_bits"] == 0
@@ -64,12 +74,15 @@ def test_the_global_frame_vae_codes_one_vector_and_its_hyper_vector_per_frame():
     model.update_tables()
     segment, x_hat = model.compress_segment(x[0], 1)
     assert model.latent_shape(SIZE, SIZE) == (1, 1)
-    assert (segment.f_symbols, segment.z_symbols) == model.symbol_counts(5, (1, 1)) == (0, 5 * (6 + 6))
+    assert (segment.f_symbols, segment.z_symbols) == model.symbol_counts(5, (1, 1)) == (0, 5 * symbols_per_frame)
     assert torch.equal(model.decompress_segment(segment, 1, (1, 1)), x_hat)
     with pytest.raises(ValueError, match=f"only {SIZE}x{SIZE} frames"):
         model.latent_shape(SIZE, 2 * SIZE)
-    # spatial frame models' weights files keep their config as it was before vector latents existed
-    assert set(FrameConfig().to_dict()) == {"channels", "lambdas"}
+
+
+@pytest.mark.parametrize("config", [FrameConfig(), RNNConfig(), DSAEConfig()])
+def test_spatial_models_save_their_config_as_before_vector_latents(config):
+    assert "frame_size" not in config.to_dict() and "latent_channels" not in FrameConfig().to_dict()
 
 
 def test_the_prior_of_z_is_an_lstm_on_vectors():
@@ -108,7 +121,8 @@ def test_generation_draws_vector_latents(global_model):
 
 
 @pytest.mark.parametrize("dataset, extra", [("sprites", []), ("balls", ["--crop", "32"]),
-                                            ("sprites", ["--family", "frame", "--latent-channels", "4"])])
+                                            ("sprites", ["--family", "frame", "--latent-channels", "4"]),
+                                            ("sprites", ["--family", "rnn", "--latent-channels", "4"])])
 def test_training_with_global_latents(tmp_path, capsys, dataset, extra):
     train.main(["--out", str(tmp_path / "g.pt"), "--dataset", dataset, "--global-latents", "--channels", "8",
                 "--f-channels", "4", "--z-channels", "2", "--hidden-channels", "4", "--batch", "2", "--frames", "3",
@@ -118,10 +132,9 @@ def test_training_with_global_latents(tmp_path, capsys, dataset, extra):
     assert model.frame_size == (64 if dataset == "sprites" else 32)
 
 
-@pytest.mark.parametrize("options", [["--dataset", "clips"], ["--dataset", "sprites", "--family", "rnn"]])
-def test_global_latents_only_for_a_dsae_or_frame_on_a_fixed_size_domain(tmp_path, options):
+def test_global_latents_only_on_a_fixed_size_domain(tmp_path):
     with pytest.raises(SystemExit, match="--global-latents"):
-        train.main(["--out", str(tmp_path / "g.pt"), "--global-latents", *options])
+        train.main(["--out", str(tmp_path / "g.pt"), "--global-latents", "--dataset", "clips"])
 
 
 def test_resume_at_a_validation_step_continues_exactly(tmp_path):

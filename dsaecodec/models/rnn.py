@@ -13,9 +13,14 @@ y_t is coded as mean-centred integers round(y_t - mu_t) under zero-mean Gaussian
 as the DSAE codes z_t. Variable rate as in the DSAE: quality q multiplies each channel of y by a learned
 gain. There is no static content, so a segment's f payload is empty (0 f symbols) and its z payload
 holds y_1:T. The encoder runs the decoder's loop (same code path, same shapes), so decoding is bit-exact.
+
+`RNNConfig(frame_size=S)` is the baseline in the global DSAE's geometry (S x S frames only): g_a and g_s are
+the global DSAE's DCGAN-style stacks, `e` is such a stack of width feature_channels / 4, and y_t and the
+state are vectors held as 1 x 1 maps (the ConvLSTM with 1x1 kernels is an LSTM, `latent` and `prior` are MLPs).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -26,7 +31,18 @@ from torch import Tensor, nn
 from bitstream.coder import SymbolDecoder, SymbolEncoder
 from bitstream.format import Segment
 from dsaecodec.models.base import CodecModel
-from dsaecodec.models.layers import analysis_transform, conv, gain, log_gains, synthesis_transform, z_only_segment
+from dsaecodec.models.layers import (
+    GLOBAL_INITIAL_GAIN,
+    analysis_transform,
+    check_frame_size,
+    conv,
+    gain,
+    global_analysis,
+    global_synthesis,
+    log_gains,
+    synthesis_transform,
+    z_only_segment,
+)
 from dsaecodec.priors import ConvLSTMCell, bits, centred_symbols, gaussian_likelihood, scale_index, ste_round
 
 State = tuple[Tensor, Tensor]
@@ -43,9 +59,15 @@ class RNNConfig:
     hidden_channels: int = 64
     feature_channels: int = 32
     lambdas: tuple[float, ...] = field(default=(0.0016, 0.0032, 0.0064, 0.0128, 0.0256))
+    frame_size: int = 0  # 0: latent maps at 1/16, any frame size; S: vector latents, S x S frames only
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as saved in weights files; `frame_size` only when set, so that spatial models' files
+        stay byte-identical to those written before it existed."""
+        config = asdict(self)
+        if not self.frame_size:
+            del config["frame_size"]
+        return config
 
 
 class RNNCodec(CodecModel):
@@ -53,18 +75,31 @@ class RNNCodec(CodecModel):
 
     def __init__(self, config: RNNConfig):
         super().__init__()
+        check_frame_size(config.frame_size)
+        if config.frame_size and config.feature_channels % 4:
+            raise ValueError(f"vector latents need feature_channels divisible by 4, got {config.feature_channels}")
         self.config = config
         n, cy, ch, ce = config.channels, config.latent_channels, config.hidden_channels, config.feature_channels
-        self.g_a = analysis_transform(n)
-        self.latent = nn.Sequential(conv(n + ch, n), nn.LeakyReLU(0.1), conv(n, cy))
-        self.g_s = synthesis_transform(cy + ch, n)
-        self.past = nn.Sequential(
-            conv(3, ce, 3, 2), nn.LeakyReLU(0.1), conv(ce, ce, 3, 2), nn.LeakyReLU(0.1),
-            conv(ce, ce, 3, 2), nn.LeakyReLU(0.1), conv(ce, ce, 3, 2),
-        )
-        self.cell = ConvLSTMCell(ce, ch)
-        self.prior = nn.Sequential(conv(ch, ch), nn.LeakyReLU(0.1), conv(ch, 2 * cy))
-        self.y_log_gain = nn.Parameter(log_gains(config.lambdas, cy))
+        size = config.frame_size
+        d, kernel = (4 * n, 1) if size else (n, 3)  # width of g_a's features; kernel of the recurrent maps
+        self.g_a = global_analysis(n, size) if size else analysis_transform(n)
+        self.latent = nn.Sequential(conv(d + ch, d, kernel), nn.LeakyReLU(0.1), conv(d, cy, kernel))
+        self.g_s = global_synthesis(cy + ch, n, size) if size else synthesis_transform(cy + ch, n)
+        if size:
+            self.past = global_analysis(ce // 4, size)
+        else:
+            self.past = nn.Sequential(
+                conv(3, ce, 3, 2), nn.LeakyReLU(0.1), conv(ce, ce, 3, 2), nn.LeakyReLU(0.1),
+                conv(ce, ce, 3, 2), nn.LeakyReLU(0.1), conv(ce, ce, 3, 2),
+            )
+        self.cell = ConvLSTMCell(ce, ch, kernel)
+        self.prior = nn.Sequential(conv(ch, ch, kernel), nn.LeakyReLU(0.1), conv(ch, 2 * cy, kernel))
+        log_gain_offset = math.log(GLOBAL_INITIAL_GAIN) if size else 0.0  # why: see the global DSAE
+        self.y_log_gain = nn.Parameter(log_gains(config.lambdas, cy) + log_gain_offset)
+
+    @property
+    def frame_size(self) -> int:
+        return self.config.frame_size
 
     # --- the recurrence, shared by training, encoder and decoder ----------------------------------
     def advance(self, x_hat_prev: Tensor | None, state: State | None, like: Tensor) -> State:
