@@ -118,7 +118,8 @@ class FrameVAE(CodecModel):
 
     # --- transforms -------------------------------------------------------------------------------
     def hyper_analyse(self, y: Tensor) -> Tensor:
-        """y (B, N, h, w) -> z (B, N, ceil(h/4), ceil(w/4)), y zero-padded to a multiple of 4 (vectors: z (B, C_y, 1, 1))."""
+        """y (B, N, h, w) -> z (B, N, ceil(h/4), ceil(w/4)), y zero-padded to a multiple of 4
+        (vector latents: y and z both (B, C_y, 1, 1))."""
         h, w = y.shape[-2:]
         pad = (0, -w % self.hyper_stride, 0, -h % self.hyper_stride)
         return self.h_a(F.pad(y.abs(), pad))
