@@ -10,9 +10,22 @@ and trains with `forward(x, quality) -> {"x_hat", "f_bits", "z_bits"}`, `aux_los
 """
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import Any
+
 from torch import nn
 
 from dsaecodec.models.layers import STRIDE
+
+
+def saved_config(config: Any, vector_fields: tuple[str, ...] = ("frame_size",)) -> dict:
+    """A model config as saved in weights files: `asdict(config)`, less `vector_fields` when `frame_size` is 0,
+    so that spatial models' files stay byte-identical to those written before vector latents existed."""
+    saved = asdict(config)
+    if not config.frame_size:
+        for name in vector_fields:
+            del saved[name]
+    return saved
 
 
 class CodecModel(nn.Module):

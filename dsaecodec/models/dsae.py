@@ -34,7 +34,7 @@ LSTM. (Both geometries still run g_a on a whole segment at once.)
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from bitstream.coder import SCALE_TABLE, SYMBOL_BOUND, SymbolDecoder, SymbolEncoder
 from bitstream.format import Segment
-from dsaecodec.models.base import CodecModel
+from dsaecodec.models.base import CodecModel, saved_config
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
     analysis_transform,
@@ -80,12 +80,7 @@ class DSAEConfig:
     frame_size: int = 0  # 0: latents are maps at 1/16, any frame size; S: vector latents, S x S frames only
 
     def to_dict(self) -> dict:
-        """The config as saved in weights files; `frame_size` only when set, so that spatial models' files
-        stay byte-identical to those written before it existed."""
-        config = asdict(self)
-        if not self.frame_size:
-            del config["frame_size"]
-        return config
+        return saved_config(self)
 
 
 class DSAE(CodecModel):

@@ -28,7 +28,7 @@ tables), then y_1:T (zero-mean Gaussians, scale indexes from h_s(z_hat)).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
 from bitstream.format import Segment
-from dsaecodec.models.base import CodecModel
+from dsaecodec.models.base import CodecModel, saved_config
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
     BottleneckCoder,
@@ -68,12 +68,7 @@ class FrameConfig:
     latent_channels: int = 256  # vector latents only: the size C_y of y_t and z_t
 
     def to_dict(self) -> dict:
-        """The config as saved in weights files; the vector-latent fields only when set, so that spatial
-        models' files stay byte-identical to those written before they existed."""
-        config = asdict(self)
-        if not self.frame_size:
-            del config["frame_size"], config["latent_channels"]
-        return config
+        return saved_config(self, ("frame_size", "latent_channels"))
 
 
 def _deconv(cin: int, cout: int) -> nn.ConvTranspose2d:

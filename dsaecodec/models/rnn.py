@@ -21,7 +21,7 @@ state are vectors held as 1 x 1 maps (the ConvLSTM with 1x1 kernels is an LSTM, 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
 from bitstream.format import Segment
-from dsaecodec.models.base import CodecModel
+from dsaecodec.models.base import CodecModel, saved_config
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
     analysis_transform,
@@ -62,12 +62,7 @@ class RNNConfig:
     frame_size: int = 0  # 0: latent maps at 1/16, any frame size; S: vector latents, S x S frames only
 
     def to_dict(self) -> dict:
-        """The config as saved in weights files; `frame_size` only when set, so that spatial models' files
-        stay byte-identical to those written before it existed."""
-        config = asdict(self)
-        if not self.frame_size:
-            del config["frame_size"]
-        return config
+        return saved_config(self)
 
 
 class RNNCodec(CodecModel):
