@@ -31,9 +31,9 @@ def saved_config(config: Any, vector_fields: tuple[str, ...] = ("frame_size",)) 
 class CodecModel(nn.Module):
     """Base of every codec model: quality levels, geometry and declared capabilities.
 
-    Subclasses set `config` (a dataclass with `lambdas`, one per quality level) and may override
-    `frame_size` (0: any frame size, latents are maps at 1/STRIDE; S > 0: only S x S frames, latents are
-    vectors) and `has_static_latent` (True for models with a content latent f, which `generate` and the
+    Subclasses set `config` (a dataclass with `lambdas`, one per quality level, and `frame_size`: 0 for any
+    frame size, latents are maps at 1/STRIDE; S > 0 for only S x S frames, latents are vectors) and may
+    override `has_static_latent` (True for models with a content latent f, which `generate` and the
     disentanglement benchmark need).
     """
 
@@ -46,7 +46,7 @@ class CodecModel(nn.Module):
 
     @property
     def frame_size(self) -> int:
-        return 0
+        return self.config.frame_size
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int]:
         """(h, w) of the latents for frames of this size; ValueError if the model cannot code that size."""

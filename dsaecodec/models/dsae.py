@@ -120,10 +120,6 @@ class DSAE(CodecModel):
         self.z_prior = DynamicsPrior(cz, config.hidden_channels, kernel)
 
     @property
-    def frame_size(self) -> int:
-        return self.config.frame_size
-
-    @property
     def has_static_latent(self) -> bool:
         return self.config.use_f
 

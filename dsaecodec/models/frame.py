@@ -103,10 +103,6 @@ class FrameVAE(CodecModel):
         self.z_entropy = nn.ModuleList(EntropyBottleneck(c) for _ in config.lambdas)
 
     @property
-    def frame_size(self) -> int:
-        return self.config.frame_size
-
-    @property
     def hyper_stride(self) -> int:
         """Down-sampling of h_a relative to y (vector latents: 1, a vector's hyper-latent is a vector)."""
         return 1 if self.frame_size else HYPER_STRIDE

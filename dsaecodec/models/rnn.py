@@ -92,10 +92,6 @@ class RNNCodec(CodecModel):
         log_gain_offset = math.log(GLOBAL_INITIAL_GAIN) if size else 0.0  # why: see the global DSAE
         self.y_log_gain = nn.Parameter(log_gains(config.lambdas, cy) + log_gain_offset)
 
-    @property
-    def frame_size(self) -> int:
-        return self.config.frame_size
-
     # --- the recurrence, shared by training, encoder and decoder ----------------------------------
     def advance(self, x_hat_prev: Tensor | None, state: State | None, like: Tensor) -> State:
         """The state for the next frame, from the previous reconstruction (B, 3, H, W) in [0, 1], or None
