@@ -46,6 +46,14 @@ def scale_index(scale: Tensor) -> Tensor:
     return torch.bucketize(scale.clamp_min(SCALE_MIN), table[:-1])
 
 
+def sample_gaussian_symbols(index: Tensor, rng: np.random.Generator) -> Tensor:
+    """Mean-centred symbols (int32, same shape and device as `index`) drawn from the quantised Gaussians
+    N(0, SCALE_TABLE[index]) that the coder would code them under (sampling from a prior)."""
+    scale = _SCALE_TABLE_NP[index.flatten().cpu().numpy()]
+    symbols = np.clip(np.round(rng.normal(0.0, scale)), -SYMBOL_BOUND, SYMBOL_BOUND).astype(np.int32)
+    return torch.from_numpy(symbols).reshape(index.shape).to(index.device)
+
+
 def ste_round(x: Tensor) -> Tensor:
     """Round in the forward pass, identity gradient in the backward pass."""
     return x + (torch.round(x) - x).detach()

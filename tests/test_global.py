@@ -145,3 +145,34 @@ def test_resume_at_a_validation_step_continues_exactly(tmp_path):
               "1", "--threads", "1", "--lambdas", "0.001", "0.01", "--steps", "6", "--validate-every", "2",
               "--checkpoint-every", "2"]
     assert_resume_is_exact(tmp_path, common, stop_after=4)
+
+
+@pytest.mark.parametrize("family", ["dsae", "dsae-nof", "frame", "rnn"])
+def test_every_family_samples_frames_from_its_priors(family):
+    model = tiny_global(family == "dsae") if family.startswith("dsae") else tiny_global_baseline(family)
+    model.eval()
+    model.update_tables()
+    draw = lambda seed: model.sample(7, 1, (1, 1), np.random.default_rng(seed))  # noqa: E731
+    frames = draw(0)
+    assert frames.shape == (7, 3, SIZE, SIZE) and 0 <= frames.min() and frames.max() <= 1
+    assert torch.equal(frames, draw(0)) and not torch.equal(frames, draw(1))
+
+
+def test_sampled_symbols_follow_the_coded_densities():
+    from dsaecodec.models.layers import BottleneckCoder
+    from dsaecodec.priors import SCALE_TABLE, sample_gaussian_symbols, scale_index
+
+    rng = np.random.default_rng(0)
+    index = scale_index(torch.full((20_000,), 3.0))
+    symbols = sample_gaussian_symbols(index, rng)
+    assert symbols.dtype == torch.int32 and abs(symbols.float().mean()) < 0.1
+    assert abs(symbols.float().std() / SCALE_TABLE[index[0]] - 1) < 0.05  # rounding adds 1/12 to the variance
+    model = tiny_global().eval()
+    model.update_tables()
+    coder = BottleneckCoder(model.f_entropy[1])
+    drawn = coder.sample((20_000, 1, 1), rng)
+    assert drawn.shape == (20_000, 6, 1, 1)
+    symbols = (drawn - coder.offsets - coder.median).round().long()[:, 0].flatten()
+    pmf = coder.pmfs[0] / coder.pmfs[0].sum()
+    frequencies = np.bincount(symbols.numpy(), minlength=len(pmf)) / len(symbols)
+    assert np.abs(frequencies - pmf).max() < 0.02

@@ -7,6 +7,7 @@ A model codes one segment of frames at a time:
 
 and trains with `forward(x, quality) -> {"x_hat", "f_bits", "z_bits"}`, `aux_loss()` and
 `update_tables()` (build the integer entropy tables before saving or coding).
+`sample(frames, quality, latent_shape, rng)` draws frames (T, 3, H, W) from the model's own priors.
 """
 from __future__ import annotations
 

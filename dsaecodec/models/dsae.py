@@ -42,13 +42,15 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
-from bitstream.coder import SCALE_TABLE, SYMBOL_BOUND, SymbolDecoder, SymbolEncoder
+from bitstream.coder import SymbolDecoder, SymbolEncoder
 from bitstream.format import Segment
 from dsaecodec.models.base import CodecModel, saved_config
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
+    BottleneckCoder,
     analysis_transform,
     check_frame_size,
+    gain,
     global_analysis,
     global_synthesis,
     synthesis_transform,
@@ -58,10 +60,10 @@ from dsaecodec.models.layers import log_gains as _log_gains
 from dsaecodec.priors import (
     DynamicsPrior,
     bits,
-    bottleneck_pmfs,
     centred_symbols,
     fit_quantiles,
     gaussian_likelihood,
+    sample_gaussian_symbols,
     scale_index,
     ste_round,
 )
@@ -123,9 +125,6 @@ class DSAE(CodecModel):
     def has_static_latent(self) -> bool:
         return self.config.use_f
 
-    def _gain(self, log_gain: Tensor, quality: int) -> Tensor:
-        return log_gain[quality].exp()[None, :, None, None]
-
     # --- transforms -------------------------------------------------------------------------------
     def analyse(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Frames (B, T, 3, H, W) in [0, 1] -> (features (B, T, N, h, w), f (B, C_f, h, w) or None without f);
@@ -154,11 +153,10 @@ class DSAE(CodecModel):
     # --- training ---------------------------------------------------------------------------------
     def _quantise_f(self, f: Tensor, quality: int) -> tuple[Tensor, Tensor]:
         """Training-time f (B, C_f, h, w) -> (f_hat with straight-through rounding, its bits under noise)."""
-        f_gain = self._gain(self.f_log_gain, quality)
+        f_gain = gain(self.f_log_gain, quality)
         bottleneck = self.f_entropy[quality]
         _, f_likelihood = bottleneck(f * f_gain)
-        median = bottleneck.quantiles[:, 0, 1].detach()[None, :, None, None]
-        return (ste_round(f * f_gain - median) + median) / f_gain, bits(f_likelihood)
+        return BottleneckCoder.training_round(bottleneck, f * f_gain) / f_gain, bits(f_likelihood)
 
     def forward(self, x: Tensor, quality: int, content: Tensor | None = None,
                 motion: Tensor | None = None) -> dict[str, Tensor]:
@@ -186,7 +184,7 @@ class DSAE(CodecModel):
         else:
             motion_features, motion_f = self.analyse(motion)  # motion_f conditions z only; its bits are not spent
             z = self.infer_z(motion_features, self._quantise_f(motion_f, quality)[0] if self.config.use_f else None)
-        z_gain = self._gain(self.z_log_gain, quality)
+        z_gain = gain(self.z_log_gain, quality)
         z_prev, state, z_hats, z_bits = torch.zeros_like(z[:, 0]), None, [], x.new_zeros(())
         for t in range(z.shape[1]):
             mu, scale, state = self.z_prior.step(z_prev, state)
@@ -216,16 +214,6 @@ class DSAE(CodecModel):
             bottleneck.update(force=True)
 
     # --- coding one segment -----------------------------------------------------------------------
-    def _f_tables(self, quality: int) -> tuple[list[np.ndarray], Tensor, Tensor]:
-        bottleneck = self.f_entropy[quality]
-        offsets = bottleneck._offset.long()[None, :, None, None]
-        median = bottleneck.quantiles[:, 0, 1].detach()[None, :, None, None]
-        return bottleneck_pmfs(bottleneck), offsets, median
-
-    def _dequantise_f(self, symbols: Tensor, quality: int) -> Tensor:
-        _, offsets, median = self._f_tables(quality)
-        return (symbols + offsets + median) / self._gain(self.f_log_gain, quality)
-
     def _roll_out_z(self, quality: int, frames: int, shape: tuple[int, int],
                     take_symbols: Callable[[int, Tensor, Tensor], Tensor]) -> Tensor:
         """The z prior run exactly as the decoder runs it, frame by frame, on dequantised latents.
@@ -233,7 +221,7 @@ class DSAE(CodecModel):
         `take_symbols(t, mu_gained, scale_index)` returns the int32 symbols (1, C_z, h, w) of frame t:
         the encoder computes and codes them, the decoder decodes them. Returns z_hat (1, T, C_z, h, w).
         """
-        z_gain = self._gain(self.z_log_gain, quality)
+        z_gain = gain(self.z_log_gain, quality)
         z_prev = self.z_log_gain.new_zeros(1, self.config.z_channels, *shape)
         state, z_hats = None, []
         for t in range(frames):
@@ -253,16 +241,11 @@ class DSAE(CodecModel):
         features, f = self.analyse(x[None])
         f_coder, f_hat, f_count = SymbolEncoder(), None, 0
         if self.config.use_f:
-            pmfs, offsets, median = self._f_tables(quality)
-            f_gained = f * self._gain(self.f_log_gain, quality)
-            f_symbols = (torch.round(f_gained - median).long() - offsets)
-            largest = torch.tensor([len(pmf) - 1 for pmf in pmfs], device=f.device)[None, :, None, None]
-            f_symbols = torch.minimum(f_symbols.clamp_min(0), largest)
-            for c, pmf in enumerate(pmfs):
-                f_coder.categorical(f_symbols[0, c].flatten().cpu().numpy(), pmf)
-            f_hat, f_count = self._dequantise_f(f_symbols, quality), f_symbols.numel()
+            f_gain = gain(self.f_log_gain, quality)
+            f_hat = BottleneckCoder(self.f_entropy[quality]).encode(f * f_gain, f_coder) / f_gain
+            f_count = f.numel()
 
-        z_gained = self.infer_z(features, f_hat) * self._gain(self.z_log_gain, quality)
+        z_gained = self.infer_z(features, f_hat) * gain(self.z_log_gain, quality)
         z_coder = SymbolEncoder()
 
         def encode_frame(t: int, mu_gained: Tensor, index: Tensor) -> Tensor:
@@ -280,11 +263,8 @@ class DSAE(CodecModel):
         """The static latent f_hat (1, C_f, h, w) of a coded segment (None for a model without f)."""
         if not self.config.use_f:
             return None
-        pmfs, _, _ = self._f_tables(quality)
-        f_coder = SymbolDecoder(segment.f_payload)
-        count = shape[0] * shape[1]
-        f_symbols = torch.stack([torch.from_numpy(f_coder.categorical(pmf, count)).long() for pmf in pmfs])
-        return self._dequantise_f(f_symbols.reshape(1, len(pmfs), *shape).to(self.z_log_gain.device), quality)
+        f_gained = BottleneckCoder(self.f_entropy[quality]).decode(SymbolDecoder(segment.f_payload), (1, *shape))
+        return f_gained / gain(self.f_log_gain, quality)
 
     def decode_z(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor:
         """The dynamic latents z_hat (1, T, C_z, h, w) of a coded segment."""
@@ -305,19 +285,19 @@ class DSAE(CodecModel):
     # --- sampling from the priors (controlled generation) ------------------------------------------
     def sample_f(self, quality: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """f_hat (1, C_f, h, w) drawn from the learned density of f at this quality."""
-        pmfs, _, _ = self._f_tables(quality)
-        symbols = [rng.choice(len(pmf), size=shape, p=pmf / pmf.sum()) for pmf in pmfs]
-        return self._dequantise_f(torch.from_numpy(np.stack(symbols)[None]).to(self.z_log_gain.device), quality)
+        f_gained = BottleneckCoder(self.f_entropy[quality]).sample((1, *shape), rng)
+        return f_gained / gain(self.f_log_gain, quality)
 
     def sample_z(self, quality: int, frames: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """z_hat (1, T, C_z, h, w) drawn from the ConvLSTM prior, each step fed the previous sample."""
+        return self._roll_out_z(quality, frames, shape, lambda t, mu_gained, index: sample_gaussian_symbols(index, rng))
 
-        def sample_frame(t: int, mu_gained: Tensor, index: Tensor) -> Tensor:
-            scale = SCALE_TABLE[index.flatten().cpu().numpy()]
-            symbols = np.clip(np.round(rng.normal(0.0, scale)), -SYMBOL_BOUND, SYMBOL_BOUND).astype(np.int32)
-            return torch.from_numpy(symbols).reshape(index.shape).to(index.device)
-
-        return self._roll_out_z(quality, frames, shape, sample_frame)
+    @torch.no_grad()
+    def sample(self, frames: int, quality: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
+        """Frames (T, 3, 16h, 16w) in [0, 1] drawn from the priors: f from its density (none without f),
+        z_1:T from the z prior."""
+        f_hat = self.sample_f(quality, shape, rng) if self.config.use_f else None
+        return self.synthesise(self.sample_z(quality, frames, shape, rng), f_hat)[0].clamp(0, 1)
 
     def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
         """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""

@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck
@@ -52,7 +53,15 @@ from dsaecodec.models.layers import (
     synthesis_transform,
     z_only_segment,
 )
-from dsaecodec.priors import bits, centred_symbols, fit_quantiles, gaussian_likelihood, scale_index, ste_round
+from dsaecodec.priors import (
+    bits,
+    centred_symbols,
+    fit_quantiles,
+    gaussian_likelihood,
+    sample_gaussian_symbols,
+    scale_index,
+    ste_round,
+)
 
 HYPER_STRIDE = 4  # down-sampling of h_a relative to y
 
@@ -199,6 +208,13 @@ class FrameVAE(CodecModel):
             return symbols.reshape(index.shape).to(index.device)
 
         return self._synthesise_coded(z_hat_gained.to(self.y_log_gain.device), quality, shape, decode_y)
+
+    @torch.no_grad()
+    def sample(self, frames: int, quality: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
+        """Frames (T, 3, 16h, 16w) in [0, 1] drawn from the priors, each frame independently: its hyper-latent
+        from the learned density, then y from the Gaussian that the hyper-latent gives."""
+        z_hat_gained = BottleneckCoder(self.z_entropy[quality]).sample((frames, *self._hyper_shape(shape)), rng)
+        return self._synthesise_coded(z_hat_gained, quality, shape, lambda index: sample_gaussian_symbols(index, rng))
 
     def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
         """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""

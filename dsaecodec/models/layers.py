@@ -122,6 +122,12 @@ class BottleneckCoder:
                                for pmf in self.pmfs], dim=1)
         return self.dequantise(symbols.to(self.median.device))
 
+    def sample(self, shape: tuple[int, int, int], rng: np.random.Generator) -> Tensor:
+        """A latent of `shape` = (B, h, w) per channel drawn from the coded density; returns it dequantised
+        (gained domain), as `decode` would."""
+        symbols = np.stack([rng.choice(len(pmf), size=shape, p=pmf / pmf.sum()) for pmf in self.pmfs], axis=1)
+        return self.dequantise(torch.from_numpy(symbols).to(self.median.device))
+
     def dequantise(self, symbols: Tensor) -> Tensor:
         """Symbols (B, C, h, w) -> the latent in the gained domain, float32, contiguous: the encoder's
         symbols inherit g_a's channels-last strides, and convolutions round differently per layout."""

@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,7 +44,15 @@ from dsaecodec.models.layers import (
     synthesis_transform,
     z_only_segment,
 )
-from dsaecodec.priors import ConvLSTMCell, bits, centred_symbols, gaussian_likelihood, scale_index, ste_round
+from dsaecodec.priors import (
+    ConvLSTMCell,
+    bits,
+    centred_symbols,
+    gaussian_likelihood,
+    sample_gaussian_symbols,
+    scale_index,
+    ste_round,
+)
 
 State = tuple[Tensor, Tensor]
 
@@ -190,6 +199,12 @@ class RNNCodec(CodecModel):
             return symbols.reshape(index.shape).to(index.device)
 
         return self._roll_out(quality, segment.frame_count, shape, decode_frame)
+
+    @torch.no_grad()
+    def sample(self, frames: int, quality: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
+        """Frames (T, 3, 16h, 16w) in [0, 1] drawn from the prior: each y_t from the Gaussian that the
+        reconstructions so far predict, decoded and fed back as the decoder does."""
+        return self._roll_out(quality, frames, shape, lambda t, hidden, mu_gained, index: sample_gaussian_symbols(index, rng))
 
     def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
         """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""
