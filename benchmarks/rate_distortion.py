@@ -91,10 +91,10 @@ def _sprites(quick: bool) -> list[Clip]:
 
 
 def _balls(quick: bool) -> list[Clip]:
-    """Test-split bouncing balls, 64x64, 32 frames each."""
+    """Test-split bouncing balls (three balls), 32x32, 100 frames each (quick: 2 clips of 16 frames)."""
     from dsaecodec.data.balls import BouncingBalls
 
-    test = BouncingBalls(frames=32, size=64, split="test", seed=0)
+    test = BouncingBalls(frames=16 if quick else 100, size=32, split="test", seed=0)
     return [(f"balls-{i}", _as_uint8(test[i]), Fraction(25)) for i in range(2 if quick else 8)]
 
 
@@ -104,7 +104,7 @@ SETS = {
         TestSet("carphone", "natural", "carphone 176x144, 120 frames (never trained on)", _carphone),
         TestSet("bikes", "natural", "bikes frames 93-156, centre 320x176 (held out of training)", _bikes_centre),
         TestSet("sprites", "sprites", "32 sprites test-split clips, 64x64, 8 frames (unseen characters)", _sprites),
-        TestSet("balls", "balls", "8 bouncing-balls test clips, 64x64, 32 frames", _balls),
+        TestSet("balls", "balls", "8 bouncing-balls test clips, 32x32, 100 frames", _balls),
     ]
 }
 LEARNED = ("dsae", "dsae-nof", "rnn", "frame")  # codec name -> shipped model "<codec>-<domain>"

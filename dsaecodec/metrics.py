@@ -25,7 +25,10 @@ def ms_ssim_window(height: int, width: int) -> int:
 
 
 def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
-    """Mean MS-SSIM of uint8 frames (N, H, W, 3), window from `ms_ssim_window`."""
+    """Mean MS-SSIM of uint8 frames (N, H, W, 3), window from `ms_ssim_window`; NaN for frames whose short side
+    is 32 px or less, too small for five scales with even the smallest window (e.g. the 32x32 bouncing balls)."""
+    if min(reference.shape[1:3]) <= 2 * 2 ** (MS_SSIM_LEVELS - 1):
+        return float("nan")
     x = torch.from_numpy(reference).permute(0, 3, 1, 2).double()
     y = torch.from_numpy(decoded).permute(0, 3, 1, 2).double()
     return float(_ms_ssim(x, y, data_range=255, win_size=ms_ssim_window(*reference.shape[1:3])))

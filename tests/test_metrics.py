@@ -34,3 +34,8 @@ def test_bd_rate_of_scaled_curve():
     assert bd_rate(rate, quality, rate, quality + 1) == pytest.approx((2 ** (-1 / 3) - 1) * 100, abs=0.5)
     assert np.isnan(bd_rate(rate, quality, rate, quality + 20))
     assert np.isnan(bd_rate(rate, quality, rate, np.full(4, 33.0)))  # a flat curve has no BD-rate
+
+
+def test_ms_ssim_is_nan_for_frames_too_small_for_five_scales():
+    clip = np.zeros((2, 32, 48, 3), np.uint8)
+    assert np.isnan(ms_ssim(clip, clip))
