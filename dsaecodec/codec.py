@@ -29,6 +29,7 @@ from torch import nn
 
 from bitstream.format import BitstreamError, BitstreamReader, BitstreamWriter, Header, Segment
 from dsaecodec import zoo
+from dsaecodec.models.base import Streams
 from dsaecodec.models.layers import STRIDE
 from dsaecodec.priors import codec_threads
 
@@ -87,6 +88,18 @@ def group_segments(frames: Iterable[np.ndarray], length: int) -> Iterator[np.nda
         yield np.stack(batch)
 
 
+def segment_record(streams: Streams) -> Segment:
+    """The file record of a model's coded streams: f's stream is the record's f payload, the dynamic stream its z."""
+    return Segment(frame_count=streams.frames, f_symbols=streams.static_symbols, z_symbols=streams.dynamic_symbols,
+                   f_payload=streams.static, z_payload=streams.dynamic)
+
+
+def coded_streams(segment: Segment) -> Streams:
+    """A file record's payloads as the streams a model decodes (the inverse of `segment_record`)."""
+    return Streams(frames=segment.frame_count, static=segment.f_payload, dynamic=segment.z_payload,
+                   static_symbols=segment.f_symbols, dynamic_symbols=segment.z_symbols)
+
+
 @dataclass(frozen=True)
 class EncodedSegment:
     """One coded segment and the frames the decoder will produce from it, uint8 (T, H, W, 3)."""
@@ -118,7 +131,8 @@ def encode_stream(frames: Iterable[np.ndarray], out: BinaryIO, *, fps: Fraction 
                             segment_length=segment_length, quality=quality)
             writer = BitstreamWriter(out, header)
         with codec_threads():
-            segment, x_hat = model.compress_segment(to_model_input(frames_uint8).to(device), quality)
+            streams, x_hat = model.compress_segment(to_model_input(frames_uint8).to(device), quality)
+        segment = segment_record(streams)
         yield EncodedSegment(segment, to_frames(x_hat, height, width))
         writer.write_segment(segment)
     if writer is None:
@@ -151,19 +165,19 @@ class Decoder:
     def __len__(self) -> int:
         return len(self.reader)
 
-    def read(self, k: int) -> Segment:
-        """Segment k's record, its CRC and its symbol counts checked against the geometry."""
+    def read(self, k: int) -> Streams:
+        """Segment k's coded streams, its record's CRC and symbol counts checked against the geometry."""
         segment = self.reader.read_segment(k)
         expected = self.model.symbol_counts(segment.frame_count, self.latent_shape)
         if (segment.f_symbols, segment.z_symbols) != expected:
             raise BitstreamError(f"segment {k} holds {segment.f_symbols}+{segment.z_symbols} symbols, "
                                  f"the geometry needs {expected[0]}+{expected[1]}")
-        return segment
+        return coded_streams(segment)
 
     def __getitem__(self, k: int) -> np.ndarray:
-        segment = self.read(k)
+        streams = self.read(k)
         with codec_threads():
-            x_hat = self.model.decompress_segment(segment, self.header.quality, self.latent_shape)
+            x_hat = self.model.decompress_segment(streams, self.header.quality, self.latent_shape)
         return to_frames(x_hat, self.header.height, self.header.width)
 
     def __iter__(self) -> Iterator[np.ndarray]:

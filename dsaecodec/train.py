@@ -210,8 +210,8 @@ def validate(model: torch.nn.Module, clips: torch.Tensor) -> list[dict[str, floa
     for quality in range(model.qualities):
         coded_bits, squared_error = 0, 0.0
         for clip in clips:
-            segment, x_hat = model.compress_segment(clip, quality)
-            coded_bits += 8 * (len(segment.f_payload) + len(segment.z_payload))
+            streams, x_hat = model.compress_segment(clip, quality)
+            coded_bits += 8 * (len(streams.static) + len(streams.dynamic))
             squared_error += torch.sum((torch.round(x_hat * 255) / 255 - clip) ** 2).item()
         estimate = model(clips, quality)
         rows.append({"quality": quality, "coded_bpp": coded_bits / pixels,

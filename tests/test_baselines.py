@@ -171,8 +171,8 @@ def test_short_training_run_writes_loadable_weights(tmp_path, family, extra, cap
     if extra:
         assert not model.config.use_f and not any("f_entropy" in k or "content" in k for k in model.state_dict())
     clip = torch.rand(3, 3, 32, 48)
-    segment, x_hat = model.compress_segment(clip, 1)
-    assert torch.equal(model.decompress_segment(segment, 1, (2, 3)), x_hat)
+    streams, x_hat = model.compress_segment(clip, 1)
+    assert torch.equal(model.decompress_segment(streams, 1, (2, 3)), x_hat)
 
 
 def test_resume_continues_exactly_without_an_auxiliary_optimiser(tmp_path):

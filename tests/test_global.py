@@ -48,10 +48,10 @@ def test_latents_are_vectors_and_decoding_is_exact(use_f):
     assert out["x_hat"].shape == x.shape and out["z_bits"] > 0 and (out["f_bits"] > 0) == use_f
     model.eval()
     model.update_tables()
-    segment, x_hat = model.compress_segment(x[0], 1)
+    streams, x_hat = model.compress_segment(x[0], 1)
     assert model.latent_shape(SIZE, SIZE) == (1, 1)
-    assert (segment.f_symbols, segment.z_symbols) == model.symbol_counts(5, (1, 1)) == (6 * use_f, 5 * 3)
-    assert torch.equal(model.decompress_segment(segment, 1, (1, 1)), x_hat)
+    assert (streams.static_symbols, streams.dynamic_symbols) == model.symbol_counts(5, (1, 1)) == (6 * use_f, 5 * 3)
+    assert torch.equal(model.decompress_segment(streams, 1, (1, 1)), x_hat)
     assert model.has_static_latent == use_f
 
 
@@ -72,10 +72,11 @@ def test_the_global_baselines_code_vectors_and_decode_exactly(family, symbols_pe
     assert out["x_hat"].shape == x.shape and out["z_bits"] > 0 and out["f_bits"] == 0
     model.eval()
     model.update_tables()
-    segment, x_hat = model.compress_segment(x[0], 1)
+    streams, x_hat = model.compress_segment(x[0], 1)
     assert model.latent_shape(SIZE, SIZE) == (1, 1)
-    assert (segment.f_symbols, segment.z_symbols) == model.symbol_counts(5, (1, 1)) == (0, 5 * symbols_per_frame)
-    assert torch.equal(model.decompress_segment(segment, 1, (1, 1)), x_hat)
+    assert (streams.static_symbols, streams.dynamic_symbols) == model.symbol_counts(5, (1, 1))
+    assert streams.static == b"" and streams.dynamic_symbols == 5 * symbols_per_frame
+    assert torch.equal(model.decompress_segment(streams, 1, (1, 1)), x_hat)
     with pytest.raises(ValueError, match=f"only {SIZE}x{SIZE} frames"):
         model.latent_shape(SIZE, 2 * SIZE)
 

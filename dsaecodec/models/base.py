@@ -2,8 +2,10 @@
 
 A model codes one segment of frames at a time:
 
-    segment, x_hat = model.compress_segment(x, quality)                 x (T, 3, H, W) in [0, 1]
-    x_hat = model.decompress_segment(segment, quality, latent_shape)     latent_shape = model.latent_shape(H, W)
+    streams, x_hat = model.compress_segment(x, quality)                 x (T, 3, H, W) in [0, 1]
+    x_hat = model.decompress_segment(streams, quality, latent_shape)     latent_shape = model.latent_shape(H, W)
+
+where `streams` (a `Streams`) holds the entropy-coded bytes; only dsaecodec.codec turns them into file records.
 
 and trains with `forward(x, quality) -> {"x_hat", "f_bits", "z_bits"}`, `aux_loss()` and
 `update_tables()` (build the integer entropy tables before saving or coding).
@@ -11,12 +13,25 @@ and trains with `forward(x, quality) -> {"x_hat", "f_bits", "z_bits"}`, `aux_los
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from torch import nn
 
 from dsaecodec.models.layers import STRIDE
+
+
+@dataclass(frozen=True)
+class Streams:
+    """One segment as a model codes it: the entropy-coded `static` stream (the content latent f, sent once per
+    segment; empty for a model without one) and the `dynamic` stream (everything coded per frame), with the
+    number of symbols each holds."""
+
+    frames: int
+    static: bytes = b""
+    dynamic: bytes = b""
+    static_symbols: int = 0
+    dynamic_symbols: int = 0
 
 
 def saved_config(config: Any, vector_fields: tuple[str, ...] = ("frame_size",)) -> dict:

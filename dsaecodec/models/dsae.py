@@ -12,7 +12,7 @@ Quality level q scales each latent channel by a learned gain before rounding (Cu
 the quantisation step of channel c is 1 / gain[q, c]; one model serves every level.
 
 `DSAEConfig(use_f=False)` is the ablation without the static latent: no content encoder, no f
-stream (empty f payload, 0 f symbols), z_t = dynamics(features_t) and x_hat_t = g_s(z_hat_t), under the
+stream (the static stream is empty), z_t = dynamics(features_t) and x_hat_t = g_s(z_hat_t), under the
 same stochastic ConvLSTM prior.
 
 `DSAEConfig(frame_size=S)` is the paper's own geometry for fixed-size domains (sprites, bouncing balls):
@@ -43,8 +43,7 @@ from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
-from bitstream.format import Segment
-from dsaecodec.models.base import CodecModel, saved_config
+from dsaecodec.models.base import CodecModel, Streams, saved_config
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
     BottleneckCoder,
@@ -233,8 +232,8 @@ class DSAE(CodecModel):
         return torch.stack(z_hats, dim=1)
 
     @torch.no_grad()
-    def compress_segment(self, x: Tensor, quality: int) -> tuple[Segment, Tensor]:
-        """Frames (T, 3, H, W) in [0, 1] -> (coded segment, x_hat (T, 3, H, W)).
+    def compress_segment(self, x: Tensor, quality: int) -> tuple[Streams, Tensor]:
+        """Frames (T, 3, H, W) in [0, 1] -> (coded streams: f static, z_1:T dynamic; x_hat (T, 3, H, W)).
 
         `x_hat` is the decoder's output, computed on the same code path.
         """
@@ -255,32 +254,32 @@ class DSAE(CodecModel):
 
         z_hat = self._roll_out_z(quality, x.shape[0], features.shape[-2:], encode_frame)
         x_hat = self.synthesise(z_hat, f_hat)[0].clamp(0, 1)
-        segment = Segment(frame_count=x.shape[0], f_symbols=f_count, z_symbols=z_hat.numel(),
-                          f_payload=f_coder.to_bytes(), z_payload=z_coder.to_bytes())
-        return segment, x_hat
+        streams = Streams(frames=x.shape[0], static=f_coder.to_bytes(), dynamic=z_coder.to_bytes(),
+                          static_symbols=f_count, dynamic_symbols=z_hat.numel())
+        return streams, x_hat
 
-    def decode_f(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor | None:
+    def decode_f(self, streams: Streams, quality: int, shape: tuple[int, int]) -> Tensor | None:
         """The static latent f_hat (1, C_f, h, w) of a coded segment (None for a model without f)."""
         if not self.config.use_f:
             return None
-        f_gained = BottleneckCoder(self.f_entropy[quality]).decode(SymbolDecoder(segment.f_payload), (1, *shape))
+        f_gained = BottleneckCoder(self.f_entropy[quality]).decode(SymbolDecoder(streams.static), (1, *shape))
         return f_gained / gain(self.f_log_gain, quality)
 
-    def decode_z(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor:
+    def decode_z(self, streams: Streams, quality: int, shape: tuple[int, int]) -> Tensor:
         """The dynamic latents z_hat (1, T, C_z, h, w) of a coded segment."""
-        z_coder = SymbolDecoder(segment.z_payload)
+        z_coder = SymbolDecoder(streams.dynamic)
 
         def decode_frame(t: int, mu_gained: Tensor, index: Tensor) -> Tensor:
             symbols = z_coder.gaussian(index.flatten().cpu().numpy())
             return torch.from_numpy(symbols).reshape(index.shape).to(index.device)
 
-        return self._roll_out_z(quality, segment.frame_count, shape, decode_frame)
+        return self._roll_out_z(quality, streams.frames, shape, decode_frame)
 
     @torch.no_grad()
-    def decompress_segment(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor:
+    def decompress_segment(self, streams: Streams, quality: int, shape: tuple[int, int]) -> Tensor:
         """A coded segment -> frames (T, 3, 16h, 16w) (vector latents: S x S) in [0, 1]; `shape` = (h, w) of
         the latents (`latent_shape`)."""
-        return self.synthesise(self.decode_z(segment, quality, shape), self.decode_f(segment, quality, shape))[0].clamp(0, 1)
+        return self.synthesise(self.decode_z(streams, quality, shape), self.decode_f(streams, quality, shape))[0].clamp(0, 1)
 
     # --- sampling from the priors (controlled generation) ------------------------------------------
     def sample_f(self, quality: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:

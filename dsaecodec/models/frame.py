@@ -21,7 +21,7 @@ path is the same:
     sigma_t  = h_s(z_hat_t)              (B, T, C_y, 1, 1)     an MLP
     x_hat_t  = g_s(y_hat_t)              (B, T, 3, S, S)       the global DSAE's g_s
 
-Bitstream: there is no static content, so a segment's f payload is empty (0 f symbols) and its z payload
+Streams: there is no static content, so a segment's static stream is empty and its dynamic stream
 holds everything: first the hyper-latents z_1:T (channel by channel, categorical under the bottleneck's
 tables), then y_1:T (zero-mean Gaussians, scale indexes from h_s(z_hat)).
 """
@@ -38,8 +38,7 @@ from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
-from bitstream.format import Segment
-from dsaecodec.models.base import CodecModel, saved_config
+from dsaecodec.models.base import CodecModel, Streams, saved_config
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
     BottleneckCoder,
@@ -51,7 +50,6 @@ from dsaecodec.models.layers import (
     global_synthesis,
     log_gains,
     synthesis_transform,
-    z_only_segment,
 )
 from dsaecodec.priors import (
     bits,
@@ -180,8 +178,8 @@ class FrameVAE(CodecModel):
         return self.g_s(y_hat).clamp(0, 1)
 
     @torch.no_grad()
-    def compress_segment(self, x: Tensor, quality: int) -> tuple[Segment, Tensor]:
-        """Frames (T, 3, H, W) in [0, 1] -> (coded segment, x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
+    def compress_segment(self, x: Tensor, quality: int) -> tuple[Streams, Tensor]:
+        """Frames (T, 3, H, W) in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
         y = self.g_a(x)
         coder = SymbolEncoder()
         z_hat_gained = BottleneckCoder(self.z_entropy[quality]).encode(
@@ -194,13 +192,14 @@ class FrameVAE(CodecModel):
             return symbols
 
         x_hat = self._synthesise_coded(z_hat_gained, quality, y.shape[-2:], encode_y)
-        return z_only_segment(x.shape[0], self.symbol_counts(x.shape[0], y.shape[-2:])[1], coder), x_hat
+        symbols = self.symbol_counts(x.shape[0], y.shape[-2:])[1]
+        return Streams(frames=x.shape[0], dynamic=coder.to_bytes(), dynamic_symbols=symbols), x_hat
 
     @torch.no_grad()
-    def decompress_segment(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor:
+    def decompress_segment(self, streams: Streams, quality: int, shape: tuple[int, int]) -> Tensor:
         """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
-        coder = SymbolDecoder(segment.z_payload)
-        frames = segment.frame_count
+        coder = SymbolDecoder(streams.dynamic)
+        frames = streams.frames
         z_hat_gained = BottleneckCoder(self.z_entropy[quality]).decode(coder, (frames, *self._hyper_shape(shape)))
 
         def decode_y(index: Tensor) -> Tensor:

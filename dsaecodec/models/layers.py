@@ -13,7 +13,6 @@ from compressai.layers import GDN, subpel_conv3x3
 from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
-from bitstream.format import Segment
 from dsaecodec.priors import bottleneck_pmfs, ste_round
 
 STRIDE = 16  # total down-sampling of the analysis transform; frames are padded to a multiple of it
@@ -134,6 +133,3 @@ class BottleneckCoder:
         return (symbols + self.offsets + self.median).float().contiguous()
 
 
-def z_only_segment(frames: int, z_symbols: int, coder: SymbolEncoder) -> Segment:
-    """The segment of a model without a static latent: an empty f payload, everything in z."""
-    return Segment(frame_count=frames, f_symbols=0, z_symbols=z_symbols, f_payload=b"", z_payload=coder.to_bytes())

