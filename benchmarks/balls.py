@@ -156,8 +156,8 @@ def generation(models: dict[str, tuple[str, str | None]], samples: int, frames: 
     drawn = {}
     for name, (model_name, weights) in models.items():
         if weights is not None:
-            zoo.register_weights_file(Path(weights))
-        model, _ = zoo.load_model(model_name)
+            zoo.resolve(weights)
+        model, _ = codec.loaded_model(model_name)
         top = model.qualities - 1
         shape = model.latent_shape(*clips[0].shape[1:3])
         decoded = [codec.decode(codec.encode(clip, model_name=model_name, quality=top, segment_length=len(clip)))
@@ -195,12 +195,15 @@ def print_report(lengths: dict, plausibility: dict) -> None:
     print(f"{'T':>4} " + " ".join(f"{name:>8}" for name in names) + f" {'dsae vs rnn':>12} {'dsae vs frame':>14}")
 
     def shown(value: float | None, form: str) -> str:
-        return "n/a" if value is None else format(value, form)
+        """`value` formatted, "n/a" for None; a form ending in % formats a percentage."""
+        if value is None:
+            return "n/a"
+        return format(value, form[:-1]) + "%" if form.endswith("%") else format(value, form)
 
     for row in rows:
         print(f"{row['segment_length']:>4} " + " ".join(f"{shown(row['bits_per_frame'][n], '.1f'):>8}" for n in names)
-              + f" {shown(row.get('dsae_vs_rnn_bd_rate_percent'), '+.1f') + '%':>12}"
-              + f" {shown(row.get('dsae_vs_frame_bd_rate_percent'), '+.1f') + '%':>14}")
+              + f" {shown(row.get('dsae_vs_rnn_bd_rate_percent'), '+.1f%'):>12}"
+              + f" {shown(row.get('dsae_vs_frame_bd_rate_percent'), '+.1f%'):>14}")
     print("\nplausibility (fraction of frames passing each check; score: all four at once)")
     print(f"{'sequences':<18} {'count':>6} {'size':>6} {'contin.':>7} {'motion':>6} {'score':>6}")
     entries = [("real test clips", plausibility["real"])]
@@ -230,13 +233,11 @@ def main(argv: list[str] | None = None) -> None:
         if name not in CODECS:
             parser.error(f"unknown codec {name!r}")
     for option in args.model:
-        name, _, value = option.partition("=")
-        if name not in models or not value:
-            parser.error(f"--model takes CODEC=NAME with CODEC one of {', '.join(models)}, got {option!r}")
         try:
-            models[name] = (zoo.register_weights_file(Path(value)), value) if value.endswith(".pt") else (value, None)
-        except zoo.UnknownModelError as error:
+            name, model_name, path = rd.model_option(option, tuple(models))
+        except (ValueError, zoo.UnknownModelError) as error:
             parser.error(str(error))
+        models[name] = (model_name, path)
     for name, (model_name, _) in models.items():
         if model_name not in zoo.MODELS:
             parser.error(f"no model {model_name} (train one, or pass --model {name}=run.pt)")

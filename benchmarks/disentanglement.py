@@ -437,9 +437,8 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
 
     try:
-        if args.model.endswith(".pt"):
-            args.model = zoo.register_weights_file(Path(args.model))
-        model, card = codec._shipped_model(args.model)
+        args.model = zoo.resolve(args.model)
+        model, card = codec.loaded_model(args.model)
     except Exception as error:  # unknown model, missing weights
         parser.error(str(error))
     if not model.has_static_latent:

@@ -111,6 +111,15 @@ LEARNED = ("dsae", "dsae-nof", "rnn", "frame")  # codec name -> shipped model "<
 CODEC_FAMILIES = {"dsae": "dsae", "dsae-nof": "dsae", "rnn": "rnn", "frame": "frame"}  # codec -> model family
 
 
+def model_option(option: str, codecs: tuple[str, ...]) -> tuple[str, str, str | None]:
+    """`--model CODEC=NAME`, NAME a shipped model or a weights file -> (codec, registered model name, the weights
+    file or None); ValueError for a malformed option, zoo.UnknownModelError for an unknown model."""
+    codec_name, _, value = option.partition("=")
+    if codec_name not in codecs or not value:
+        raise ValueError(f"--model takes CODEC=NAME with CODEC one of {', '.join(codecs)}, got {option!r}")
+    return codec_name, zoo.resolve(value), value if value.endswith(".pt") else None
+
+
 def base_codec(label: str) -> str:
     """The codec a curve belongs to: "dsae" for both "dsae" and a `--compare` run labelled "dsae:my-run"."""
     return label.partition(":")[0]
@@ -199,9 +208,9 @@ def run_task(task: Task) -> tuple[list[Point], int, float]:
     clips = _clips(task.set, task.quick)
     points = []
     if task.weights is not None:
-        zoo.register_weights_file(Path(task.weights))
+        zoo.resolve(task.weights)
     if task.model is not None:
-        qualities = list(task.qualities or range(codec._shipped_model(task.model)[0].qualities))
+        qualities = list(task.qualities or range(codec.loaded_model(task.model)[0].qualities))
         for clip in clips:
             points += learned_points(task.set, clip, task.codec, task.model, qualities, task.segment_length)
     else:
@@ -362,28 +371,20 @@ def main(argv: list[str] | None = None) -> None:
     if not 1 <= args.segment_length <= MAX_SEGMENT_LENGTH:
         parser.error(f"--segment-length must be 1..{MAX_SEGMENT_LENGTH}, got {args.segment_length}")
 
-    def registered(path: str) -> str:
-        """The model name a weights file is registered under in this process (exit 2 if it cannot be)."""
-        try:
-            return zoo.register_weights_file(Path(path))
-        except zoo.UnknownModelError as error:
-            parser.error(str(error))
-
     overrides, weights = {}, {}
-    for option in args.model:
-        codec_name, _, value = option.partition("=")
-        if codec_name not in LEARNED or not value:
-            parser.error(f"--model takes CODEC=NAME with CODEC one of {', '.join(LEARNED)}, got {option!r}")
-        if value.endswith(".pt"):
-            weights[codec_name], value = value, registered(value)
-        overrides[codec_name] = value
     compared = []  # (label "codec:run", registered model name, weights file)
-    for option in args.compare:
-        codec_name, _, value = option.partition("=")
-        if codec_name not in LEARNED or not value.endswith(".pt"):
-            parser.error(f"--compare takes CODEC=path.pt with CODEC one of {', '.join(LEARNED)}, got {option!r}")
-        model_name = registered(value)
-        compared.append((f"{codec_name}:{model_name}", model_name, value))
+    try:
+        for option in args.model:
+            codec_name, overrides[codec_name], path = model_option(option, LEARNED)
+            if path is not None:
+                weights[codec_name] = path
+        for option in args.compare:
+            codec_name, model_name, path = model_option(option, LEARNED)
+            if path is None:
+                raise ValueError(f"--compare takes CODEC=path.pt, got {option!r}")
+            compared.append((f"{codec_name}:{model_name}", model_name, path))
+    except (ValueError, zoo.UnknownModelError) as error:
+        parser.error(str(error))
     qualities = tuple(int(q) for q in args.qualities.split(",")) if args.qualities else None
     tasks: list[Task] = []
     skipped: list[str] = []
@@ -404,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
         family = zoo.MODELS[model_name].family
         if family != CODEC_FAMILIES[codec_name]:
             parser.error(f"{model_name} is a {family} model, not a {codec_name} codec")
-        levels = codec._shipped_model(model_name)[0].qualities
+        levels = codec.loaded_model(model_name)[0].qualities
         if qualities and not all(0 <= q < levels for q in qualities):
             parser.error(f"--qualities must lie in 0..{levels - 1} for {model_name}")
 

@@ -180,7 +180,7 @@ def quality_for(model_name: str, requested: int | None) -> int:
     """The quality level to time: `requested`, else the codec's default (the middle level if the model has fewer)."""
     if requested is not None:
         return requested
-    levels = codec._shipped_model(model_name)[0].qualities
+    levels = codec.loaded_model(model_name)[0].qualities
     return codec.DEFAULT_QUALITY if codec.DEFAULT_QUALITY < levels else levels // 2
 
 
@@ -245,7 +245,7 @@ def rss_child(spec: dict) -> dict:
     card = zoo.ModelCard(**spec["card"])
     if zoo.MODELS.get(card.name) != card:  # e.g. a model registered at runtime by the parent (tests, --weights)
         zoo.MODELS[card.name] = card
-    codec._shipped_model(card.name)
+    codec.loaded_model(card.name)
     with tempfile.TemporaryDirectory() as folder, VideoReader(_bigbuckbunny_path()) as reader:
         width, height = reader.width, reader.height
         baseline, meter = peak_rss_mib()
@@ -372,7 +372,7 @@ def run_overhead(models: list[str], frame_count: int | None, qualities: list[int
     frames, fps = _carphone(frame_count)
     rows = []
     for model_name in models:
-        model, _ = codec._shipped_model(model_name)
+        model, _ = codec.loaded_model(model_name)
         for quality in qualities if qualities is not None else range(model.qualities):
             if not 0 <= quality < model.qualities:
                 skipped.append(f"overhead of {model_name} at quality {quality}: "
@@ -489,7 +489,7 @@ def available_models(names: list[str]) -> tuple[list[str], list[str]]:
     models, skipped = [], []
     for name in names:
         try:
-            codec._shipped_model(name)
+            codec.loaded_model(name)
         except zoo.UnknownModelError as error:
             skipped.append(f"{name}: {error}")
             print(f"skipping {name}: {error}", file=sys.stderr)

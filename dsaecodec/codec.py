@@ -41,7 +41,8 @@ a segment takes ~220 bytes of tensors per pixel with the shipped model size (64 
 
 
 @functools.lru_cache(maxsize=16)
-def _shipped_model(name: str, device: str = "cpu") -> tuple[nn.Module, zoo.ModelCard]:
+def loaded_model(name: str, device: str = "cpu") -> tuple[nn.Module, zoo.ModelCard]:
+    """(model in eval mode on `device`, card) of a registered model, loaded once per process and name."""
     model, card = zoo.load_model(name)
     return model.to(device), card
 
@@ -116,7 +117,7 @@ def encode_stream(frames: Iterable[np.ndarray], out: BinaryIO, *, fps: Fraction 
     The file is complete once the generator is exhausted. Raises ValueError for a bad quality or
     segment length, for no frames, for frames that change size, or for a segment over MAX_SEGMENT_PIXELS.
     """
-    model, card = _shipped_model(model_name, device)
+    model, card = loaded_model(model_name, device)
     if not 0 <= quality < model.qualities:
         raise ValueError(f"quality must be 0..{model.qualities - 1} for {model_name}, got {quality}")
     if not 1 <= segment_length <= 1024:
@@ -154,7 +155,7 @@ class Decoder:
             raise BitstreamError(f"file has segments of {frames} frames of {self.header.width}x{self.header.height}, "
                                  f"over this decoder's limit of {MAX_SEGMENT_PIXELS} pixels per segment")
         card = zoo.card_for(self.header.model_name, self.header.weights_sha256.hex())
-        self.model, _ = _shipped_model(card.name, device)
+        self.model, _ = loaded_model(card.name, device)
         if self.header.quality >= self.model.qualities:
             raise BitstreamError(f"quality {self.header.quality} is out of range for model {card.name}")
         try:
@@ -223,7 +224,7 @@ def generate(frames: int, *, model_name: str = zoo.DEFAULT_MODEL, quality: int =
         if motion is not None:
             frames = min(frames, motion.header.frame_count)
     else:
-        model, _ = _shipped_model(model_name)
+        model, _ = loaded_model(model_name)
         width, height = size
     if not model.has_static_latent:
         raise ValueError("generation needs a DSAE with a static latent f")

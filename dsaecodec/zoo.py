@@ -264,6 +264,17 @@ def register_weights_file(path: Path) -> str:
     return card.name
 
 
+def resolve(name_or_path: str | Path) -> str:
+    """The registered name of a shipped model's name, or of a weights file (a path ending in .pt, registered under
+    its stem by `register_weights_file`); UnknownModelError for anything else."""
+    text = str(name_or_path)
+    if text.endswith(".pt"):
+        return register_weights_file(Path(text))
+    if text not in MODELS:
+        raise UnknownModelError(f"unknown model {text!r}: not one of {', '.join(MODELS)}, nor a weights file (.pt)")
+    return text
+
+
 def card_for(name: str, sha256: str) -> ModelCard:
     """The shipped model a .dsae file asks for (by name and weights hash), or UnknownModelError."""
     card = MODELS.get(name)

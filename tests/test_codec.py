@@ -80,6 +80,14 @@ def test_decoder_refuses_unknown_weights(tiny_model, monkeypatch):
         codec.Decoder(data)
 
 
+def test_resolve_takes_a_shipped_name_or_a_weights_file(tiny_model, tiny_weights_file, tmp_path):
+    assert zoo.resolve("dsae-natural") == "dsae-natural"
+    assert zoo.resolve(str(tiny_weights_file("another-run"))) == "another-run" and "another-run" in zoo.MODELS
+    for unknown in ("no-such-model", str(tmp_path / "missing.pt")):
+        with pytest.raises(zoo.UnknownModelError):
+            zoo.resolve(unknown)
+
+
 def test_a_registered_weights_file_codes_like_a_shipped_model(tiny_model, tiny_weights_file, tmp_path):
     weights = tiny_weights_file("fresh-run")
     name = zoo.register_weights_file(weights)
