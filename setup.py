@@ -9,7 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["dsaecodec", "dsaecodec.*", "bitstream", "bitstream.*"]),
-    package_data={"dsaecodec": ["weights/*.pt"]},
+    package_data={"dsaecodec": ["weights/*.pt", "weights/*.json", "weights/*.csv"]},
     install_requires=[
         "torch",
         "compressai",

@@ -323,14 +323,13 @@ def models() -> None:
     from dsaecodec import zoo
 
     for card in zoo.MODELS.values():
-        try:
-            model, _ = zoo.load_model(card.name)
-        except zoo.UnknownModelError as error:
-            click.echo(f"{card.name}: unavailable ({error})")
+        path = zoo.WEIGHTS_DIR / card.weights
+        if not path.is_file() or zoo.sha256_of(path) != card.sha256:
+            click.echo(f"{card.name}: unavailable (weights {'do not match their sha256' if path.is_file() else 'missing'}"
+                       f": {path})")
             continue
-        params = sum(p.numel() for p in model.parameters())
         click.echo(f"{card.name}\n  family    {card.family}\n  domain    {card.domain}\n"
-                   f"  qualities 0..{model.qualities - 1}\n  params    {params:,}\n"
+                   f"  qualities 0..{card.qualities - 1}\n  params    {card.parameters:,}\n"
                    f"  training  {card.training}\n  sha256    {card.sha256}")
 
 

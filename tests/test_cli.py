@@ -131,3 +131,21 @@ def test_decoded_frames_equal_codec_reconstruction(tiny_model, clip_mp4, clip_ds
     png_folder = clip_dsae.with_name("frames")
     assert run("decode", clip_dsae, "-o", png_folder).exit_code == 0
     np.testing.assert_array_equal(read_output(png_folder), expected)
+
+
+def test_models_and_info_answer_without_importing_torch(tiny_model, tmp_path):
+    """Listing models and reading a header need only the cards and the torch-free bitstream package, so they
+    answer at once (importing torch and compressai takes seconds; speed is measured, not asserted)."""
+    import subprocess
+    import sys
+
+    from dsaecodec import codec
+
+    path = tmp_path / "a.dsae"
+    path.write_bytes(codec.encode(synthetic_clip(3, 16, 16), model_name=tiny_model, quality=0))
+    script = ("import sys; from click.testing import CliRunner; from dsaecodec.cli import main; "
+              "results = [CliRunner().invoke(main, arguments) for arguments in (['models'], ['info', sys.argv[1]])]; "
+              "print([r.exit_code for r in results], 'dsae-natural' in results[0].output, "
+              "'geometry' in results[1].output, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["[0,", "0]", "True", "True", "False"], result.stdout + result.stderr

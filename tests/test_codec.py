@@ -113,3 +113,12 @@ def test_a_registered_weights_file_codes_like_a_shipped_model(tiny_model, tiny_w
     link = tmp_path / "latest.pt"  # named by the link, not by its target
     link.symlink_to(weights)
     assert zoo.register_weights_file(link) == "latest"
+
+
+def test_a_written_card_is_what_the_registry_reads(tiny_weights_file):
+    weights = tiny_weights_file("shipped-run")
+    card = zoo.write_card(weights, domain="tests", training="a few steps")
+    model = zoo.load_weights(weights)
+    assert (card.family, card.qualities, card.sha256) == ("dsae", model.qualities, zoo.sha256_of(weights))
+    assert card.parameters == sum(p.numel() for p in model.parameters())
+    assert zoo.shipped_cards(weights.parent) == {"shipped-run": card}

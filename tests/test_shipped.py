@@ -74,3 +74,14 @@ def test_shipped_model_round_trips_carphone_and_a_sprite_bit_exactly(name, clip,
         # 21.3 -> 21.5 dB, frame-natural 23.45 -> 24.07 dB, rnn-natural 20.67 -> 20.66 dB (its quality levels
         # do not work on carphone: 3.3x the bits for 0.01 dB less).
         assert psnrs[1] >= psnrs[0] - 0.05 and psnrs[1] > 18.0
+
+
+@pytest.mark.parametrize("name", sorted(zoo.MODELS))
+def test_each_card_describes_its_weights(name):
+    """A shipped model's card (<name>.json) is what `dsaecodec models` shows without loading torch: it must match
+    the weights file it names."""
+    model, card = zoo.load_model(name)  # checks the sha256
+    assert card.name == name and card.weights == f"{name}.pt"
+    assert isinstance(model, zoo.FAMILIES[card.family][0])
+    assert card.qualities == model.qualities
+    assert card.parameters == sum(p.numel() for p in model.parameters())
