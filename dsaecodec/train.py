@@ -1,5 +1,7 @@
 """Rate-distortion training of a variable-rate codec model (the DSAE or a baseline), top to bottom.
 
+    dsaecodec train --config configs/dsae-natural.toml            # a shipped model's recipe
+    dsaecodec train --config configs/dsae-sprites.toml --out run.pt --steps 100   # the command line overrides it
     dsaecodec train --dataset clips --out dsaecodec/weights/dsae-natural.pt --steps 6000
     dsaecodec train --family rnn --dataset clips --out rnn.pt        # baselines: --family frame / rnn, --no-f
     torchrun --nproc_per_node 2 -m dsaecodec.train --dataset sprites --out sprites.pt   # data parallel
@@ -45,6 +47,9 @@ def argument_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dsaecodec train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add = p.add_argument
+    add("--config", type=Path, default=None, metavar="RECIPE.toml",
+        help="a recipe: options of this command as TOML keys (`steps = 4500`, `global-latents = true`, "
+             "`lambdas = [0.0001, 0.0002]`); options given on the command line override it")
     add("--out", type=Path, required=True, help="final weights file; the checkpoint OUT.ckpt sits next to it")
     add("--dataset", choices=DATASETS, default="clips",
         help="clips: crops of real videos; sprites: cartoon characters (train split); balls: bouncing balls")
@@ -96,6 +101,40 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--stop-after", type=int, default=0,
         help="end this run after that many steps with a checkpoint and no final weights (continue with --resume)")
     return p
+
+
+def recipe_arguments(path: Path) -> list[str]:
+    """The command-line options a recipe file stands for, in its order (true flags as `--flag`, false ones left
+    out, lists as several values). SystemExit (one line) for a file that cannot be read or parsed."""
+    import tomllib
+
+    try:
+        recipe = tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise SystemExit(f"--config {path}: {error}") from None
+    arguments = []
+    for key, value in recipe.items():
+        option = "--" + key.replace("_", "-")
+        if option == "--config":
+            raise SystemExit(f"--config {path}: a recipe cannot name another recipe")
+        if isinstance(value, bool):
+            arguments += [option] if value else []
+        elif isinstance(value, list):
+            arguments += [option, *map(str, value)]
+        else:
+            arguments += [option, str(value)]
+    return arguments
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options of a run: `--config`'s recipe, then the command line (which overrides it)."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path, default=None)
+    recipe = pre.parse_known_args(argv)[0].config
+    return argument_parser().parse_args((recipe_arguments(recipe) if recipe else []) + argv)
 
 
 class _WithoutLabels(Dataset):
@@ -239,7 +278,7 @@ def append_curve(path: Path, step: int, rows: list[dict[str, float]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = argument_parser().parse_args(argv)
+    args = parse_arguments(argv)
     distributed = "WORLD_SIZE" in os.environ
     if distributed:
         dist.init_process_group("nccl" if args.device == "cuda" else "gloo")

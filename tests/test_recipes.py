@@ -1,0 +1,58 @@
+"""Training recipes as files: configs/<model>.toml for every shipped model, and `train --config`."""
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from dsaecodec import train, zoo
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def card_command(card: zoo.ModelCard) -> list[str] | None:
+    """The options of the one `dsaecodec train` command in a card's training note (None: the note describes
+    several stages)."""
+    commands = re.findall(r"dsaecodec train ((?:--?\S+(?: (?!--)[^\s,;)]+)*\s*)+)", card.training)
+    return shlex.split(commands[0]) if len(commands) == 1 else None
+
+
+@pytest.mark.parametrize("name", sorted(zoo.MODELS))
+def test_every_shipped_model_has_the_recipe_its_card_records(name):
+    recipe = CONFIGS / f"{name}.toml"
+    assert recipe.is_file(), f"no recipe {recipe} for shipped model {name}"
+    from_recipe = train.parse_arguments(["--config", str(recipe)])
+    assert from_recipe.out == Path(f"dsaecodec/weights/{name}.pt")
+    command = card_command(zoo.MODELS[name])
+    if command is not None:
+        from_command = train.argument_parser().parse_args(command)
+        assert {**vars(from_recipe), "config": None} == vars(from_command)
+
+
+def test_a_recipe_and_its_command_line_train_identical_weights(tmp_path):
+    options = ["--dataset", "balls", "--channels", "8", "--f-channels", "4", "--z-channels", "2", "--batch", "2",
+               "--frames", "3", "--crop", "32", "--validation-clips", "1", "--threads", "1", "--lambdas", "0.001",
+               "0.01", "--steps", "2", "--validate-every", "1", "--global-latents"]
+    (tmp_path / "tiny.toml").write_text(
+        '# a tiny recipe\ndataset = "balls"\nchannels = 8\nf-channels = 4\nz_channels = 2\nbatch = 2\nframes = 3\n'
+        'crop = 32\nvalidation-clips = 1\nthreads = 1\nlambdas = [0.001, 0.01]\nsteps = 5\nvalidate-every = 1\n'
+        'global-latents = true\nno-f = false\n')
+    # one file name for both: torch.save names its archive after the file
+    train.main(["--out", str(tmp_path / "command" / "run.pt"), *options])
+    train.main(["--config", str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "recipe" / "run.pt"), "--steps", "2"])
+    assert zoo.sha256_of(tmp_path / "command" / "run.pt") == zoo.sha256_of(tmp_path / "recipe" / "run.pt")
+    assert zoo.load_weights(tmp_path / "recipe" / "run.pt").frame_size == 32
+
+
+@pytest.mark.parametrize("text, message", [("steps = [", "--config"), ("no-such-option = 3", "unrecognized"),
+                                           ('config = "other.toml"', "another recipe")])
+def test_a_bad_recipe_is_one_clear_error(tmp_path, text, message, capsys):
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text(text + "\n")
+    with pytest.raises(SystemExit) as error:
+        train.parse_arguments(["--config", str(recipe), "--out", str(tmp_path / "x.pt")])
+    assert message in str(error.value.code) + capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--config"):
+        train.parse_arguments(["--config", str(tmp_path / "missing.toml")])
