@@ -154,9 +154,7 @@ def generation(models: dict[str, tuple[str, str | None]], samples: int, frames: 
     clips = [frames_of for _, frames_of, _ in rd.SETS["balls"].load(quick)]
     result = {"real": judged(clips)}
     drawn = {}
-    for name, (model_name, weights) in models.items():
-        if weights is not None:
-            zoo.resolve(weights)
+    for name, (model_name, _) in models.items():  # registered by main; only coding tasks run elsewhere
         model, _ = codec.loaded_model(model_name)
         top = model.qualities - 1
         shape = model.latent_shape(*clips[0].shape[1:3])

@@ -323,10 +323,10 @@ def models() -> None:
     from dsaecodec import zoo
 
     for card in zoo.MODELS.values():
-        path = zoo.WEIGHTS_DIR / card.weights
-        if not path.is_file() or zoo.sha256_of(path) != card.sha256:
-            click.echo(f"{card.name}: unavailable (weights {'do not match their sha256' if path.is_file() else 'missing'}"
-                       f": {path})")
+        try:
+            zoo.checked_weights(card)
+        except zoo.UnknownModelError as error:
+            click.echo(f"{card.name}: unavailable ({error})")
             continue
         click.echo(f"{card.name}\n  family    {card.family}\n  domain    {card.domain}\n"
                    f"  qualities 0..{card.qualities - 1}\n  params    {card.parameters:,}\n"

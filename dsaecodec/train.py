@@ -23,6 +23,7 @@ import argparse
 import csv
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -128,8 +129,6 @@ def recipe_arguments(path: Path) -> list[str]:
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     """The options of a run: `--config`'s recipe, then the command line (which overrides it)."""
-    import sys
-
     argv = sys.argv[1:] if argv is None else list(argv)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", type=Path, default=None)

@@ -134,17 +134,23 @@ def load_weights(path: Path) -> nn.Module:
     return model.eval()
 
 
+def checked_weights(card: ModelCard) -> Path:
+    """The weights file of a registered model; UnknownModelError if it is missing or does not match the card's
+    sha256. Needs no torch."""
+    path = WEIGHTS_DIR / card.weights
+    if not path.is_file():
+        raise UnknownModelError(f"weights of {card.name} are missing ({path})")
+    if sha256_of(path) != card.sha256:
+        raise UnknownModelError(f"weights of {card.name} do not match their registered sha256 ({path})")
+    return path
+
+
 def load_model(name: str) -> tuple[nn.Module, ModelCard]:
     """A shipped model by name, its weights checked against the registered sha256."""
     if name not in MODELS:
         raise UnknownModelError(f"unknown model {name!r}; shipped models: {', '.join(MODELS)}")
     card = MODELS[name]
-    path = WEIGHTS_DIR / card.weights
-    if not path.is_file():
-        raise UnknownModelError(f"weights of {name} are missing ({path})")
-    if sha256_of(path) != card.sha256:
-        raise UnknownModelError(f"weights of {name} do not match their registered sha256 ({path})")
-    return load_weights(path), card
+    return load_weights(checked_weights(card)), card
 
 
 def weights_card(path: Path, name: str | None = None) -> ModelCard:
