@@ -5,7 +5,7 @@
     python benchmarks/speed.py --models dsae-natural --parts speed
     python benchmarks/speed.py --weights mine=/tmp/run/ckpt.pt   # also measure an unshipped weights file
 
-Three measurements, each through the real codec API (`codec.encode_stream` into file bytes with header,
+Four measurements, each through the real codec API (`codec.encode_stream` into file bytes with header,
 CRCs and index; `codec.Decoder` back to frames, checked equal to the encoder's reconstruction):
 
 speed     Encode and decode frames per second at 64x64 (carphone's centre 128x128, 2x2-averaged), 176x144
@@ -30,6 +30,10 @@ overhead  Entropy-coder overhead on carphone at every quality: payload bits (and
           predicted. It is negative when symbols land far out in a tail: the coder gives every symbol at
           least 2^-24, so it never charges more than 24 bits for one, while the float model can charge
           hundreds (a sign of an overconfident prior).
+jobs      `--jobs 1` against `--jobs N` (default: every core, at least 2) at 640x360, the speed part's frames:
+          encode and decode frames per second and the speed-up, each timed call starting its own worker
+          pool as a command does (the fork server that pools fork from starts once, in the warm-up); the
+          bytes and decoded frames are checked identical.
 
 The codec pins one intra-op torch thread while it codes (dsaecodec.priors.codec_threads), whatever the
 caller's setting. Prints tables with PASS/MISS against the team's targets; writes results/speed.json.
@@ -39,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
 import io
 import itertools
 import json
@@ -68,6 +73,7 @@ from classical import ANCHORS, decode_packets, encode_packets  # noqa: E402
 from bitstream import coder  # noqa: E402
 from bitstream.format import BitstreamReader  # noqa: E402
 from dsaecodec import codec, zoo  # noqa: E402
+from dsaecodec.parallel import available_cores  # noqa: E402
 from dsaecodec.videoio import VideoReader, read_video  # noqa: E402
 
 SIZES = ("64x64", "176x144", "640x360")
@@ -77,7 +83,9 @@ TARGETS = {
     "overhead": "entropy-coder overhead <= 0.1% over ideal (payload bits, worst quality, carphone)",
     "decode": "decode >= 30 frames/s at 176x144 on 2 CPU cores",
     "memory": "peak RSS flat in clip length (4x the frames: <= 5% more)",
+    "jobs": "--jobs 2 vs --jobs 1 at 640x360: >= 1.6x faster encode and decode, same bytes and frames",
 }
+JOBS_GOAL_SPEEDUP = 1.6
 OVERHEAD_GOAL_PERCENT = 0.1
 DECODE_GOAL_FPS = 30.0
 RSS_GROWTH_LIMIT = 0.05
@@ -131,15 +139,18 @@ def timed(run: Callable[[], object], repeats: int) -> tuple[list[float], object]
     return seconds, result
 
 
-def learned_encode(frames: np.ndarray, fps: Fraction, model_name: str, quality: int) -> tuple[bytes, np.ndarray]:
+def learned_encode(frames: np.ndarray, fps: Fraction, model_name: str, quality: int,
+                   jobs: int = 1) -> tuple[bytes, np.ndarray]:
     """Frames -> (.dsae file bytes, the encoder's reconstruction), through codec.encode_stream."""
     out = io.BytesIO()
-    segments = list(codec.encode_stream(iter(frames), out, fps=fps, model_name=model_name, quality=quality))
+    segments = list(codec.encode_stream(iter(frames), out, fps=fps, model_name=model_name, quality=quality,
+                                        jobs=jobs))
     return out.getvalue(), np.concatenate([s.reconstruction for s in segments])
 
 
-def learned_decode(data: bytes) -> np.ndarray:
-    return np.concatenate(list(codec.Decoder(data)))
+def learned_decode(data: bytes, jobs: int = 1) -> np.ndarray:
+    decoder = codec.Decoder(data)
+    return np.concatenate(list(decoder.segments(range(len(decoder)), jobs)))
 
 
 def x264_encode(frames: np.ndarray, fps: Fraction, threads: int | None) -> list[av.Packet]:
@@ -168,12 +179,36 @@ def measure_x264(frames: np.ndarray, fps: Fraction, repeats: int) -> dict:
     return rows
 
 
-def measure_learned(frames: np.ndarray, fps: Fraction, model_name: str, quality: int, repeats: int) -> dict:
-    enc_seconds, (data, reconstruction) = timed(lambda: learned_encode(frames, fps, model_name, quality), repeats)
-    dec_seconds, decoded = timed(lambda: learned_decode(data), repeats)
+def measure_learned(frames: np.ndarray, fps: Fraction, model_name: str, quality: int, repeats: int,
+                    jobs: int = 1) -> dict:
+    enc_seconds, (data, reconstruction) = timed(lambda: learned_encode(frames, fps, model_name, quality, jobs),
+                                                repeats)
+    dec_seconds, decoded = timed(lambda: learned_decode(data, jobs), repeats)
     if not np.array_equal(decoded, reconstruction):
         raise RuntimeError(f"{model_name}: decoded frames differ from the encoder's reconstruction")
-    return {"encode": _fps(len(frames), enc_seconds), "decode": _fps(len(frames), dec_seconds), "bytes": len(data)}
+    return {"encode": _fps(len(frames), enc_seconds), "decode": _fps(len(frames), dec_seconds), "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(), "frames_sha256": hashlib.sha256(decoded.tobytes()).hexdigest()}
+
+
+def run_jobs(models: list[str], frame_count: int, repeats: int, quality: int | None, jobs: int,
+             log: Callable[[str], None]) -> list[dict]:
+    """`--jobs 1` against `--jobs N` at 640x360: frames per second of each and the speed-up, bytes and frames
+    checked identical. Each timed call starts its own worker pool (as each command does); the fork server that
+    pools fork from starts once per process, in the warm-up."""
+    frames, fps, description = load_clip("640x360", frame_count)
+    rows = []
+    for model_name in models:
+        started = time.perf_counter()
+        level = quality_for(model_name, quality)
+        one, many = (measure_learned(frames, fps, model_name, level, repeats, n) for n in (1, jobs))
+        if (one["sha256"], one["frames_sha256"]) != (many["sha256"], many["frames_sha256"]):
+            raise RuntimeError(f"{model_name}: --jobs {jobs} wrote other bytes or frames than --jobs 1")
+        log(f"jobs  {model_name:<14} {time.perf_counter() - started:6.1f} s")
+        rows.append({"model": model_name, "size": "640x360", "clip": description, "frames": len(frames),
+                     "quality": level, "jobs": jobs, "one_job": one, "jobs_n": many,
+                     **{f"{part}_speedup": many[part]["fps_best"] / one[part]["fps_best"]
+                        for part in ("encode", "decode")}})
+    return rows
 
 
 def quality_for(model_name: str, requested: int | None) -> int:
@@ -398,9 +433,16 @@ def run_overhead(models: list[str], frame_count: int | None, qualities: list[int
 
 # --- report ------------------------------------------------------------------------------------------------
 
-def targets(speed: list[dict], memory: list[dict], overhead: list[dict], models: list[str]) -> list[dict]:
+def targets(speed: list[dict], memory: list[dict], overhead: list[dict], jobs: list[dict],
+            models: list[str]) -> list[dict]:
     rows = []
     for model_name in models:
+        mine = [r for r in jobs if r["model"] == model_name and r["jobs"] == 2]
+        if mine:
+            value = min(mine[0]["encode_speedup"], mine[0]["decode_speedup"])
+            rows.append({"target": TARGETS["jobs"], "model": model_name,
+                         "measured": f"encode {mine[0]['encode_speedup']:.2f}x, decode {mine[0]['decode_speedup']:.2f}x",
+                         "status": "PASS" if value >= JOBS_GOAL_SPEEDUP else "MISS"})
         mine = [r for r in overhead if r["model"] == model_name]
         if mine:
             worst = max(mine, key=lambda r: r["payload_overhead_percent"])
@@ -446,6 +488,17 @@ def print_report(result: dict) -> None:
                   f"{row['encode_ratio_vs_x264_one_thread']:>7.3f} {row['decode_ratio_vs_x264_one_thread']:>7.3f}")
         for size, clip in dict((r["size"], r["clip"]) for r in result["speed"]).items():
             print(f"  {size}: {clip}")
+    if result["jobs"]:
+        print(f"\n--jobs at 640x360 ({result['jobs'][0]['clip']}), frames/s, {result['clock']}; bytes and frames "
+              "identical (sha256 in the JSON)")
+        print(f"{'model':<14} {'q':>2} {'frames':>6} {'jobs':>4} {'enc 1':>6} {'dec 1':>6} {'enc N':>6} {'dec N':>6} "
+              f"{'enc x':>6} {'dec x':>6}")
+        for row in result["jobs"]:
+            one, many = row["one_job"], row["jobs_n"]
+            print(f"{row['model']:<14} {row['quality']:>2} {row['frames']:>6} {row['jobs']:>4} "
+                  f"{one['encode']['fps_best']:>6.2f} {one['decode']['fps_best']:>6.2f} "
+                  f"{many['encode']['fps_best']:>6.2f} {many['decode']['fps_best']:>6.2f} "
+                  f"{row['encode_speedup']:>6.2f} {row['decode_speedup']:>6.2f}")
     if result["memory"]:
         meters = sorted({row["meter"] for row in result["memory"]})
         print(f"\npeak RSS (MiB, {'/'.join(meters)}) while encoding bigbuckbunny 1280x720 streamed from disk, "
@@ -514,8 +567,10 @@ def main(argv: list[str] | None = None) -> dict:
                              f"{', '.join(zoo.MODELS)})")
     parser.add_argument("--weights", action="append", default=[], metavar="NAME=PATH", type=_weights_card,
                         help="also measure this weights file (e.g. a training checkpoint) as model NAME; repeatable")
-    parser.add_argument("--parts", default="speed,memory,overhead",
-                        help="comma-separated, from speed, memory, overhead (default: all)")
+    parser.add_argument("--parts", default="speed,memory,overhead,jobs",
+                        help="comma-separated, from speed, memory, overhead, jobs (default: all)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="worker processes for the jobs part, against 1 (default: every core, at least 2)")
     parser.add_argument("--quick", action="store_true",
                         help="8 frames per size, best of 2; memory at 9 vs 33 frames; overhead on 16 frames")
     parser.add_argument("--sizes", default=None, help=f"comma-separated, from {', '.join(SIZES)} (default: all)")
@@ -540,7 +595,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     parts = [p for p in args.parts.split(",") if p]
     for part in parts:
-        if part not in ("speed", "memory", "overhead"):
+        if part not in ("speed", "memory", "overhead", "jobs"):
             parser.error(f"unknown part {part!r}")
     sizes = args.sizes.split(",") if args.sizes else list(SIZES)
     for size in sizes:
@@ -566,6 +621,8 @@ def main(argv: list[str] | None = None) -> dict:
         memory = run_memory(models, rss_frames, args.quality, log) if "memory" in parts and models else []
         overhead = (run_overhead(models, overhead_frames, qualities, log, skipped)
                     if "overhead" in parts and models else [])
+        jobs = (run_jobs(models, frame_count, repeats, args.quality, args.jobs or max(2, available_cores()), log)
+                if "jobs" in parts and models else [])
     finally:
         for name, card in previous.items():
             if card is None:
@@ -585,7 +642,8 @@ def main(argv: list[str] | None = None) -> dict:
         "speed": speed,
         "memory": memory,
         "overhead": overhead,
-        "targets": targets(speed, memory, overhead, models),
+        "jobs": jobs,
+        "targets": targets(speed, memory, overhead, jobs, models),
         "skipped": skipped,
     }
     print_report(result)

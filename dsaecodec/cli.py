@@ -58,6 +58,15 @@ DEVICE_OPTION = click.option("--device", type=click.Choice(["cpu", "cuda"]), def
                              help="Where the networks run. Files are only guaranteed to decode bit-exactly on the "
                                   "kind of device that encoded them.")
 FORCE_OPTION = click.option("--force", is_flag=True, help="Overwrite the output if it exists.")
+JOBS_OPTION = click.option("-j", "--jobs", type=click.IntRange(1, 256),
+                           help="Worker processes coding segments in parallel, one thread each; the bytes and frames "
+                                "are the same for any number. [default: every core with --device cpu, 1 with cuda]")
+
+
+def _jobs(jobs: int | None, device: str) -> int:
+    from dsaecodec.parallel import available_cores
+
+    return jobs or (available_cores() if device == "cpu" else 1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,11 +90,12 @@ def main() -> None:
 @click.option("-t", "--segment-length", type=click.IntRange(1, 1024), default=8, show_default=True,
               help="Frames per segment: one content latent f is sent per segment. The shipped models were trained on 8.")
 @click.option("-m", "--model", "model_name", default="dsae-natural", show_default=True, help="Shipped model to use.")
+@JOBS_OPTION
 @DEVICE_OPTION
 @FORCE_OPTION
 @_one_line_errors
 def encode(input_path: Path, output: Path | None, quality: int, segment_length: int, model_name: str,
-           device: str, force: bool) -> None:
+           jobs: int | None, device: str, force: bool) -> None:
     """Compress the video INPUT (anything FFmpeg reads) into a .dsae file."""
     from tqdm import tqdm
 
@@ -100,7 +110,8 @@ def encode(input_path: Path, output: Path | None, quality: int, segment_length: 
         frames, payload = 0, [0, 0]
         bar = tqdm(total=video.frame_count, unit="frame", desc="encode", disable=None, leave=False)
         for coded in encode_stream(iter(video), out, fps=video.fps, model_name=model_name, quality=quality,
-                                   segment_length=segment_length, device=_device(device)):
+                                   segment_length=segment_length, device=_device(device),
+                                   jobs=_jobs(jobs, device)):
             frames += coded.segment.frame_count
             payload[0] += len(coded.segment.f_payload)
             payload[1] += len(coded.segment.z_payload)
@@ -125,11 +136,12 @@ def encode(input_path: Path, output: Path | None, quality: int, segment_length: 
 @click.option("--verify", is_flag=True,
               help="Write no video: decode each segment (all, or those of --segments), which re-checks its CRC, "
                    "and print `segment k: ok` or `segment k: <error>`; exit 2 if any fails.")
+@JOBS_OPTION
 @DEVICE_OPTION
 @FORCE_OPTION
 @_one_line_errors
-def decode(input_path: Path, output: Path | None, lossless: bool, segments: str | None, verify: bool, device: str,
-           force: bool) -> None:
+def decode(input_path: Path, output: Path | None, lossless: bool, segments: str | None, verify: bool,
+           jobs: int | None, device: str, force: bool) -> None:
     """Decompress a .dsae file into a playable video."""
     from fractions import Fraction
 
@@ -155,8 +167,9 @@ def decode(input_path: Path, output: Path | None, lossless: bool, segments: str 
         fps = Fraction(header.fps_num, header.fps_den)
         frame_count = 0
         with VideoWriter(output, header.width, header.height, fps, lossless=lossless, force=force) as writer:
-            for k in tqdm(selected, unit="segment", desc="decode", disable=None, leave=False):
-                for frame in decoder[k]:
+            decoded = decoder.segments(selected, _jobs(jobs, device))
+            for clip in tqdm(decoded, total=len(selected), unit="segment", desc="decode", disable=None, leave=False):
+                for frame in clip:
                     writer.write(frame)
                     frame_count += 1
     click.echo(f"{output}: {frame_count} frames {header.width}x{header.height} at {float(fps):.3f} fps")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import BinaryIO, Iterable, Iterator
@@ -31,6 +32,7 @@ from bitstream.format import BitstreamError, BitstreamReader, BitstreamWriter, H
 from dsaecodec import zoo
 from dsaecodec.models.base import Streams
 from dsaecodec.models.layers import STRIDE
+from dsaecodec.parallel import ordered_map
 from dsaecodec.priors import codec_threads
 
 DEFAULT_SEGMENT_LENGTH = 8
@@ -109,35 +111,48 @@ class EncodedSegment:
     reconstruction: np.ndarray
 
 
+def _register(card: zoo.ModelCard) -> None:
+    """Worker initializer: make the parent's model (shipped, or a weights file registered there) known here."""
+    zoo.MODELS.setdefault(card.name, card)
+
+
+def _compress(model_name: str, device: str, quality: int, frames_uint8: np.ndarray) -> EncodedSegment:
+    """Code one segment, uint8 (T, H, W, 3), with a registered model (in this process or a worker)."""
+    model, _ = loaded_model(model_name, device)
+    with codec_threads():
+        streams, x_hat = model.compress_segment(to_model_input(frames_uint8).to(device), quality)
+    return EncodedSegment(segment_record(streams), to_frames(x_hat, *frames_uint8.shape[1:3]))
+
+
 def encode_stream(frames: Iterable[np.ndarray], out: BinaryIO, *, fps: Fraction = Fraction(25),
                   model_name: str = zoo.DEFAULT_MODEL, quality: int = DEFAULT_QUALITY,
-                  segment_length: int = DEFAULT_SEGMENT_LENGTH, device: str = "cpu") -> Iterator[EncodedSegment]:
+                  segment_length: int = DEFAULT_SEGMENT_LENGTH, device: str = "cpu",
+                  jobs: int = 1) -> Iterator[EncodedSegment]:
     """Encode frames into `out` (seekable, binary), yielding each segment as it is written.
 
-    The file is complete once the generator is exhausted. Raises ValueError for a bad quality or
-    segment length, for no frames, for frames that change size, or for a segment over MAX_SEGMENT_PIXELS.
+    `jobs` worker processes code segments in parallel (the same bytes for any number). The file is complete
+    once the generator is exhausted. Raises ValueError for a bad quality or segment length, for no frames,
+    for frames that change size, or for a segment over MAX_SEGMENT_PIXELS.
     """
     model, card = loaded_model(model_name, device)
     if not 0 <= quality < model.qualities:
         raise ValueError(f"quality must be 0..{model.qualities - 1} for {model_name}, got {quality}")
     if not 1 <= segment_length <= 1024:
         raise ValueError(f"segment length must be 1..1024, got {segment_length}")
-    writer = None
-    for frames_uint8 in group_segments(_checked_frames(frames, segment_length), segment_length):
-        height, width = frames_uint8.shape[1:3]
-        if writer is None:
-            model.latent_shape(height, width)  # ValueError for a frame size the model cannot code
-            header = Header(model_name=card.name, weights_sha256=bytes.fromhex(card.sha256), width=width,
-                            height=height, frame_count=0, fps_num=fps.numerator, fps_den=fps.denominator,
-                            segment_length=segment_length, quality=quality)
-            writer = BitstreamWriter(out, header)
-        with codec_threads():
-            streams, x_hat = model.compress_segment(to_model_input(frames_uint8).to(device), quality)
-        segment = segment_record(streams)
-        yield EncodedSegment(segment, to_frames(x_hat, height, width))
-        writer.write_segment(segment)
-    if writer is None:
+    segments = group_segments(_checked_frames(frames, segment_length), segment_length)
+    first = next(segments, None)
+    if first is None:
         raise ValueError("the input has no frames")
+    height, width = first.shape[1:3]
+    model.latent_shape(height, width)  # ValueError for a frame size the model cannot code
+    header = Header(model_name=card.name, weights_sha256=bytes.fromhex(card.sha256), width=width,
+                    height=height, frame_count=0, fps_num=fps.numerator, fps_den=fps.denominator,
+                    segment_length=segment_length, quality=quality)
+    writer = BitstreamWriter(out, header)
+    compress = functools.partial(_compress, card.name, device, quality)
+    for coded in ordered_map(compress, itertools.chain([first], segments), jobs, _register, (card,)):
+        yield coded
+        writer.write_segment(coded.segment)
     writer.close()
 
 
@@ -154,14 +169,14 @@ class Decoder:
         if frames * self.header.width * self.header.height > MAX_SEGMENT_PIXELS:
             raise BitstreamError(f"file has segments of {frames} frames of {self.header.width}x{self.header.height}, "
                                  f"over this decoder's limit of {MAX_SEGMENT_PIXELS} pixels per segment")
-        card = zoo.card_for(self.header.model_name, self.header.weights_sha256.hex())
-        self.model, _ = loaded_model(card.name, device)
+        self.card, self.device = zoo.card_for(self.header.model_name, self.header.weights_sha256.hex()), device
+        self.model, _ = loaded_model(self.card.name, device)
         if self.header.quality >= self.model.qualities:
-            raise BitstreamError(f"quality {self.header.quality} is out of range for model {card.name}")
+            raise BitstreamError(f"quality {self.header.quality} is out of range for model {self.card.name}")
         try:
             self.latent_shape = self.model.latent_shape(self.header.height, self.header.width)
         except ValueError as error:
-            raise BitstreamError(f"file of {card.name}: {error}") from None
+            raise BitstreamError(f"file of {self.card.name}: {error}") from None
 
     def __len__(self) -> int:
         return len(self.reader)
@@ -176,13 +191,29 @@ class Decoder:
         return coded_streams(segment)
 
     def __getitem__(self, k: int) -> np.ndarray:
-        streams = self.read(k)
-        with codec_threads():
-            x_hat = self.model.decompress_segment(streams, self.header.quality, self.latent_shape)
-        return to_frames(x_hat, self.header.height, self.header.width)
+        return self._segment_decoder(self.read(k))
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        return (self[k] for k in range(len(self)))
+        return self.segments(range(len(self)))
+
+    def segments(self, indices: Iterable[int], jobs: int = 1) -> Iterator[np.ndarray]:
+        """Segments `indices` decoded, in order, by `jobs` worker processes (the same frames for any number)."""
+        return ordered_map(self._segment_decoder, (self.read(k) for k in indices), jobs, _register, (self.card,))
+
+    @property
+    def _segment_decoder(self) -> functools.partial:
+        return functools.partial(_decompress, self.card.name, self.device, self.header.quality, self.latent_shape,
+                                 (self.header.height, self.header.width))
+
+
+def _decompress(model_name: str, device: str, quality: int, latent_shape: tuple[int, int], size: tuple[int, int],
+                streams: Streams) -> np.ndarray:
+    """Decode one segment's streams with a registered model (in this process or a worker): uint8 (T, H, W, 3)
+    cropped to `size` = (height, width)."""
+    model, _ = loaded_model(model_name, device)
+    with codec_threads():
+        x_hat = model.decompress_segment(streams, quality, latent_shape)
+    return to_frames(x_hat, *size)
 
 
 def encode(frames: Iterable[np.ndarray], *, fps: Fraction = Fraction(25), model_name: str = zoo.DEFAULT_MODEL,

@@ -60,6 +60,22 @@ def test_speed_and_overhead_quick_on_the_tiny_model(tiny_model, tmp_path):
     assert len(result["targets"]) == 2 and {row["status"] for row in result["targets"]} <= {"PASS", "MISS"}
 
 
+def test_speed_jobs_part_on_the_tiny_model(tiny_model, tmp_path):
+    """--jobs 1 against --jobs 2 at 640x360, in worker processes that must find a model registered at runtime."""
+    speed = load_script("speed")
+    speed.main(["--models", tiny_model, "--parts", "jobs", "--jobs", "2", "--frames", "10", "--repeats", "1",
+                "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "speed.json").read_text())
+
+    (row,) = result["jobs"]
+    assert row["model"] == tiny_model and row["frames"] == 10 and row["jobs"] == 2 and row["size"] == "640x360"
+    assert row["one_job"]["sha256"] == row["jobs_n"]["sha256"]
+    for part in ("encode", "decode"):
+        assert row[f"{part}_speedup"] == pytest.approx(row["jobs_n"][part]["fps_best"] / row["one_job"][part]["fps_best"])
+    (target,) = result["targets"]
+    assert target["status"] in {"PASS", "MISS"} and "--jobs 2" in target["target"]
+
+
 def test_speed_memory_quick_on_the_tiny_model(tiny_model, tmp_path):
     """Peak RSS is measured in child processes, which must find a model registered at runtime (here tiny-test)."""
     speed = load_script("speed")
