@@ -1,6 +1,9 @@
-"""The entropy coders (dsaecodec/entropy.py): the same numbers as CompressAI where CompressAI is installed (a test
-dependency only)."""
+"""The entropy coders (dsaecodec/entropy.py) and CompressAI's layers rewritten in models/layers.py: the same
+numbers as CompressAI where CompressAI is installed (a test dependency only), and the package never imports it."""
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ import torch
 from bitstream.coder import SYMBOL_BOUND, SymbolDecoder, SymbolEncoder
 from dsaecodec import zoo
 from dsaecodec.entropy import FactorisedCoder, GaussianCoder, LowerBound, quantized_cdf
+from dsaecodec.models.layers import GDN, subpel_conv3x3
 
 
 def trained_coder(channels: int = 4, seed: int = 0) -> FactorisedCoder:
@@ -178,6 +182,30 @@ def test_tables_of_the_shipped_densities_are_compressais():
             assert all(torch.equal(getattr(mine, t), getattr(theirs, t)) for t in tables), (name, prefix)
 
 
+def test_gdn_and_subpel_convolution_compute_what_compressais_do():
+    layers = pytest.importorskip("compressai.layers")
+    x = torch.randn(2, 6, 5, 7)
+    for inverse in (False, True):
+        mine, theirs = GDN(6, inverse=inverse), layers.GDN(6, inverse=inverse)
+        assert list(mine.state_dict()) == list(theirs.state_dict())
+        with torch.no_grad():  # a trained-looking state: positive, off-diagonal gamma
+            theirs.gamma.add_(torch.rand(6, 6) * 0.1), theirs.beta.add_(torch.rand(6))
+        mine.load_state_dict(theirs.state_dict(), strict=True)
+        outputs = []
+        for layer in (mine, theirs):
+            inputs = x.clone().requires_grad_()
+            out = layer(inputs)
+            (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+            outputs.append((out, inputs.grad, layer.beta.grad, layer.gamma.grad))
+        assert all(torch.equal(a, b) for a, b in zip(*outputs))
+    torch.manual_seed(5)
+    mine = subpel_conv3x3(6, 4, 2)
+    torch.manual_seed(5)
+    theirs = layers.subpel_conv3x3(6, 4, 2)
+    assert all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(), theirs.state_dict().values()))
+    assert torch.equal(mine(x), theirs(x)) and mine(x).shape == (2, 4, 10, 14)
+
+
 def test_lower_bound_lets_values_below_it_rise():
     bound = LowerBound(1.0)
     x = torch.tensor([0.5, 0.5, 2.0], requires_grad=True)
@@ -223,3 +251,13 @@ def test_gaussian_codes_round_trip_and_clamps_to_the_symbol_bound():
     assert float(decoded[1][0, 0, 0, 0] * gain[0, 0]) == SYMBOL_BOUND
     drawn = coder.sample(mu, scale, gain, np.random.default_rng(0))
     assert drawn.shape == y.shape and torch.equal(drawn, coder.sample(mu, scale, gain, np.random.default_rng(0)))
+
+
+# --- start-up ----------------------------------------------------------------------------------------------------
+
+def test_the_package_never_imports_compressai():
+    script = ("import pkgutil, importlib, sys, dsaecodec; "
+              "[importlib.import_module(m.name) for m in pkgutil.walk_packages(dsaecodec.__path__, 'dsaecodec.')]; "
+              "print(sorted({m.split('.')[0] for m in sys.modules} & {'compressai', 'torch_geometric'}))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

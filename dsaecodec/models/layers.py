@@ -2,13 +2,16 @@
 
 `analysis_transform` and `synthesis_transform` return the very `nn.Sequential` stacks the DSAE was built
 with (same layer order, so the same parameter names): frames -> features at 1/STRIDE resolution and
-back.
+back. `GDN` and `subpel_conv3x3` are CompressAI's layers of those names, with the same parameters, buffers
+and arithmetic, so weights trained with CompressAI load and compute unchanged.
 """
 from __future__ import annotations
 
 import torch
-from compressai.layers import GDN, subpel_conv3x3
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from dsaecodec.entropy import LowerBound
 
 STRIDE = 16  # total down-sampling of the analysis transform; frames are padded to a multiple of it
 
@@ -16,6 +19,52 @@ STRIDE = 16  # total down-sampling of the analysis transform; frames are padded 
 def conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Conv2d:
     """A 'same'-padded convolution."""
     return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
+
+
+def subpel_conv3x3(cin: int, cout: int, factor: int) -> nn.Sequential:
+    """Sub-pixel up-sampling: a 3x3 convolution to cout * factor^2 channels, then a pixel shuffle."""
+    return nn.Sequential(conv(cin, cout * factor**2), nn.PixelShuffle(factor))
+
+
+class NonNegative(nn.Module):
+    """The reparametrisation that keeps a GDN parameter >= `minimum`: value = max(p, sqrt(minimum +
+    pedestal))^2 - pedestal, pedestal = 2^-36 (buffers `pedestal` and `lower_bound.bound`, as CompressAI's
+    `NonNegativeParametrizer`)."""
+
+    pedestal: Tensor
+
+    def __init__(self, minimum: float = 0.0, offset: float = 2**-18):
+        super().__init__()
+        self.register_buffer("pedestal", torch.Tensor([offset**2]))
+        self.lower_bound = LowerBound((minimum + offset**2) ** 0.5)
+
+    def init(self, value: Tensor) -> Tensor:
+        """The parameter p that stands for `value`."""
+        return torch.sqrt(torch.max(value + self.pedestal, self.pedestal))
+
+    def forward(self, parameter: Tensor) -> Tensor:
+        return self.lower_bound(parameter) ** 2 - self.pedestal
+
+
+class GDN(nn.Module):
+    """Generalised divisive normalisation (Ballé et al. 2016) of (B, C, H, W):
+    y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2), or x_i * sqrt(...) for the inverse (IGDN).
+    Parameters `beta` (C,) and `gamma` (C, C) are stored reparametrised (`beta_reparam`, `gamma_reparam`)."""
+
+    def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1):
+        super().__init__()
+        self.inverse = inverse
+        self.beta_reparam = NonNegative(minimum=beta_min)
+        self.beta = nn.Parameter(self.beta_reparam.init(torch.ones(channels)))
+        self.gamma_reparam = NonNegative()
+        self.gamma = nn.Parameter(self.gamma_reparam.init(gamma_init * torch.eye(channels)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        channels = x.shape[1]
+        beta = self.beta_reparam(self.beta)
+        gamma = self.gamma_reparam(self.gamma).reshape(channels, channels, 1, 1)
+        norm = F.conv2d(x**2, gamma, beta)
+        return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
 
 
 def log_gains(lambdas: tuple[float, ...], channels: int) -> Tensor:
