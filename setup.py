@@ -12,7 +12,6 @@ setup(
     package_data={"dsaecodec": ["weights/*.pt", "weights/*.json", "weights/*.csv"]},
     install_requires=[
         "torch",
-        "compressai",
         "constriction>=0.4",
         "av>=12,<19",
         "numpy<2",
@@ -20,7 +19,10 @@ setup(
         "click>=8",
         "tqdm",
         "pillow",
+        "pytorch-msssim",
+        "scipy",
     ],
-    extras_require={"test": ["pytest", "hypothesis"], "bench": ["matplotlib", "bjontegaard"]},
+    # compressai: tests check that dsaecodec.entropy and the GDN layers compute what CompressAI's do
+    extras_require={"test": ["pytest", "hypothesis", "compressai"], "bench": ["matplotlib", "bjontegaard"]},
     entry_points={"console_scripts": ["dsaecodec=dsaecodec.cli:main"]},
 )

@@ -8,7 +8,7 @@ and the final table building fit in `--minutes` (the cosine schedule then spans 
 leaves in OUT the weights (OUT/NAME.pt), the learning curve (NAME.csv), the log (NAME.log) and a summary
 (NAME.json: recipe, probe speed, steps, seconds). `--name` sets NAME (default: gpu-run).
 
-On this project's lent machine (no network; Python 3.12 without compressai, constriction or scikit-video),
+On this project's lent machine (no network; Python 3.12 without constriction or scikit-video),
 carry the wheels that `benchmarks/gpu_wheels.sh` downloads into .whl/, and run from the repository root:
 
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \\

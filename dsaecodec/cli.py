@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import itertools
 import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,6 @@ import click
 if TYPE_CHECKING:
     from dsaecodec.codec import Decoder
 
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")  # compressai's torch.jit.script
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from bitstream.format import BitstreamError

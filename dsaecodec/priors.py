@@ -1,27 +1,14 @@
-"""Entropy-model pieces shared by every model: the ConvLSTM prior, the scale table, quantisation helpers.
-
-Conventions. A latent `y` lives in its *physical* domain (what the decoder consumes). For quality level
-`q` it is coded in the *gained* domain `y * gain[q]`, where the quantisation step is 1. Symbols are
-mean-centred integers `round(y * gain - mu * gain)`, coded under a zero-mean Gaussian whose standard deviation
-is `SCALE_TABLE[scale_index]`; only the integer `scale_index` has to match between encoder and decoder.
+"""Priors shared by the models: the ConvLSTM cell and the stochastic prior of the dynamic latents, and the
+thread rule under which the codec runs them. The entropy coders they parametrise are in dsaecodec/entropy.py.
 """
 from __future__ import annotations
 
 import contextlib
 from typing import Iterator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
-
-from bitstream.coder import SCALE_TABLE as _SCALE_TABLE_NP
-from bitstream.coder import SYMBOL_BOUND
-
-SCALE_TABLE = torch.tensor(_SCALE_TABLE_NP, dtype=torch.float32)
-SCALE_MIN = float(_SCALE_TABLE_NP[0])
-LIKELIHOOD_MIN = 1e-9
 
 
 @contextlib.contextmanager
@@ -38,44 +25,6 @@ def codec_threads() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def scale_index(scale: Tensor) -> Tensor:
-    """Index (int64, same shape) of the smallest table entry >= `scale` (gained domain), clipped to the table."""
-    table = SCALE_TABLE.to(scale.device)
-    return torch.bucketize(scale.clamp_min(SCALE_MIN), table[:-1])
-
-
-def sample_gaussian_symbols(index: Tensor, rng: np.random.Generator) -> Tensor:
-    """Mean-centred symbols (int32, same shape and device as `index`) drawn from the quantised Gaussians
-    N(0, SCALE_TABLE[index]) that the coder would code them under (sampling from a prior)."""
-    scale = _SCALE_TABLE_NP[index.flatten().cpu().numpy()]
-    symbols = np.clip(np.round(rng.normal(0.0, scale)), -SYMBOL_BOUND, SYMBOL_BOUND).astype(np.int32)
-    return torch.from_numpy(symbols).reshape(index.shape).to(index.device)
-
-
-def ste_round(x: Tensor) -> Tensor:
-    """Round in the forward pass, identity gradient in the backward pass."""
-    return x + (torch.round(x) - x).detach()
-
-
-def centred_symbols(y_gained: Tensor, mu_gained: Tensor) -> Tensor:
-    """Integer symbols `clamp(round(y - mu), ±SYMBOL_BOUND)` as int32 (same shape)."""
-    return torch.round(y_gained - mu_gained).clamp(-SYMBOL_BOUND, SYMBOL_BOUND).to(torch.int32)
-
-
-def gaussian_likelihood(y_gained: Tensor, mu_gained: Tensor, scale_gained: Tensor) -> Tensor:
-    """P(bin of width 1 around y) under N(mu, scale), gained domain; lower-bounded for a finite rate."""
-    scale = scale_gained.clamp_min(SCALE_MIN)
-    value = (y_gained - mu_gained).abs()
-    upper = 0.5 * torch.erfc(-(0.5 - value) / (scale * 2**0.5))
-    lower = 0.5 * torch.erfc(-(-0.5 - value) / (scale * 2**0.5))
-    return (upper - lower).clamp_min(LIKELIHOOD_MIN)
-
-
-def bits(likelihood: Tensor) -> Tensor:
-    """Total information content in bits of a likelihood tensor."""
-    return -torch.log2(likelihood).sum()
 
 
 class ConvLSTMCell(nn.Module):
@@ -124,34 +73,3 @@ class DynamicsPrior(nn.Module):
         state = self.cell(z_prev, state)
         mu, scale_raw = self.head(state[0]).chunk(2, dim=1)
         return mu, F.softplus(scale_raw), state
-
-
-@torch.no_grad()
-def fit_quantiles(bottleneck: EntropyBottleneck, bound: float = 1e4, iterations: int = 60) -> None:
-    """Set the quantiles of an `EntropyBottleneck` (its median, and the tails its tables cover) to those of its
-    learned density, found by bisection on the monotone cumulative in [-bound, bound].
-
-    This is the point the auxiliary loss moves the quantiles towards by small optimiser steps; where the
-    latents' range grows faster than those steps (vector latents: +-190 measured against tables of +-12), values
-    outside the tables are clamped when coded.
-    """
-    target = bottleneck.target.to(bottleneck.quantiles).expand_as(bottleneck.quantiles)
-    low = torch.full_like(bottleneck.quantiles, -bound)
-    high = torch.full_like(bottleneck.quantiles, bound)
-    for _ in range(iterations):
-        middle = (low + high) / 2
-        above = bottleneck._logits_cumulative(middle, stop_gradient=True) > target
-        high, low = torch.where(above, middle, high), torch.where(above, low, middle)
-    bottleneck.quantiles.copy_((low + high) / 2)
-
-
-def bottleneck_pmfs(bottleneck: EntropyBottleneck) -> list[np.ndarray]:
-    """Per-channel categorical tables of an updated `EntropyBottleneck`.
-
-    `pmfs[c]` is float64 (K_c,) over symbols 0..K_c-1, which stand for the integers `_offset[c] + k`
-    relative to the channel's median (gained domain). Built from the integer CDF tables stored with
-    the weights, so encoder and decoder see the same numbers.
-    """
-    cdf = bottleneck._quantized_cdf.cpu().numpy().astype(np.int64)
-    lengths = bottleneck._cdf_length.cpu().numpy() - 2  # drop CompressAI's overflow symbol
-    return [np.diff(cdf[c, : n + 1]).astype(np.float64) for c, n in enumerate(lengths)]

@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
     optimizer = torch.optim.Adam(main_params, lr=args.lr)
-    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None  # rnn: no EntropyBottleneck
+    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None  # rnn: no learned density
 
     checkpoint_path = args.out.with_name(args.out.name + ".ckpt")
     curve_path = args.out.with_suffix(".csv")

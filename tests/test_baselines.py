@@ -199,13 +199,16 @@ def test_encoder_and_decoder_latents_share_one_memory_layout():
     """g_a's output can be channels-last; convolutions round differently per layout, so the encoder's
     dequantised latents must be laid out as the decoder's (found with frame-natural: 1-LSB differences)."""
     from bitstream import SymbolDecoder, SymbolEncoder
-    from dsaecodec.models.layers import BottleneckCoder
+    from dsaecodec.entropy import GaussianCoder
 
     torch.manual_seed(0)
     model = zoo.FAMILIES["frame"][0](FrameConfig(channels=8, lambdas=LAMBDAS)).eval()
     model.update_tables()
     latent = (torch.randn(2, 8, 3, 5) * 3).contiguous(memory_format=torch.channels_last)
-    coder, bottleneck = SymbolEncoder(), BottleneckCoder(model.z_entropy[0])
-    encoded = bottleneck.encode(latent, coder)
-    decoded = bottleneck.decode(SymbolDecoder(coder.to_bytes()), (2, 3, 5))
-    assert torch.equal(encoded, decoded) and encoded.stride() == decoded.stride() == latent.contiguous().stride()
+    mu, scale, unit_gain = torch.randn(2, 8, 3, 5), torch.rand(2, 8, 3, 5) + 0.5, torch.ones(1, 8, 1, 1)
+    encoder, factorised, gaussian = SymbolEncoder(), model.z_entropy[0], GaussianCoder()
+    encoded = [factorised.encode(latent, unit_gain, encoder), gaussian.encode(latent, mu, scale, unit_gain, encoder)]
+    decoder = SymbolDecoder(encoder.to_bytes())
+    decoded = [factorised.decode(decoder, (2, 3, 5), unit_gain), gaussian.decode(decoder, mu, scale, unit_gain)]
+    for mine, theirs in zip(encoded, decoded):
+        assert torch.equal(mine, theirs) and mine.stride() == theirs.stride() == latent.contiguous().stride()

@@ -135,7 +135,7 @@ def test_decoded_frames_equal_codec_reconstruction(tiny_model, clip_mp4, clip_ds
 
 def test_models_and_info_answer_without_importing_torch(tiny_model, tmp_path):
     """Listing models and reading a header need only the cards and the torch-free bitstream package, so they
-    answer at once (importing torch and compressai takes seconds; speed is measured, not asserted)."""
+    answer at once (importing torch takes seconds; speed is measured, not asserted)."""
     import subprocess
     import sys
 

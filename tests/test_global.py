@@ -160,20 +160,21 @@ def test_every_family_samples_frames_from_its_priors(family):
 
 
 def test_sampled_symbols_follow_the_coded_densities():
-    from dsaecodec.models.layers import BottleneckCoder
-    from dsaecodec.priors import SCALE_TABLE, sample_gaussian_symbols, scale_index
+    from dsaecodec.entropy import SCALE_TABLE, GaussianCoder, scale_index
+    from dsaecodec.models.layers import gain
 
     rng = np.random.default_rng(0)
-    index = scale_index(torch.full((20_000,), 3.0))
-    symbols = sample_gaussian_symbols(index, rng)
-    assert symbols.dtype == torch.int32 and abs(symbols.float().mean()) < 0.1
-    assert abs(symbols.float().std() / SCALE_TABLE[index[0]] - 1) < 0.05  # rounding adds 1/12 to the variance
+    scale = torch.full((20_000,), 3.0)
+    drawn = GaussianCoder().sample(None, scale, torch.ones(()), rng)
+    assert torch.equal(drawn, drawn.round()) and abs(drawn.mean()) < 0.1
+    assert abs(drawn.std() / SCALE_TABLE[scale_index(scale)[0]] - 1) < 0.05  # rounding adds 1/12 to the variance
     model = tiny_global().eval()
     model.update_tables()
-    coder = BottleneckCoder(model.f_entropy[1])
-    drawn = coder.sample((20_000, 1, 1), rng)
+    coder, f_gain = model.f_entropy[1], gain(model.f_log_gain, 1)
+    drawn = coder.sample((20_000, 1, 1), f_gain, rng)
     assert drawn.shape == (20_000, 6, 1, 1)
-    symbols = (drawn - coder.offsets - coder.median).round().long()[:, 0].flatten()
-    pmf = coder.pmfs[0] / coder.pmfs[0].sum()
+    median, offset = coder.quantiles[0, 0, 1].item(), coder._offset[0].item()
+    symbols = (drawn[:, 0] * f_gain[0, 0] - offset - median).round().long().flatten()
+    pmf = coder.pmfs()[0] / coder.pmfs()[0].sum()
     frequencies = np.bincount(symbols.numpy(), minlength=len(pmf)) / len(symbols)
     assert np.abs(frequencies - pmf).max() < 0.02

@@ -4,7 +4,7 @@ A segment of T frames x_1:T is described by one static latent `f` (content) and 
 latent `z_t` per frame (change). Shapes, for frames (B, T, 3, H, W) with H, W multiples of 16:
 
     features = g_a(x_t)                       (B, T, N, H/16, W/16)
-    f        = content(mean_t features)       (B, C_f, H/16, W/16)   prior: EntropyBottleneck per quality
+    f        = content(mean_t features)       (B, C_f, H/16, W/16)   prior: a FactorisedCoder per quality
     z_t      = dynamics(features_t [, f_hat]) (B, T, C_z, H/16, W/16) prior: ConvLSTM p(z_t | z_hat_<t)
     x_hat_t  = g_s(z_hat_t, f_hat)            (B, T, 3, H, W)
 
@@ -39,14 +39,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
+from dsaecodec.entropy import FactorisedCoder, GaussianCoder
 from dsaecodec.models.base import CodecModel, Streams, saved_config
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
-    BottleneckCoder,
     analysis_transform,
     check_frame_size,
     gain,
@@ -56,16 +55,7 @@ from dsaecodec.models.layers import (
 )
 from dsaecodec.models.layers import conv as _conv
 from dsaecodec.models.layers import log_gains as _log_gains
-from dsaecodec.priors import (
-    DynamicsPrior,
-    bits,
-    centred_symbols,
-    fit_quantiles,
-    gaussian_likelihood,
-    sample_gaussian_symbols,
-    scale_index,
-    ste_round,
-)
+from dsaecodec.priors import DynamicsPrior
 
 @dataclass
 class DSAEConfig:
@@ -117,8 +107,9 @@ class DSAE(CodecModel):
         if config.use_f:
             self.f_log_gain = nn.Parameter(_log_gains(config.lambdas, cf) + log_gain_offset)
         self.z_log_gain = nn.Parameter(_log_gains(config.lambdas, cz) + log_gain_offset)
-        self.f_entropy = nn.ModuleList(EntropyBottleneck(cf) for _ in (config.lambdas if config.use_f else ()))
+        self.f_entropy = nn.ModuleList(FactorisedCoder(cf) for _ in (config.lambdas if config.use_f else ()))
         self.z_prior = DynamicsPrior(cz, config.hidden_channels, kernel)
+        self.z_coder = GaussianCoder()
 
     @property
     def has_static_latent(self) -> bool:
@@ -152,10 +143,7 @@ class DSAE(CodecModel):
     # --- training ---------------------------------------------------------------------------------
     def _quantise_f(self, f: Tensor, quality: int) -> tuple[Tensor, Tensor]:
         """Training-time f (B, C_f, h, w) -> (f_hat with straight-through rounding, its bits under noise)."""
-        f_gain = gain(self.f_log_gain, quality)
-        bottleneck = self.f_entropy[quality]
-        _, f_likelihood = bottleneck(f * f_gain)
-        return BottleneckCoder.training_round(bottleneck, f * f_gain) / f_gain, bits(f_likelihood)
+        return self.f_entropy[quality](f, gain(self.f_log_gain, quality))
 
     def forward(self, x: Tensor, quality: int, content: Tensor | None = None,
                 motion: Tensor | None = None) -> dict[str, Tensor]:
@@ -187,47 +175,39 @@ class DSAE(CodecModel):
         z_prev, state, z_hats, z_bits = torch.zeros_like(z[:, 0]), None, [], x.new_zeros(())
         for t in range(z.shape[1]):
             mu, scale, state = self.z_prior.step(z_prev, state)
-            z_gained, mu_gained = z[:, t] * z_gain, mu * z_gain
-            z_rounded = ste_round(z_gained - mu_gained) + mu_gained
-            z_rate_proxy = z_gained + torch.empty_like(z_gained).uniform_(-0.5, 0.5) if self.training else z_rounded
-            z_bits = z_bits + bits(gaussian_likelihood(z_rate_proxy, mu_gained, scale * z_gain))
-            z_prev = z_rounded / z_gain
+            z_prev, step_bits = self.z_coder.forward(z[:, t], mu, scale, z_gain, self.training)
+            z_bits = z_bits + step_bits
             z_hats.append(z_prev)
         x_hat = self.synthesise(torch.stack(z_hats, dim=1), f_hat)
         return {"x_hat": x_hat, "f_bits": f_bits, "z_bits": z_bits}
 
     def aux_loss(self) -> Tensor:
-        """Loss of the EntropyBottleneck quantiles (trained by a separate optimiser, as in CompressAI);
+        """Loss of the quantiles of f's densities (trained by a separate optimiser, as in CompressAI);
         a constant zero without f, which has no quantiles."""
         if not self.config.use_f:
             return self.z_log_gain.new_zeros(())
-        return sum(b.loss() for b in self.f_entropy)
+        return sum(coder.loss() for coder in self.f_entropy)
 
     def update_tables(self) -> None:
         """Build the integer CDF tables of f's density; call before saving weights. For vector latents the
         tables' range is first fitted to the density (the spatial models keep the range their training left, so
         that their recipes still reproduce the shipped files)."""
-        for bottleneck in self.f_entropy:
-            if self.frame_size:
-                fit_quantiles(bottleneck)
-            bottleneck.update(force=True)
+        for coder in self.f_entropy:
+            coder.update(refit_quantiles=bool(self.frame_size))
 
     # --- coding one segment -----------------------------------------------------------------------
-    def _roll_out_z(self, quality: int, frames: int, shape: tuple[int, int],
-                    take_symbols: Callable[[int, Tensor, Tensor], Tensor]) -> Tensor:
+    def _roll_out_z(self, frames: int, shape: tuple[int, int],
+                    take_latent: Callable[[int, Tensor, Tensor], Tensor]) -> Tensor:
         """The z prior run exactly as the decoder runs it, frame by frame, on dequantised latents.
 
-        `take_symbols(t, mu_gained, scale_index)` returns the int32 symbols (1, C_z, h, w) of frame t:
-        the encoder computes and codes them, the decoder decodes them. Returns z_hat (1, T, C_z, h, w).
+        `take_latent(t, mu, scale)` returns the dequantised z_hat_t (1, C_z, h, w) of frame t under the prior
+        N(mu, scale): the encoder codes it, the decoder decodes it. Returns z_hat (1, T, C_z, h, w).
         """
-        z_gain = gain(self.z_log_gain, quality)
         z_prev = self.z_log_gain.new_zeros(1, self.config.z_channels, *shape)
         state, z_hats = None, []
         for t in range(frames):
             mu, scale, state = self.z_prior.step(z_prev, state)
-            mu_gained = mu * z_gain
-            symbols = take_symbols(t, mu_gained, scale_index(scale * z_gain))
-            z_prev = (symbols.float() + mu_gained) / z_gain
+            z_prev = take_latent(t, mu, scale)
             z_hats.append(z_prev)
         return torch.stack(z_hats, dim=1)
 
@@ -238,23 +218,16 @@ class DSAE(CodecModel):
         `x_hat` is the decoder's output, computed on the same code path.
         """
         features, f = self.analyse(x[None])
-        f_coder, f_hat, f_count = SymbolEncoder(), None, 0
+        f_encoder, f_hat, f_count = SymbolEncoder(), None, 0
         if self.config.use_f:
-            f_gain = gain(self.f_log_gain, quality)
-            f_hat = BottleneckCoder(self.f_entropy[quality]).encode(f * f_gain, f_coder) / f_gain
+            f_hat = self.f_entropy[quality].encode(f, gain(self.f_log_gain, quality), f_encoder)
             f_count = f.numel()
 
-        z_gained = self.infer_z(features, f_hat) * gain(self.z_log_gain, quality)
-        z_coder = SymbolEncoder()
-
-        def encode_frame(t: int, mu_gained: Tensor, index: Tensor) -> Tensor:
-            symbols = centred_symbols(z_gained[:, t], mu_gained)
-            z_coder.gaussian(symbols.flatten().cpu().numpy(), index.flatten().cpu().numpy())
-            return symbols
-
-        z_hat = self._roll_out_z(quality, x.shape[0], features.shape[-2:], encode_frame)
+        z, z_gain, z_encoder = self.infer_z(features, f_hat), gain(self.z_log_gain, quality), SymbolEncoder()
+        z_hat = self._roll_out_z(x.shape[0], features.shape[-2:],
+                                 lambda t, mu, scale: self.z_coder.encode(z[:, t], mu, scale, z_gain, z_encoder))
         x_hat = self.synthesise(z_hat, f_hat)[0].clamp(0, 1)
-        streams = Streams(frames=x.shape[0], static=f_coder.to_bytes(), dynamic=z_coder.to_bytes(),
+        streams = Streams(frames=x.shape[0], static=f_encoder.to_bytes(), dynamic=z_encoder.to_bytes(),
                           static_symbols=f_count, dynamic_symbols=z_hat.numel())
         return streams, x_hat
 
@@ -262,18 +235,14 @@ class DSAE(CodecModel):
         """The static latent f_hat (1, C_f, h, w) of a coded segment (None for a model without f)."""
         if not self.config.use_f:
             return None
-        f_gained = BottleneckCoder(self.f_entropy[quality]).decode(SymbolDecoder(streams.static), (1, *shape))
-        return f_gained / gain(self.f_log_gain, quality)
+        return self.f_entropy[quality].decode(SymbolDecoder(streams.static), (1, *shape),
+                                              gain(self.f_log_gain, quality))
 
     def decode_z(self, streams: Streams, quality: int, shape: tuple[int, int]) -> Tensor:
         """The dynamic latents z_hat (1, T, C_z, h, w) of a coded segment."""
-        z_coder = SymbolDecoder(streams.dynamic)
-
-        def decode_frame(t: int, mu_gained: Tensor, index: Tensor) -> Tensor:
-            symbols = z_coder.gaussian(index.flatten().cpu().numpy())
-            return torch.from_numpy(symbols).reshape(index.shape).to(index.device)
-
-        return self._roll_out_z(quality, streams.frames, shape, decode_frame)
+        z_gain, z_decoder = gain(self.z_log_gain, quality), SymbolDecoder(streams.dynamic)
+        return self._roll_out_z(streams.frames, shape,
+                                lambda t, mu, scale: self.z_coder.decode(z_decoder, mu, scale, z_gain))
 
     @torch.no_grad()
     def decompress_segment(self, streams: Streams, quality: int, shape: tuple[int, int]) -> Tensor:
@@ -284,12 +253,12 @@ class DSAE(CodecModel):
     # --- sampling from the priors (controlled generation) ------------------------------------------
     def sample_f(self, quality: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """f_hat (1, C_f, h, w) drawn from the learned density of f at this quality."""
-        f_gained = BottleneckCoder(self.f_entropy[quality]).sample((1, *shape), rng)
-        return f_gained / gain(self.f_log_gain, quality)
+        return self.f_entropy[quality].sample((1, *shape), gain(self.f_log_gain, quality), rng)
 
     def sample_z(self, quality: int, frames: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """z_hat (1, T, C_z, h, w) drawn from the ConvLSTM prior, each step fed the previous sample."""
-        return self._roll_out_z(quality, frames, shape, lambda t, mu_gained, index: sample_gaussian_symbols(index, rng))
+        z_gain = gain(self.z_log_gain, quality)
+        return self._roll_out_z(frames, shape, lambda t, mu, scale: self.z_coder.sample(mu, scale, z_gain, rng))
 
     @torch.no_grad()
     def sample(self, frames: int, quality: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:

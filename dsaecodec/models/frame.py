@@ -4,7 +4,7 @@ Every frame is coded alone. Shapes, for frames (B, T, 3, H, W) with H, W multipl
 of a clip handled as a batch of independent images:
 
     y_t      = g_a(x_t)                  (B, T, N, H/16, W/16)    the DSAE's analysis transform
-    z_t      = h_a(|y_t|)                (B, T, N, H/64, W/64)    prior: EntropyBottleneck per quality
+    z_t      = h_a(|y_t|)                (B, T, N, H/64, W/64)    prior: a FactorisedCoder per quality
     sigma_t  = h_s(z_hat_t)              (B, T, N, H/16, W/16)    y_t ~ N(0, sigma_t) per element
     x_hat_t  = g_s(y_hat_t)              (B, T, 3, H, W)          the DSAE's synthesis transform
 
@@ -17,12 +17,12 @@ vector of `latent_channels` and so is its hyper-latent z_t, both held as 1 x 1 m
 path is the same:
 
     y_t      = g_a(x_t)                  (B, T, C_y, 1, 1)     the global DSAE's DCGAN-style g_a, then a 1x1 layer
-    z_t      = h_a(|y_t|)                (B, T, C_y, 1, 1)     an MLP; prior: EntropyBottleneck per quality
+    z_t      = h_a(|y_t|)                (B, T, C_y, 1, 1)     an MLP; prior: a FactorisedCoder per quality
     sigma_t  = h_s(z_hat_t)              (B, T, C_y, 1, 1)     an MLP
     x_hat_t  = g_s(y_hat_t)              (B, T, 3, S, S)       the global DSAE's g_s
 
 Streams: there is no static content, so a segment's static stream is empty and its dynamic stream
-holds everything: first the hyper-latents z_1:T (channel by channel, categorical under the bottleneck's
+holds everything: first the hyper-latents z_1:T (channel by channel, categorical under the factorised coder's
 tables), then y_1:T (zero-mean Gaussians, scale indexes from h_s(z_hat)).
 """
 from __future__ import annotations
@@ -34,14 +34,13 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
+from dsaecodec.entropy import FactorisedCoder, GaussianCoder
 from dsaecodec.models.base import CodecModel, Streams, saved_config
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
-    BottleneckCoder,
     analysis_transform,
     check_frame_size,
     conv,
@@ -50,15 +49,6 @@ from dsaecodec.models.layers import (
     global_synthesis,
     log_gains,
     synthesis_transform,
-)
-from dsaecodec.priors import (
-    bits,
-    centred_symbols,
-    fit_quantiles,
-    gaussian_likelihood,
-    sample_gaussian_symbols,
-    scale_index,
-    ste_round,
 )
 
 HYPER_STRIDE = 4  # down-sampling of h_a relative to y
@@ -107,7 +97,8 @@ class FrameVAE(CodecModel):
             log_gain_offset = 0.0
         self.y_log_gain = nn.Parameter(log_gains(config.lambdas, c) + log_gain_offset)
         self.z_log_gain = nn.Parameter(log_gains(config.lambdas, c) + log_gain_offset)
-        self.z_entropy = nn.ModuleList(EntropyBottleneck(c) for _ in config.lambdas)
+        self.z_entropy = nn.ModuleList(FactorisedCoder(c) for _ in config.lambdas)
+        self.y_coder = GaussianCoder()
 
     @property
     def hyper_stride(self) -> int:
@@ -136,84 +127,61 @@ class FrameVAE(CodecModel):
         """
         b, t = x.shape[:2]
         y = self.g_a(x.flatten(0, 1))
-        z = self.hyper_analyse(y)
-        z_gain = gain(self.z_log_gain, quality)
-        bottleneck = self.z_entropy[quality]
-        _, z_likelihood = bottleneck(z * z_gain)
-        z_hat = BottleneckCoder.training_round(bottleneck, z * z_gain) / z_gain
-
-        y_gain = gain(self.y_log_gain, quality)
-        scale_gained = self.hyper_synthesise(z_hat, y.shape[-2:]) * y_gain
-        y_gained = y * y_gain
-        y_rounded = ste_round(y_gained)
-        y_rate_proxy = y_gained + torch.empty_like(y_gained).uniform_(-0.5, 0.5) if self.training else y_rounded
-        y_bits = bits(gaussian_likelihood(y_rate_proxy, torch.zeros_like(y_gained), scale_gained))
-        x_hat = self.g_s(y_rounded / y_gain).unflatten(0, (b, t))
-        return {"x_hat": x_hat, "f_bits": x.new_zeros(()), "z_bits": bits(z_likelihood) + y_bits}
+        z_hat, z_bits = self.z_entropy[quality](self.hyper_analyse(y), gain(self.z_log_gain, quality))
+        y_hat, y_bits = self.y_coder.forward(y, None, self.hyper_synthesise(z_hat, y.shape[-2:]),
+                                             gain(self.y_log_gain, quality), self.training)
+        x_hat = self.g_s(y_hat).unflatten(0, (b, t))
+        return {"x_hat": x_hat, "f_bits": x.new_zeros(()), "z_bits": z_bits + y_bits}
 
     def aux_loss(self) -> Tensor:
-        """Loss of the EntropyBottleneck quantiles (trained by a separate optimiser, as in CompressAI)."""
-        return sum(b.loss() for b in self.z_entropy)
+        """Loss of the quantiles of the hyper-latent densities (trained by a separate optimiser, as in
+        CompressAI)."""
+        return sum(coder.loss() for coder in self.z_entropy)
 
     def update_tables(self) -> None:
         """Build the integer CDF tables of the hyper-latent densities; call before saving weights (vector
         latents: their range first fitted to the density, as in the global DSAE)."""
-        for bottleneck in self.z_entropy:
-            if self.frame_size:
-                fit_quantiles(bottleneck)
-            bottleneck.update(force=True)
+        for coder in self.z_entropy:
+            coder.update(refit_quantiles=bool(self.frame_size))
 
     # --- coding one segment -----------------------------------------------------------------------
-    def _synthesise_coded(self, z_hat_gained: Tensor, quality: int, shape: tuple[int, int],
-                          take_y: Callable[[Tensor], Tensor]) -> Tensor:
-        """The decoder's path from dequantised hyper-latents (T, N, h', w'), gained, to frames (T, 3, 16h, 16w).
+    def _synthesise_coded(self, z_hat: Tensor, quality: int, shape: tuple[int, int],
+                          take_y: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        """The decoder's path from dequantised hyper-latents z_hat (T, N, h', w') to frames (T, 3, 16h, 16w).
 
-        `take_y(scale_index)` returns the int32 symbols (T, N, h, w) of y: the encoder codes them, the
-        decoder decodes them.
+        `take_y(scale, y_gain)` returns the dequantised y_hat (T, N, h, w) under the zero-mean Gaussians of
+        std `scale`: the encoder codes it, the decoder decodes it.
         """
-        z_hat = z_hat_gained / gain(self.z_log_gain, quality)
-        y_gain = gain(self.y_log_gain, quality)
-        index = scale_index(self.hyper_synthesise(z_hat, shape) * y_gain)
-        y_hat = take_y(index).float().contiguous() / y_gain  # one memory layout on both sides (see dequantise)
+        y_hat = take_y(self.hyper_synthesise(z_hat, shape), gain(self.y_log_gain, quality))
         return self.g_s(y_hat).clamp(0, 1)
 
     @torch.no_grad()
     def compress_segment(self, x: Tensor, quality: int) -> tuple[Streams, Tensor]:
         """Frames (T, 3, H, W) in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
         y = self.g_a(x)
-        coder = SymbolEncoder()
-        z_hat_gained = BottleneckCoder(self.z_entropy[quality]).encode(
-            self.hyper_analyse(y) * gain(self.z_log_gain, quality), coder)
-        y_gained = y * gain(self.y_log_gain, quality)
-
-        def encode_y(index: Tensor) -> Tensor:
-            symbols = centred_symbols(y_gained, torch.zeros_like(y_gained))
-            coder.gaussian(symbols.flatten().cpu().numpy(), index.flatten().cpu().numpy())
-            return symbols
-
-        x_hat = self._synthesise_coded(z_hat_gained, quality, y.shape[-2:], encode_y)
+        encoder = SymbolEncoder()
+        z_hat = self.z_entropy[quality].encode(self.hyper_analyse(y), gain(self.z_log_gain, quality), encoder)
+        x_hat = self._synthesise_coded(z_hat, quality, y.shape[-2:],
+                                       lambda scale, y_gain: self.y_coder.encode(y, None, scale, y_gain, encoder))
         symbols = self.symbol_counts(x.shape[0], y.shape[-2:])[1]
-        return Streams(frames=x.shape[0], dynamic=coder.to_bytes(), dynamic_symbols=symbols), x_hat
+        return Streams(frames=x.shape[0], dynamic=encoder.to_bytes(), dynamic_symbols=symbols), x_hat
 
     @torch.no_grad()
     def decompress_segment(self, streams: Streams, quality: int, shape: tuple[int, int]) -> Tensor:
         """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
-        coder = SymbolDecoder(streams.dynamic)
-        frames = streams.frames
-        z_hat_gained = BottleneckCoder(self.z_entropy[quality]).decode(coder, (frames, *self._hyper_shape(shape)))
-
-        def decode_y(index: Tensor) -> Tensor:
-            symbols = torch.from_numpy(coder.gaussian(index.flatten().cpu().numpy()))
-            return symbols.reshape(index.shape).to(index.device)
-
-        return self._synthesise_coded(z_hat_gained.to(self.y_log_gain.device), quality, shape, decode_y)
+        decoder = SymbolDecoder(streams.dynamic)
+        z_hat = self.z_entropy[quality].decode(decoder, (streams.frames, *self._hyper_shape(shape)),
+                                               gain(self.z_log_gain, quality))
+        return self._synthesise_coded(z_hat, quality, shape,
+                                      lambda scale, y_gain: self.y_coder.decode(decoder, None, scale, y_gain))
 
     @torch.no_grad()
     def sample(self, frames: int, quality: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """Frames (T, 3, 16h, 16w) in [0, 1] drawn from the priors, each frame independently: its hyper-latent
         from the learned density, then y from the Gaussian that the hyper-latent gives."""
-        z_hat_gained = BottleneckCoder(self.z_entropy[quality]).sample((frames, *self._hyper_shape(shape)), rng)
-        return self._synthesise_coded(z_hat_gained, quality, shape, lambda index: sample_gaussian_symbols(index, rng))
+        z_hat = self.z_entropy[quality].sample((frames, *self._hyper_shape(shape)), gain(self.z_log_gain, quality), rng)
+        return self._synthesise_coded(z_hat, quality, shape,
+                                      lambda scale, y_gain: self.y_coder.sample(None, scale, y_gain, rng))
 
     def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
         """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""

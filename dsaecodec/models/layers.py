@@ -2,18 +2,16 @@
 
 `analysis_transform` and `synthesis_transform` return the very `nn.Sequential` stacks the DSAE was built
 with (same layer order, so the same parameter names): frames -> features at 1/STRIDE resolution and
-back. `BottleneckCoder` codes a latent under one quality level's CompressAI `EntropyBottleneck`.
+back. `GDN` and `subpel_conv3x3` are CompressAI's layers of those names, with the same parameters, buffers
+and arithmetic, so weights trained with CompressAI load and compute unchanged.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
-from compressai.entropy_models import EntropyBottleneck
-from compressai.layers import GDN, subpel_conv3x3
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bitstream.coder import SymbolDecoder, SymbolEncoder
-from dsaecodec.priors import bottleneck_pmfs, ste_round
+from dsaecodec.entropy import LowerBound
 
 STRIDE = 16  # total down-sampling of the analysis transform; frames are padded to a multiple of it
 
@@ -21,6 +19,52 @@ STRIDE = 16  # total down-sampling of the analysis transform; frames are padded 
 def conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Conv2d:
     """A 'same'-padded convolution."""
     return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
+
+
+def subpel_conv3x3(cin: int, cout: int, factor: int) -> nn.Sequential:
+    """Sub-pixel up-sampling: a 3x3 convolution to cout * factor^2 channels, then a pixel shuffle."""
+    return nn.Sequential(conv(cin, cout * factor**2), nn.PixelShuffle(factor))
+
+
+class NonNegative(nn.Module):
+    """The reparametrisation that keeps a GDN parameter >= `minimum`: value = max(p, sqrt(minimum +
+    pedestal))^2 - pedestal, pedestal = 2^-36 (buffers `pedestal` and `lower_bound.bound`, as CompressAI's
+    `NonNegativeParametrizer`)."""
+
+    pedestal: Tensor
+
+    def __init__(self, minimum: float = 0.0, offset: float = 2**-18):
+        super().__init__()
+        self.register_buffer("pedestal", torch.Tensor([offset**2]))
+        self.lower_bound = LowerBound((minimum + offset**2) ** 0.5)
+
+    def init(self, value: Tensor) -> Tensor:
+        """The parameter p that stands for `value`."""
+        return torch.sqrt(torch.max(value + self.pedestal, self.pedestal))
+
+    def forward(self, parameter: Tensor) -> Tensor:
+        return self.lower_bound(parameter) ** 2 - self.pedestal
+
+
+class GDN(nn.Module):
+    """Generalised divisive normalisation (Ballé et al. 2016) of (B, C, H, W):
+    y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2), or x_i * sqrt(...) for the inverse (IGDN).
+    Parameters `beta` (C,) and `gamma` (C, C) are stored reparametrised (`beta_reparam`, `gamma_reparam`)."""
+
+    def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1):
+        super().__init__()
+        self.inverse = inverse
+        self.beta_reparam = NonNegative(minimum=beta_min)
+        self.beta = nn.Parameter(self.beta_reparam.init(torch.ones(channels)))
+        self.gamma_reparam = NonNegative()
+        self.gamma = nn.Parameter(self.gamma_reparam.init(gamma_init * torch.eye(channels)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        channels = x.shape[1]
+        beta = self.beta_reparam(self.beta)
+        gamma = self.gamma_reparam(self.gamma).reshape(channels, channels, 1, 1)
+        norm = F.conv2d(x**2, gamma, beta)
+        return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
 
 
 def log_gains(lambdas: tuple[float, ...], channels: int) -> Tensor:
@@ -84,52 +128,3 @@ def check_frame_size(frame_size: int) -> None:
 
 
 GLOBAL_INITIAL_GAIN = 32.0  # initial gain of vector latents at the highest quality (quantisation step 1/32)
-
-
-class BottleneckCoder:
-    """Quantise and code a gained latent (B, C, h, w) under an updated `EntropyBottleneck` (one per quality).
-
-    Symbols are `round(y - median) - offset` per channel, clamped to the channel's table, and are coded
-    channel by channel (all of a channel's values in one call) with the integer-CDF tables that travel
-    with the weights, so encoder and decoder see the same numbers.
-    """
-
-    def __init__(self, bottleneck: EntropyBottleneck):
-        self.pmfs = bottleneck_pmfs(bottleneck)
-        self.offsets = bottleneck._offset.long()[None, :, None, None]
-        self.median = bottleneck.quantiles[:, 0, 1].detach()[None, :, None, None]
-
-    @staticmethod
-    def training_round(bottleneck: EntropyBottleneck, y_gained: Tensor) -> Tensor:
-        """Straight-through rounding around the channel medians, as the coder rounds."""
-        median = bottleneck.quantiles[:, 0, 1].detach()[None, :, None, None]
-        return ste_round(y_gained - median) + median
-
-    def encode(self, y_gained: Tensor, coder: SymbolEncoder) -> Tensor:
-        """Code `y_gained` into `coder`; returns the dequantised latent (gained domain), as the decoder has it."""
-        symbols = torch.round(y_gained - self.median).long() - self.offsets
-        largest = torch.tensor([len(pmf) - 1 for pmf in self.pmfs], device=y_gained.device)[None, :, None, None]
-        symbols = torch.minimum(symbols.clamp_min(0), largest)
-        for c, pmf in enumerate(self.pmfs):
-            coder.categorical(symbols[:, c].flatten().cpu().numpy(), pmf)
-        return self.dequantise(symbols)
-
-    def decode(self, coder: SymbolDecoder, shape: tuple[int, int, int]) -> Tensor:
-        """Decode a latent of `shape` = (B, h, w) per channel; returns it dequantised (gained domain)."""
-        count = int(np.prod(shape))
-        symbols = torch.stack([torch.from_numpy(coder.categorical(pmf, count)).long().reshape(shape)
-                               for pmf in self.pmfs], dim=1)
-        return self.dequantise(symbols.to(self.median.device))
-
-    def sample(self, shape: tuple[int, int, int], rng: np.random.Generator) -> Tensor:
-        """A latent of `shape` = (B, h, w) per channel drawn from the coded density; returns it dequantised
-        (gained domain), as `decode` would."""
-        symbols = np.stack([rng.choice(len(pmf), size=shape, p=pmf / pmf.sum()) for pmf in self.pmfs], axis=1)
-        return self.dequantise(torch.from_numpy(symbols).to(self.median.device))
-
-    def dequantise(self, symbols: Tensor) -> Tensor:
-        """Symbols (B, C, h, w) -> the latent in the gained domain, float32, contiguous: the encoder's
-        symbols inherit g_a's channels-last strides, and convolutions round differently per layout."""
-        return (symbols + self.offsets + self.median).float().contiguous()
-
-

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
+from dsaecodec.entropy import GaussianCoder
 from dsaecodec.models.base import CodecModel, Streams, saved_config
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
@@ -42,15 +43,7 @@ from dsaecodec.models.layers import (
     log_gains,
     synthesis_transform,
 )
-from dsaecodec.priors import (
-    ConvLSTMCell,
-    bits,
-    centred_symbols,
-    gaussian_likelihood,
-    sample_gaussian_symbols,
-    scale_index,
-    ste_round,
-)
+from dsaecodec.priors import ConvLSTMCell
 
 State = tuple[Tensor, Tensor]
 
@@ -98,6 +91,7 @@ class RNNCodec(CodecModel):
         self.prior = nn.Sequential(conv(ch, ch, kernel), nn.LeakyReLU(0.1), conv(ch, 2 * cy, kernel))
         log_gain_offset = math.log(GLOBAL_INITIAL_GAIN) if size else 0.0  # why: see the global DSAE
         self.y_log_gain = nn.Parameter(log_gains(config.lambdas, cy) + log_gain_offset)
+        self.y_coder = GaussianCoder()
 
     # --- the recurrence, shared by training, encoder and decoder ----------------------------------
     def advance(self, x_hat_prev: Tensor | None, state: State | None, like: Tensor) -> State:
@@ -138,17 +132,16 @@ class RNNCodec(CodecModel):
         for step in range(t):
             state = self.advance(x_prev, state, features[:, step])
             mu, scale = self.entropy_parameters(state[0])
-            y_gained, mu_gained = self.infer_y(features[:, step], state[0]) * y_gain, mu * y_gain
-            y_rounded = ste_round(y_gained - mu_gained) + mu_gained
-            y_rate_proxy = y_gained + torch.empty_like(y_gained).uniform_(-0.5, 0.5) if self.training else y_rounded
-            y_bits = y_bits + bits(gaussian_likelihood(y_rate_proxy, mu_gained, scale * y_gain))
-            x_hat = self.synthesise(y_rounded / y_gain, state[0])
+            y_hat, step_bits = self.y_coder.forward(self.infer_y(features[:, step], state[0]), mu, scale, y_gain,
+                                                    self.training)
+            y_bits = y_bits + step_bits
+            x_hat = self.synthesise(y_hat, state[0])
             x_hats.append(x_hat)
             x_prev = x_hat.clamp(0, 1)
         return {"x_hat": torch.stack(x_hats, dim=1), "f_bits": x.new_zeros(()), "z_bits": y_bits}
 
     def aux_loss(self) -> Tensor:
-        """No EntropyBottleneck, so no auxiliary loss: a constant zero."""
+        """No learned density, so no auxiliary loss: a constant zero."""
         return self.y_log_gain.new_zeros(())
 
     def update_tables(self) -> None:
@@ -156,19 +149,17 @@ class RNNCodec(CodecModel):
 
     # --- coding one segment -----------------------------------------------------------------------
     def _roll_out(self, quality: int, frames: int, shape: tuple[int, int],
-                  take_symbols: Callable[[int, Tensor, Tensor, Tensor], Tensor]) -> Tensor:
-        """The decoder's loop, frame by frame with batch 1. `take_symbols(t, h_t, mu_gained, scale_index)`
-        returns the int32 symbols (1, C_y, h, w) of frame t: the encoder computes and codes them, the
-        decoder decodes them. Returns x_hat (T, 3, 16h, 16w) in [0, 1]."""
+                  take_latent: Callable[[int, Tensor, Tensor, Tensor, Tensor], Tensor]) -> Tensor:
+        """The decoder's loop, frame by frame with batch 1. `take_latent(t, h_t, mu, scale, y_gain)` returns
+        the dequantised y_hat_t (1, C_y, h, w) of frame t under the prior N(mu, scale): the encoder codes it,
+        the decoder decodes it. Returns x_hat (T, 3, 16h, 16w) in [0, 1]."""
         y_gain = gain(self.y_log_gain, quality)
         like = self.y_log_gain.new_zeros(1, 1, *shape)
         state, x_prev, x_hats = None, None, []
         for t in range(frames):
             state = self.advance(x_prev, state, like)
             mu, scale = self.entropy_parameters(state[0])
-            mu_gained = mu * y_gain
-            symbols = take_symbols(t, state[0], mu_gained, scale_index(scale * y_gain))
-            x_prev = self.synthesise((symbols.float() + mu_gained) / y_gain, state[0]).clamp(0, 1)
+            x_prev = self.synthesise(take_latent(t, state[0], mu, scale, y_gain), state[0]).clamp(0, 1)
             x_hats.append(x_prev)
         return torch.cat(x_hats)
 
@@ -176,34 +167,28 @@ class RNNCodec(CodecModel):
     def compress_segment(self, x: Tensor, quality: int) -> tuple[Streams, Tensor]:
         """Frames (T, 3, H, W) in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
         features = self.g_a(x)
-        y_gain = gain(self.y_log_gain, quality)
-        coder = SymbolEncoder()
+        encoder = SymbolEncoder()
 
-        def encode_frame(t: int, hidden: Tensor, mu_gained: Tensor, index: Tensor) -> Tensor:
-            symbols = centred_symbols(self.infer_y(features[t:t + 1], hidden) * y_gain, mu_gained)
-            coder.gaussian(symbols.flatten().cpu().numpy(), index.flatten().cpu().numpy())
-            return symbols
+        def encode_frame(t: int, hidden: Tensor, mu: Tensor, scale: Tensor, y_gain: Tensor) -> Tensor:
+            return self.y_coder.encode(self.infer_y(features[t:t + 1], hidden), mu, scale, y_gain, encoder)
 
         x_hat = self._roll_out(quality, x.shape[0], features.shape[-2:], encode_frame)
         symbols = self.symbol_counts(x.shape[0], features.shape[-2:])[1]
-        return Streams(frames=x.shape[0], dynamic=coder.to_bytes(), dynamic_symbols=symbols), x_hat
+        return Streams(frames=x.shape[0], dynamic=encoder.to_bytes(), dynamic_symbols=symbols), x_hat
 
     @torch.no_grad()
     def decompress_segment(self, streams: Streams, quality: int, shape: tuple[int, int]) -> Tensor:
         """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
-        coder = SymbolDecoder(streams.dynamic)
-
-        def decode_frame(t: int, hidden: Tensor, mu_gained: Tensor, index: Tensor) -> Tensor:
-            symbols = torch.from_numpy(coder.gaussian(index.flatten().cpu().numpy()))
-            return symbols.reshape(index.shape).to(index.device)
-
-        return self._roll_out(quality, streams.frames, shape, decode_frame)
+        decoder = SymbolDecoder(streams.dynamic)
+        return self._roll_out(quality, streams.frames, shape,
+                              lambda t, hidden, mu, scale, y_gain: self.y_coder.decode(decoder, mu, scale, y_gain))
 
     @torch.no_grad()
     def sample(self, frames: int, quality: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """Frames (T, 3, 16h, 16w) in [0, 1] drawn from the prior: each y_t from the Gaussian that the
         reconstructions so far predict, decoded and fed back as the decoder does."""
-        return self._roll_out(quality, frames, shape, lambda t, hidden, mu_gained, index: sample_gaussian_symbols(index, rng))
+        return self._roll_out(quality, frames, shape,
+                              lambda t, hidden, mu, scale, y_gain: self.y_coder.sample(mu, scale, y_gain, rng))
 
     def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
         """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""
