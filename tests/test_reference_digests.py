@@ -2,10 +2,13 @@
 decodes them to the frames, recorded in reference_digests.json: a refactor of the models or the codec must not
 change what a shipped model writes.
 
-The digests are of float networks run on this project's machines (x86-64, AVX2; see the portability issue): on
-another CPU the encoder may choose other symbols, and this test says so. `--write` records the digests of
-newly shipped models and keeps the others (delete an entry to record it anew, only for a deliberate change of a
-model or of the format):
+The networks run in float, and their rounding depends on the CPU's instruction set and the torch version (see
+the portability issue): the exact digests hold on the platform that recorded them (`platform` in the table,
+e.g. "torch 2.14.1, AVX512"). Elsewhere the test checks what must still hold to a fraction of a level: each
+file's size within 1% and the decoded frames' PSNR against the clip within 0.05 dB of the recorded figures.
+`--write` records the cases that have no entry and keeps the others; `--write-all` records every case anew
+on this platform (only for a deliberate change of a model or of the format, or to move the reference to a new
+platform: review the diff):
 
     python tests/test_reference_digests.py --write
 """
@@ -20,6 +23,7 @@ import numpy as np
 import pytest
 
 from dsaecodec import codec, zoo
+from dsaecodec.metrics import psnr
 
 DIGESTS = Path(__file__).with_name("reference_digests.json")
 SEGMENT_LENGTH = 4
@@ -42,14 +46,25 @@ def clips() -> dict[str, np.ndarray]:
             "balls": as_uint8(BouncingBalls(frames=8, size=32, split="test", seed=0)[1])}
 
 
-def digests(model_name: str, clip: np.ndarray) -> dict[str, list[str]]:
-    """sha256 of the file and of the decoded frames at the lowest and the highest quality."""
+def platform() -> str:
+    """What decides the float networks' rounding: the torch version and the CPU kernels it dispatches to."""
+    import torch
+
+    return f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}"
+
+
+def digests(model_name: str, clip: np.ndarray) -> dict:
+    """sha256, size (bytes) and decoded PSNR (dB, against `clip`) of the file at the lowest and the highest
+    quality, sha256 of its decoded frames, and the platform."""
     levels = zoo.load_model(model_name)[0].qualities
-    out: dict[str, list[str]] = {"file": [], "frames": []}
+    out: dict = {"file": [], "frames": [], "bytes": [], "psnr": [], "platform": platform()}
     for quality in (0, levels - 1):
         data = codec.encode(clip, model_name=model_name, quality=quality, segment_length=SEGMENT_LENGTH)
+        decoded = codec.decode(data)
         out["file"].append(hashlib.sha256(data).hexdigest())
-        out["frames"].append(hashlib.sha256(codec.decode(data).tobytes()).hexdigest())
+        out["frames"].append(hashlib.sha256(decoded.tobytes()).hexdigest())
+        out["bytes"].append(len(data))
+        out["psnr"].append(round(psnr(clip, decoded), 4))
     return out
 
 
@@ -77,16 +92,20 @@ def test_clips() -> dict[str, np.ndarray]:
 def test_shipped_models_code_as_recorded(model_name, clip_name, recorded, test_clips):
     key = f"{model_name}/{clip_name}"
     assert key in recorded, f"no reference digests for {key}: run python tests/test_reference_digests.py --write"
-    assert digests(model_name, test_clips[clip_name]) == recorded[key], (
-        f"{key} codes differently from its recorded reference (a changed model or format, or another CPU)")
+    reference, measured = recorded[key], digests(model_name, test_clips[clip_name])
+    if measured["platform"] == reference["platform"]:
+        assert measured == reference, f"{key} codes differently from its recorded reference (a changed model or format)"
+    else:  # float rounding differs here: sizes and quality must still match closely
+        assert measured["bytes"] == pytest.approx(reference["bytes"], rel=0.01), f"{key}: file sizes"
+        assert measured["psnr"] == pytest.approx(reference["psnr"], abs=0.05), f"{key}: decoded PSNR"
 
 
 def main(argv: list[str]) -> None:
-    if argv != ["--write"]:
-        raise SystemExit("usage: python tests/test_reference_digests.py --write  (adds the digests of models that "
-                         "have none; delete an entry to record it anew)")
+    if argv not in (["--write"], ["--write-all"]):
+        raise SystemExit("usage: python tests/test_reference_digests.py --write      (records the cases that have "
+                         "none)\n       python tests/test_reference_digests.py --write-all  (records every case anew)")
     test_clips = clips()
-    table = json.loads(DIGESTS.read_text()) if DIGESTS.exists() else {}
+    table = json.loads(DIGESTS.read_text()) if DIGESTS.exists() and argv == ["--write"] else {}
     for name, clip in cases():  # recorded digests are kept: a change must show as a failing test first
         table.setdefault(f"{name}/{clip}", digests(name, test_clips[clip]))
     DIGESTS.write_text(json.dumps(table, indent=1) + "\n")
