@@ -271,6 +271,7 @@ def averaged(points: list[Point]) -> dict[tuple[str, str], list[dict]]:
             "bits_per_frame": float(np.mean([p.bits_per_frame for p in group])),
             "f_bits_per_frame": float(np.mean([8 * p.f_bytes / p.frames for p in group])),
             "z_bits_per_frame": float(np.mean([8 * p.z_bytes / p.frames for p in group])),
+            "payload_bpp": float(np.mean([p.bits_per_pixel * (p.f_bytes + p.z_bytes) / p.bytes for p in group])),
             "psnr": float(np.mean([p.psnr for p in group])),
             "ms_ssim": float(np.mean([p.ms_ssim for p in group])),
         })
@@ -281,7 +282,10 @@ def averaged(points: list[Point]) -> dict[tuple[str, str], list[dict]]:
 
 def bd_rates(curves: dict[tuple[str, str], list[dict]]) -> list[dict]:
     """BD-rate (PSNR) of every codec against x264-medium, of dsae against frame, rnn, dsae-nof and x265-medium,
-    and of each `--compare` run ("codec:run") against its shipped codec, per set."""
+    and of each `--compare` run ("codec:run") against its shipped codec, per set: on whole files, and between two
+    learned codecs also on their entropy-coded payloads alone (`bd_rate_payload_percent`; the container, the same
+    for every learned codec but for the model name's length, is left out: on one-segment sprite files it is
+    most of each file)."""
     pairs = [(s, c, "x264-medium") for s, c in curves if c != "x264-medium"]
     pairs += [(s, "dsae", anchor) for s, c in curves if c == "dsae"
               for anchor in ("frame", "rnn", "dsae-nof", "x265-medium")]
@@ -291,9 +295,13 @@ def bd_rates(curves: dict[tuple[str, str], list[dict]]) -> list[dict]:
         if (set_name, anchor) not in curves or (set_name, test) not in curves:
             continue
         a, t = curves[(set_name, anchor)], curves[(set_name, test)]
-        value = bd_rate([r["bpp"] for r in a], [r["psnr"] for r in a], [r["bpp"] for r in t], [r["psnr"] for r in t])
-        rows.append({"set": set_name, "codec": test, "anchor": anchor,
-                     "bd_rate_percent": None if np.isnan(value) else value})
+        row = {"set": set_name, "codec": test, "anchor": anchor, "bd_rate_percent": None,
+               "bd_rate_payload_percent": None}
+        rates = ["bpp"] + (["payload_bpp"] if all(base_codec(c) in LEARNED for c in (test, anchor)) else [])
+        for rate, field in zip(rates, ("bd_rate_percent", "bd_rate_payload_percent")):
+            value = bd_rate([r[rate] for r in a], [r["psnr"] for r in a], [r[rate] for r in t], [r["psnr"] for r in t])
+            row[field] = None if np.isnan(value) else value
+        rows.append(row)
     return rows
 
 
@@ -326,10 +334,13 @@ def print_table(curves, bds, windows: dict[str, int]) -> None:
             print(f"{set_name:<10} {codec_name:<{width}} {row['setting']:<7} {row['bits_per_frame']:>10.0f} "
                   f"{row['bpp']:>7.4f} {row['f_bits_per_frame']:>7.0f} {row['z_bits_per_frame']:>7.0f} "
                   f"{row['psnr']:>6.2f} {row['ms_ssim']:>7.4f}")
-    print("\nBD-rate (PSNR), negative = fewer bits than the anchor for the same quality:")
+    print("\nBD-rate (PSNR), negative = fewer bits than the anchor for the same quality (whole files; between "
+          "learned codecs also payloads alone):")
     for row in bds:
-        value = row["bd_rate_percent"]
+        value, payload = row["bd_rate_percent"], row["bd_rate_payload_percent"]
         shown = "n/a (curves do not overlap in PSNR)" if value is None else f"{value:+7.1f}%"
+        if payload is not None:
+            shown += f"   payloads {payload:+7.1f}%"
         print(f"  {row['set']:<10} {row['codec']:<{width}} vs {row['anchor']:<12} {shown}")
     print("MS-SSIM (pytorch-msssim, 5 scales), Gaussian window per set: "
           + ", ".join(f"{name} {window}" for name, window in windows.items()))
