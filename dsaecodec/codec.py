@@ -10,9 +10,10 @@ The last segment may be shorter.
 The encoder runs the decoder's exact code path, so `EncodedSegment.reconstruction` is, bit for bit,
 what `decode` returns for that segment.
 
-The networks run on a whole segment at once, so a segment may hold at most `MAX_SEGMENT_PIXELS`
-pixels (frames x height x width); encoding refuses larger segments and decoding refuses files that
-declare them, before anything is allocated.
+The networks run one frame at a time (`models.layers.framewise`), so a frame may hold at most
+`MAX_FRAME_PIXELS` pixels, and a segment, whose frames are held together, at most `MAX_SEGMENT_PIXELS`
+(frames x height x width); encoding refuses larger ones and decoding refuses files that declare them,
+before anything is allocated.
 """
 from __future__ import annotations
 
@@ -37,9 +38,12 @@ from dsaecodec.priors import codec_threads
 
 DEFAULT_SEGMENT_LENGTH = 8
 DEFAULT_QUALITY = 2
-MAX_SEGMENT_PIXELS = 2**23
-"""Most pixels in one segment: e.g. 8 frames of 1024x1024, 4 of 1920x1080, 1 of 3840x2160. Measured on CPU, coding
-a segment takes ~220 bytes of tensors per pixel with the shipped model size (64 channels): at most ~1.8 GB."""
+MAX_FRAME_PIXELS = 2**23
+"""Most pixels in one frame (e.g. 3840x2160). Measured on CPU, the networks take ~220 bytes of tensors per pixel of
+the frame they work on with the shipped model size (64 channels): at most ~1.8 GB."""
+MAX_SEGMENT_PIXELS = 2**26
+"""Most pixels in one segment: e.g. 32 frames of 1920x1080, 64 of 1280x720, 256 of 640x360. A segment's frames are
+held as uint8 and float input, and float and uint8 output: ~30 bytes per pixel, at most ~2 GB."""
 
 
 @functools.lru_cache(maxsize=16)
@@ -63,7 +67,7 @@ def to_frames(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
 
 def _checked_frames(frames: Iterable[np.ndarray], segment_length: int) -> Iterator[np.ndarray]:
     """`frames`, each checked before it is buffered: uint8 (H, W, 3), all of the first frame's size, and no
-    segment over MAX_SEGMENT_PIXELS. Raises ValueError, so a huge or changing input fails before it is held."""
+    frame over MAX_FRAME_PIXELS or segment over MAX_SEGMENT_PIXELS. Raises ValueError, so a huge or changing input fails before it is held."""
     shape = None
     for index, frame in enumerate(frames):
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
@@ -72,6 +76,8 @@ def _checked_frames(frames: Iterable[np.ndarray], segment_length: int) -> Iterat
         if frame.shape != shape:
             raise ValueError(f"frame size changed from {shape[1]}x{shape[0]} to {frame.shape[1]}x{frame.shape[0]} "
                              f"at frame {index + 1}")
+        if shape[0] * shape[1] > MAX_FRAME_PIXELS:
+            raise ValueError(f"frames of {shape[1]}x{shape[0]} are over the limit of {MAX_FRAME_PIXELS} pixels per frame")
         in_segment = min(index + 1, segment_length)
         if in_segment * shape[0] * shape[1] > MAX_SEGMENT_PIXELS:
             raise ValueError(f"a segment of {in_segment} frames of {shape[1]}x{shape[0]} is over the limit of "
@@ -132,7 +138,7 @@ def encode_stream(frames: Iterable[np.ndarray], out: BinaryIO, *, fps: Fraction 
 
     `jobs` worker processes code segments in parallel (the same bytes for any number). The file is complete
     once the generator is exhausted. Raises ValueError for a bad quality or segment length, for no frames,
-    for frames that change size, or for a segment over MAX_SEGMENT_PIXELS.
+    for frames that change size, or for a frame or segment over MAX_FRAME_PIXELS or MAX_SEGMENT_PIXELS.
     """
     model, card = loaded_model(model_name, device)
     if not 0 <= quality < model.qualities:
@@ -165,9 +171,12 @@ class Decoder:
     def __init__(self, source: bytes | BinaryIO, device: str = "cpu"):
         self.reader = BitstreamReader(source)
         self.header = self.reader.header
-        frames = min(self.header.segment_length, self.header.frame_count)
+        frames, size = min(self.header.segment_length, self.header.frame_count), f"{self.header.width}x{self.header.height}"
+        if self.header.width * self.header.height > MAX_FRAME_PIXELS:
+            raise BitstreamError(f"file has frames of {size}, over this decoder's limit of {MAX_FRAME_PIXELS} pixels "
+                                 "per frame")
         if frames * self.header.width * self.header.height > MAX_SEGMENT_PIXELS:
-            raise BitstreamError(f"file has segments of {frames} frames of {self.header.width}x{self.header.height}, "
+            raise BitstreamError(f"file has segments of {frames} frames of {size}, "
                                  f"over this decoder's limit of {MAX_SEGMENT_PIXELS} pixels per segment")
         self.card, self.device = zoo.card_for(self.header.model_name, self.header.weights_sha256.hex()), device
         self.model, _ = loaded_model(self.card.name, device)

@@ -201,11 +201,11 @@ def test_header_extremes_with_valid_crc_are_rejected(small_file, fields):
     assert decode_or_reject(rewrite_header(small_file, **fields)) is None
 
 
-@pytest.mark.parametrize("width, height", [(16384, 16384), (4096, 2048), (2049, 2048)])
-def test_segments_over_the_pixel_limit_are_refused_before_allocation(small_file, width, height):
+@pytest.mark.parametrize("width, height", [(16384, 16384), (4097, 2048), (2049, 4097)])
+def test_frames_over_the_pixel_limit_are_refused_before_allocation(small_file, width, height):
     """Valid CRCs and matching symbol counts: only the limit stands between these files and a huge allocation."""
-    assert 2 * width * height > codec.MAX_SEGMENT_PIXELS
-    with pytest.raises(BitstreamError, match="limit of 8388608 pixels per segment"):
+    assert width * height > codec.MAX_FRAME_PIXELS
+    with pytest.raises(BitstreamError, match="limit of 8388608 pixels per frame"):
         codec.Decoder(with_geometry(small_file, width, height))
 
 
@@ -219,6 +219,9 @@ def test_encoder_applies_the_same_limit(tiny_model, monkeypatch):
     with pytest.raises(BitstreamError, match="limit of 512"):
         codec.Decoder(rewrite_header(codec.encode(clip, model_name=tiny_model, quality=0, segment_length=2),
                                      width=17))
+    monkeypatch.setattr(codec, "MAX_FRAME_PIXELS", 16 * 16 - 1)
+    with pytest.raises(ValueError, match="frames of 16x16 are over the limit of 255 pixels per frame"):
+        codec.encode(clip, model_name=tiny_model, quality=0, segment_length=1)
 
 
 def test_encoder_checks_each_frame_before_buffering_it(tiny_model):
@@ -244,7 +247,7 @@ def craft(dsae: Path, kind: str) -> None:
     dsae.write_bytes(data)
 
 
-@pytest.mark.parametrize("kind, message", [("huge-geometry", "pixels per segment"), ("foreign-weights", "needs model"),
+@pytest.mark.parametrize("kind, message", [("huge-geometry", "pixels per frame"), ("foreign-weights", "needs model"),
                                            ("newer-version", f"unsupported format version {FORMAT_VERSION + 1}"),
                                            ("index-outside", "outside the file")])
 def test_crafted_files_exit_2_in_the_cli(clip_dsae, kind, message):

@@ -48,6 +48,7 @@ from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
     analysis_transform,
     check_frame_size,
+    framewise,
     gain,
     global_analysis,
     global_synthesis,
@@ -120,7 +121,7 @@ class DSAE(CodecModel):
         """Frames (B, T, 3, H, W) in [0, 1] -> (features (B, T, N, h, w), f (B, C_f, h, w) or None without f);
         vector latents: N is 4 * channels and h = w = 1."""
         b, t = x.shape[:2]
-        features = self.g_a(x.flatten(0, 1)).unflatten(0, (b, t))
+        features = framewise(self.g_a, x.flatten(0, 1)).unflatten(0, (b, t))
         return features, self.content(features.mean(dim=1)) if self.config.use_f else None
 
     def infer_z(self, features: Tensor, f_hat: Tensor | None) -> Tensor:
@@ -138,7 +139,7 @@ class DSAE(CodecModel):
         inputs = z_hat
         if f_hat is not None:
             inputs = torch.cat([z_hat, f_hat[:, None].expand(-1, t, -1, -1, -1)], dim=2)
-        return self.g_s(inputs.flatten(0, 1)).unflatten(0, (b, t))
+        return framewise(self.g_s, inputs.flatten(0, 1)).unflatten(0, (b, t))
 
     # --- training ---------------------------------------------------------------------------------
     def _quantise_f(self, f: Tensor, quality: int) -> tuple[Tensor, Tensor]:

@@ -44,6 +44,7 @@ from dsaecodec.models.layers import (
     analysis_transform,
     check_frame_size,
     conv,
+    framewise,
     gain,
     global_analysis,
     global_synthesis,
@@ -153,12 +154,12 @@ class FrameVAE(CodecModel):
         std `scale`: the encoder codes it, the decoder decodes it.
         """
         y_hat = take_y(self.hyper_synthesise(z_hat, shape), gain(self.y_log_gain, quality))
-        return self.g_s(y_hat).clamp(0, 1)
+        return framewise(self.g_s, y_hat).clamp(0, 1)
 
     @torch.no_grad()
     def compress_segment(self, x: Tensor, quality: int) -> tuple[Streams, Tensor]:
         """Frames (T, 3, H, W) in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
-        y = self.g_a(x)
+        y = framewise(self.g_a, x)
         encoder = SymbolEncoder()
         z_hat = self.z_entropy[quality].encode(self.hyper_analyse(y), gain(self.z_log_gain, quality), encoder)
         x_hat = self._synthesise_coded(z_hat, quality, y.shape[-2:],

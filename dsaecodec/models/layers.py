@@ -120,6 +120,14 @@ def global_synthesis(in_channels: int, n: int, size: int) -> nn.Sequential:
     return nn.Sequential(*layers[:-2], nn.Sigmoid())
 
 
+def framewise(transform: nn.Module, x: Tensor) -> Tensor:
+    """`transform(x)` of a batch of frames (N, C, H, W). Without autograd (coding) one frame at a time, so that the
+    activations held are one frame's whatever N is; with autograd (training) as one batch."""
+    if torch.is_grad_enabled() or x.shape[0] == 1:
+        return transform(x)
+    return torch.cat([transform(x[i:i + 1]) for i in range(x.shape[0])])
+
+
 def check_frame_size(frame_size: int) -> None:
     """Vector-latent models fold S x S frames to 1 x 1 through stride 16: S must be 0 (no fixed size) or a
     positive multiple of 16."""

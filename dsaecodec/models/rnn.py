@@ -37,6 +37,7 @@ from dsaecodec.models.layers import (
     analysis_transform,
     check_frame_size,
     conv,
+    framewise,
     gain,
     global_analysis,
     global_synthesis,
@@ -166,7 +167,7 @@ class RNNCodec(CodecModel):
     @torch.no_grad()
     def compress_segment(self, x: Tensor, quality: int) -> tuple[Streams, Tensor]:
         """Frames (T, 3, H, W) in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
-        features = self.g_a(x)
+        features = framewise(self.g_a, x)
         encoder = SymbolEncoder()
 
         def encode_frame(t: int, hidden: Tensor, mu: Tensor, scale: Tensor, y_gain: Tensor) -> Tensor:
