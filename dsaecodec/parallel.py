@@ -31,7 +31,24 @@ def _worker_context() -> multiprocessing.context.BaseContext:
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["dsaecodec.codec"])
+    _start_quiet_fork_server()
     return context
+
+
+def _start_quiet_fork_server() -> None:
+    """Start the fork server (if it is not running) with its stderr, which every worker inherits, on the null
+    device: a worker cut off while it starts (Ctrl-C) would print a traceback there. A worker's errors reach
+    the parent through its results, which re-raise them."""
+    from multiprocessing import forkserver
+
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        forkserver.ensure_running()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
