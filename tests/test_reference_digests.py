@@ -5,9 +5,12 @@ change what a shipped model writes.
 The digests are of float networks run on this project's machines (x86-64, AVX2; see the portability issue): on
 another CPU the encoder may choose other symbols, and this test says so. `--write` records the digests of
 newly shipped models and keeps the others (delete an entry to record it anew, only for a deliberate change of a
-model or of the format):
+model). `--rewrite-files` is for a deliberate change of the container format, which changes the file bytes but
+must not change what they decode to: it recomputes every entry and replaces its file digests, but only if every
+decoded-frame digest is the recorded one (otherwise it writes nothing):
 
     python tests/test_reference_digests.py --write
+    python tests/test_reference_digests.py --rewrite-files
 """
 from __future__ import annotations
 
@@ -81,12 +84,39 @@ def test_shipped_models_code_as_recorded(model_name, clip_name, recorded, test_c
         f"{key} codes differently from its recorded reference (a changed model or format, or another CPU)")
 
 
+def rewrite_file_digests(table: dict, test_clips: dict[str, np.ndarray]) -> int:
+    """Replace the file digests of every entry of `table` by today's, in place; SystemExit (table untouched) if
+    an entry is missing or any decoded-frame digest differs from the recorded one. Returns how many changed."""
+    fresh, known = {}, {f"{name}/{clip}" for name, clip in cases()}
+    if set(table) - known:
+        raise SystemExit(f"entries for no shipped model: {', '.join(sorted(set(table) - known))}; nothing written")
+    for name, clip in cases():
+        key = f"{name}/{clip}"
+        if key not in table:
+            raise SystemExit(f"no reference digests for {key}: record them with --write first; nothing written")
+        fresh[key] = digests(name, test_clips[clip])
+        if fresh[key]["frames"] != table[key]["frames"]:
+            raise SystemExit(f"{key} decodes to other frames than recorded: not a change of the container only; "
+                             f"nothing written")
+        print(f"{key}: frames as recorded")
+    changed = sum(table[key]["file"] != fresh[key]["file"] for key in fresh)
+    for key, entry in fresh.items():
+        table[key]["file"] = entry["file"]
+    return changed
+
+
 def main(argv: list[str]) -> None:
-    if argv != ["--write"]:
-        raise SystemExit("usage: python tests/test_reference_digests.py --write  (adds the digests of models that "
-                         "have none; delete an entry to record it anew)")
+    if argv not in (["--write"], ["--rewrite-files"]):
+        raise SystemExit("usage: python tests/test_reference_digests.py --write | --rewrite-files  (--write adds the "
+                         "digests of models that have none, delete an entry to record it anew; --rewrite-files "
+                         "replaces the file digests of all, if every frame digest is unchanged)")
     test_clips = clips()
     table = json.loads(DIGESTS.read_text()) if DIGESTS.exists() else {}
+    if argv == ["--rewrite-files"]:
+        changed = rewrite_file_digests(table, test_clips)
+        DIGESTS.write_text(json.dumps(table, indent=1) + "\n")
+        print(f"rewrote the file digests of {changed} of {len(table)} entries in {DIGESTS}; every frame digest kept")
+        return
     for name, clip in cases():  # recorded digests are kept: a change must show as a failing test first
         table.setdefault(f"{name}/{clip}", digests(name, test_clips[clip]))
     DIGESTS.write_text(json.dumps(table, indent=1) + "\n")
