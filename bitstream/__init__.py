@@ -8,6 +8,7 @@ from bitstream.coder import (
     gaussian_bits,
 )
 from bitstream.format import (
+    FINGERPRINT_SIZE,
     FORMAT_VERSION,
     MAGIC,
     BitstreamError,
@@ -21,6 +22,7 @@ __all__ = [
     "BitstreamError",
     "BitstreamReader",
     "BitstreamWriter",
+    "FINGERPRINT_SIZE",
     "FORMAT_VERSION",
     "Header",
     "MAGIC",

@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from bitstream.format import BitstreamError, BitstreamReader, BitstreamWriter, Header, Segment
 
-_MUST_MATCH = ("model_name", "weights_sha256", "width", "height", "segment_length", "quality")
+_MUST_MATCH = ("model_name", "weights_fingerprint", "width", "height", "segment_length", "quality")
 
 
 def swap(content: BitstreamReader, motion: BitstreamReader, out: BinaryIO) -> Header:

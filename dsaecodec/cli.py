@@ -236,7 +236,7 @@ def info(input_path: Path) -> None:
     frames, pixels = header.frame_count, header.frame_count * header.width * header.height
     rows = [
         ("file", f"{input_path} ({size} bytes)"),
-        ("model", f"{header.model_name} (weights sha256 {header.weights_sha256.hex()[:16]}…)"),
+        ("model", f"{header.model_name} (weights fingerprint {header.weights_fingerprint.hex()})"),
         ("geometry", f"{header.width}x{header.height}, {frames} frames at {header.fps_num}/{header.fps_den} fps"),
         ("segments", f"{len(reader)} of {header.segment_length} frames"),
         ("quality", str(header.quality)),

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bitstream.format import BitstreamError, BitstreamReader, BitstreamWriter, Header, Segment
+from bitstream.format import FINGERPRINT_SIZE, BitstreamError, BitstreamReader, BitstreamWriter, Header, Segment
 from dsaecodec import zoo
 from dsaecodec.models.base import Streams
 from dsaecodec.models.layers import STRIDE
@@ -134,7 +134,7 @@ def encode_stream(frames: Iterable[np.ndarray], out: BinaryIO, *, fps: Fraction 
                   model_name: str = zoo.DEFAULT_MODEL, quality: int = DEFAULT_QUALITY,
                   segment_length: int = DEFAULT_SEGMENT_LENGTH, device: str = "cpu",
                   jobs: int = 1) -> Iterator[EncodedSegment]:
-    """Encode frames into `out` (seekable, binary), yielding each segment as it is written.
+    """Encode frames into `out` (binary; written in order, never seeked), yielding each segment as it is written.
 
     `jobs` worker processes code segments in parallel (the same bytes for any number). The file is complete
     once the generator is exhausted. Raises ValueError for a bad quality or segment length, for no frames,
@@ -151,8 +151,8 @@ def encode_stream(frames: Iterable[np.ndarray], out: BinaryIO, *, fps: Fraction 
         raise ValueError("the input has no frames")
     height, width = first.shape[1:3]
     model.latent_shape(height, width)  # ValueError for a frame size the model cannot code
-    header = Header(model_name=card.name, weights_sha256=bytes.fromhex(card.sha256), width=width,
-                    height=height, frame_count=0, fps_num=fps.numerator, fps_den=fps.denominator,
+    header = Header(model_name=card.name, weights_fingerprint=bytes.fromhex(card.sha256)[:FINGERPRINT_SIZE],
+                    width=width, height=height, frame_count=0, fps_num=fps.numerator, fps_den=fps.denominator,
                     segment_length=segment_length, quality=quality)
     writer = BitstreamWriter(out, header)
     compress = functools.partial(_compress, card.name, device, quality)
@@ -178,7 +178,8 @@ class Decoder:
         if frames * self.header.width * self.header.height > MAX_SEGMENT_PIXELS:
             raise BitstreamError(f"file has segments of {frames} frames of {size}, "
                                  f"over this decoder's limit of {MAX_SEGMENT_PIXELS} pixels per segment")
-        self.card, self.device = zoo.card_for(self.header.model_name, self.header.weights_sha256.hex()), device
+        self.card = zoo.card_for(self.header.model_name, self.header.weights_fingerprint.hex())
+        self.device = device
         self.model, _ = loaded_model(self.card.name, device)
         if self.header.quality >= self.model.qualities:
             raise BitstreamError(f"quality {self.header.quality} is out of range for model {self.card.name}")
@@ -255,8 +256,8 @@ def generate(frames: int, *, model_name: str = zoo.DEFAULT_MODEL, quality: int =
     if given:
         header = given[0].header
         for other in given[1:]:
-            if (other.header.model_name, other.header.weights_sha256, other.header.width, other.header.height,
-                    other.header.quality) != (header.model_name, header.weights_sha256, header.width,
+            if (other.header.model_name, other.header.weights_fingerprint, other.header.width, other.header.height,
+                    other.header.quality) != (header.model_name, header.weights_fingerprint, header.width,
                                               header.height, header.quality):
                 raise ValueError("--content and --motion files must share model, quality and frame size")
         model, quality = given[0].model, header.quality

@@ -5,8 +5,8 @@ The shipped models are the cards `weights/<name>.json` (written by `write_card`)
 
 A weights file is a `torch.save`d dict: {"family": str, "config": dict, "state_dict": dict}. The
 entropy tables of `f` are built (`update_tables`) before saving and travel in the state dict. A
-`.dsae` file names its model and the sha256 of the weights file, so a decoder can refuse a file
-coded with weights it does not have.
+`.dsae` file names its model and a fingerprint of the weights file (the first 8 bytes of its sha256), so a
+decoder can refuse a file coded with weights it does not have.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bitstream.format import MAX_NAME_LENGTH
+from bitstream.format import FINGERPRINT_SIZE, MAX_NAME_LENGTH
 
 if TYPE_CHECKING:
     from torch import nn
@@ -198,11 +198,11 @@ def resolve(name_or_path: str | Path) -> str:
     return text
 
 
-def card_for(name: str, sha256: str) -> ModelCard:
-    """The shipped model a .dsae file asks for (by name and weights hash), or UnknownModelError."""
+def card_for(name: str, fingerprint_hex: str) -> ModelCard:
+    """The registered model a .dsae file asks for, by name and weights fingerprint (the hex of the first
+    FINGERPRINT_SIZE bytes of the weights' sha256, as the file stores it), or UnknownModelError."""
     card = MODELS.get(name)
-    if card is None or card.sha256 != sha256:
-        raise UnknownModelError(
-            f"this file needs model {name!r} with weights sha256 {sha256[:16]}…, which this installation does not have"
-        )
+    if card is None or len(fingerprint_hex) != 2 * FINGERPRINT_SIZE or not card.sha256.startswith(fingerprint_hex):
+        raise UnknownModelError(f"this file needs model {name!r} with weights fingerprint {fingerprint_hex}, which "
+                                f"this installation does not have")
     return card

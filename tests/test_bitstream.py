@@ -28,6 +28,7 @@ from bitstream import (
     categorical_bits,
     gaussian_bits,
 )
+from bitstream.format import read_varint, write_varint
 
 B = SYMBOL_BOUND
 
@@ -259,7 +260,7 @@ def test_decoder_on_garbage_returns_or_raises_bitstream_error(words: bytes, seed
 
 HEADER = Header(
     model_name="dsae-sprites",
-    weights_sha256=bytes(range(32)),
+    weights_fingerprint=bytes(range(8)),
     width=64,
     height=48,
     frame_count=0,
@@ -268,6 +269,8 @@ HEADER = Header(
     segment_length=4,
     quality=3,
 )
+HEADER_VARINTS = ("width", "height", "fps_num", "fps_den", "segment_length")  # in file order
+RECORD_VARINTS = ("frame_count", "f_symbols", "f_len", "z_symbols", "z_len")
 
 
 def make_segments(frame_counts: list[int], seed: int = 0, payload_words: int = 3) -> list[Segment]:
@@ -296,9 +299,126 @@ def read_all(data: bytes) -> list[Segment]:
     return [reader.read_segment(k) for k in range(len(reader))]
 
 
+def leb128(value: int) -> bytes:
+    """Unsigned LEB128, written out here independently of bitstream.format (no bound)."""
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def raw_varint(value: int | bytes) -> bytes:
+    """`value` itself if it is bytes (a crafted encoding), else the canonical varint of any value >= 0."""
+    return value if isinstance(value, bytes) else leb128(value)
+
+
+def _varint_at(data: bytes, position: int) -> tuple[int, int]:
+    """(value, next position) of the varint at `position` of a file known to be valid."""
+    return read_varint(data, position, 2**64, "field")
+
+
+@dataclasses.dataclass
+class Layout:
+    """A valid .dsae file taken apart without checks. `build()` puts it together again with every CRC, record
+    size and the index size redone from the parts, whatever their values: fields hold ints of any size (their
+    varint has no bound) or bytes (written as they are: crafted encodings), so a file can be made that fails
+    exactly one check of the reader."""
+
+    prefix: bytes  # magic, version, name_len, model name, weights fingerprint
+    header: dict  # the header's varints by name (HEADER_VARINTS), then "quality" (one byte)
+    records: list[dict]  # each record's varints by name (RECORD_VARINTS)
+    payloads: list[bytes]  # each record's f_payload + z_payload
+    frame_count: int | bytes  # the index's varints
+    count: int | bytes | None = None  # None: as many as there are sizes
+    sizes: list[int | bytes] | None = None  # None: the sizes of the records
+    extra: bytes = b""  # bytes after the sizes in the index
+    index_size: int | None = None  # the trailer's; None: the index's size
+
+    @classmethod
+    def parse(cls, data: bytes) -> Layout:
+        position = 6 + data[5] + 8
+        prefix, header = data[:position], {}
+        for name in HEADER_VARINTS:
+            header[name], position = _varint_at(data, position)
+        header["quality"] = data[position]
+        position += 1 + 4
+        index_size = int.from_bytes(data[-8:-4], "little")
+        body = data[len(data) - 8 - index_size:-12]
+        frame_count, at = _varint_at(body, 0)
+        count, at = _varint_at(body, at)
+        records, payloads = [], []
+        for _ in range(count):
+            size, at = _varint_at(body, at)
+            fields, payload_start = {}, position
+            for name in RECORD_VARINTS:
+                fields[name], payload_start = _varint_at(data, payload_start)
+            records.append(fields)
+            payloads.append(data[payload_start + 4:position + size])
+            position += size
+        return cls(prefix, header, records, payloads, frame_count)
+
+    def header_bytes(self) -> bytes:
+        varints = b"".join(raw_varint(self.header[n]) for n in HEADER_VARINTS)
+        body = self.prefix + varints + bytes([self.header["quality"]])
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    def fields_bytes(self, k: int) -> bytes:
+        return b"".join(raw_varint(self.records[k][n]) for n in RECORD_VARINTS)
+
+    def record_bytes(self, k: int) -> bytes:
+        fields = self.fields_bytes(k)
+        return fields + struct.pack("<I", zlib.crc32(self.payloads[k], zlib.crc32(fields))) + self.payloads[k]
+
+    def payload_offset(self, k: int) -> int:
+        """Where segment k's f_payload starts in `build()`."""
+        return (len(self.header_bytes()) + sum(len(self.record_bytes(j)) for j in range(k))
+                + len(self.fields_bytes(k)) + 4)
+
+    def build(self) -> bytes:
+        records = [self.record_bytes(k) for k in range(len(self.records))]
+        sizes = [len(r) for r in records] if self.sizes is None else self.sizes
+        body = (raw_varint(self.frame_count) + raw_varint(len(sizes) if self.count is None else self.count)
+                + b"".join(raw_varint(s) for s in sizes) + self.extra)
+        index = body + struct.pack("<I", zlib.crc32(body))
+        index_size = len(index) if self.index_size is None else self.index_size
+        return self.header_bytes() + b"".join(records) + index + struct.pack("<I", index_size) + MAGIC
+
+
+def rewrite_header(data: bytes, **fields) -> bytes:
+    """`data` with some header varints (or quality) replaced, bypassing all checks, and the header CRC redone."""
+    layout = Layout.parse(data)
+    layout.header.update(fields)
+    return layout.build()
+
+
+def rewrite_record(data: bytes, k: int, **fields) -> bytes:
+    """`data` with some varints of segment k's record replaced, bypassing all checks, its CRC and its size in the
+    index redone (the payload bytes stay as they are)."""
+    layout = Layout.parse(data)
+    layout.records[k].update(fields)
+    return layout.build()
+
+
+def rewrite_index(data: bytes, **fields) -> bytes:
+    """`data` with some of the index's parts (frame_count, count, sizes, extra) and/or the trailer's index_size
+    replaced, bypassing all checks, the index CRC redone."""
+    layout = Layout.parse(data)
+    for name, value in fields.items():
+        setattr(layout, name, value)
+    return layout.build()
+
+
 SMALL_FILE = make_file(make_segments([4, 1], payload_words=1))
-HEADER_SIZE = 6 + len(HEADER.model_name) + 32 + 5 * 4 + 2 + 1 + 4  # 77 bytes
-SECOND_OFFSET = HEADER_SIZE + 22 + 4 + 8  # one record: 22 B of fields, 4 B + 8 B of payload
+SMALL = Layout.parse(SMALL_FILE)
+HEADER_SIZE = len(SMALL.header_bytes())  # 39 bytes
+SIZES = [len(SMALL.record_bytes(k)) for k in range(2)]  # each 7 or 9 B of fields, the CRC and 4 + 8 B of payload
+
+
+def test_layout_helper_takes_a_file_apart_and_puts_it_together():
+    assert SMALL.build() == SMALL_FILE and HEADER_SIZE == 39
+    assert rewrite_header(SMALL_FILE) == rewrite_record(SMALL_FILE, 1) == rewrite_index(SMALL_FILE) == SMALL_FILE
 
 
 def test_round_trip_with_random_access(tmp_path):
@@ -323,31 +443,90 @@ def test_round_trip_with_random_access(tmp_path):
     assert read_all(path.read_bytes()) == segments
 
 
-def test_round_trip_of_full_segments_and_empty_payloads():
+def test_round_trip_of_full_segments_and_empty_payloads_and_largest_fields():
     segments = [Segment(4, 0, 0, b"", b""), Segment(4, 7, 2**31, b"abcd", b"")]
     assert read_all(make_file(segments)) == segments
+    largest = dataclasses.replace(HEADER, model_name="m" * 64, width=16384, height=16384, fps_num=2**31 - 1,
+                                  fps_den=2**31 - 1, segment_length=1024, quality=255)
+    segments = [Segment(1024, 2**31, 2**31, b"f" * 300, b"z" * 200), Segment(1, 0, 0, b"", b"")]
+    reader = BitstreamReader(make_file(segments, largest))
+    assert reader.header == dataclasses.replace(largest, frame_count=1025)
+    assert [reader.read_segment(k) for k in range(2)] == segments
 
 
 def test_layout_matches_the_documented_table():
-    name_len, header_size = len(HEADER.model_name), HEADER_SIZE
-    data = SMALL_FILE
-    assert data[:4] == MAGIC and data[4] == FORMAT_VERSION and data[5] == name_len
-    assert data[6:6 + name_len] == HEADER.model_name.encode()
-    assert struct.unpack_from("<I", data, 6 + name_len + 32 + 8)[0] == 5  # patched frame count
-    assert zlib.crc32(data[:header_size - 4]) == struct.unpack_from("<I", data, header_size - 4)[0]
-    index_offset, magic = struct.unpack_from("<Q4s", data, len(data) - 12)
-    assert magic == MAGIC
-    count, first, second = struct.unpack_from("<IQQ", data, index_offset)
-    assert (count, first) == (2, header_size)
-    assert second == SECOND_OFFSET
-    assert len(data) == index_offset + 4 + 2 * 8 + 4 + 12
+    segments = make_segments([4, 1], payload_words=1)
+    name = HEADER.model_name.encode()
+    header = (MAGIC + bytes([3, len(name)]) + name + bytes(range(8))
+              + bytes([64, 48, 0xB0, 0xEA, 0x01, 0xE9, 0x07, 4, 3]))  # 64, 48, 30000, 1001 (LEB128), 4, quality 3
+    header += struct.pack("<I", zlib.crc32(header))
+    records = []
+    for segment in segments:
+        fields = b"".join(leb128(v) for v in (segment.frame_count, segment.f_symbols, len(segment.f_payload),
+                                              segment.z_symbols, len(segment.z_payload)))
+        payloads = segment.f_payload + segment.z_payload
+        records.append(fields + struct.pack("<I", zlib.crc32(payloads, zlib.crc32(fields))) + payloads)
+    index = leb128(5) + leb128(2) + b"".join(leb128(len(r)) for r in records)
+    index += struct.pack("<I", zlib.crc32(index))
+    assert FORMAT_VERSION == 3 and len(header) == HEADER_SIZE
+    assert SMALL_FILE == header + b"".join(records) + index + struct.pack("<I", len(index)) + b"DSAE"
+
+
+def test_a_one_segment_sprite_file_takes_64_bytes_besides_its_payloads():
+    # One 8-frame segment of 64x64 at 25 fps, a 16-character model name, 20 + 10 payload bytes: header 6 + 16 + 8
+    # + 5 one-byte varints + quality + CRC = 40 B, record 5 one-byte varints + CRC + 30 = 39 B, index 3 one-byte
+    # varints + CRC = 7 B, trailer 8 B. Version 2 took 81 + (22 + 30) + 16 + 12 = 161 B for the same file.
+    header = Header("dsae-sprites-f64", bytes(8), 64, 64, 0, 25, 1, 8, 0)
+    data = make_file([Segment(8, 64, 100, bytes(20), bytes(10))], header)
+    assert len(data) == 40 + 39 + 7 + 8 == 94
+    # symbol counts of 128 or more take a second byte each: 16 x 8 = 128 z symbols make it 95
+    assert len(make_file([Segment(8, 64, 128, bytes(20), bytes(10))], header)) == 95
+
+
+class AppendOnly(io.RawIOBase):
+    """A stream that can only be written to, in order (like a pipe): seek and tell raise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.chunks.append(bytes(data))
+        return len(data)
+
+    def seek(self, *args):
+        raise io.UnsupportedOperation("seek")
+
+    def tell(self):
+        raise io.UnsupportedOperation("tell")
+
+
+def test_writer_never_seeks():
+    out = AppendOnly()
+    segments = make_segments([4, 4, 3])
+    writer = BitstreamWriter(out, HEADER)
+    for segment in segments:
+        writer.write_segment(segment)
+    writer.close()
+    assert not out.seekable()
+    assert b"".join(out.chunks) == make_file(segments)
+    assert read_all(b"".join(out.chunks)) == segments
+
+
+def test_writer_ignores_the_frame_count_it_is_given():
+    segments = make_segments([4, 1])
+    assert make_file(segments, dataclasses.replace(HEADER, frame_count=99)) == make_file(segments)
 
 
 @pytest.mark.parametrize(
     "field, value",
     [("model_name", ""), ("model_name", "x" * 65), ("model_name", "naïve"), ("model_name", "a\nb"),
-     ("weights_sha256", b"\x00" * 31), ("width", 0), ("height", 16385), ("frame_count", 2**24 + 1),
-     ("fps_num", 0), ("fps_den", 2**31), ("segment_length", 0), ("segment_length", 1025), ("quality", 256)],
+     ("weights_fingerprint", b"\x00" * 7), ("weights_fingerprint", b"\x00" * 32), ("width", 0), ("height", 16385),
+     ("frame_count", 2**24 + 1), ("fps_num", 0), ("fps_den", 2**31), ("segment_length", 0), ("segment_length", 1025),
+     ("quality", 256)],
 )
 def test_header_rejects_out_of_range_fields(field: str, value):
     with pytest.raises(ValueError):
@@ -376,13 +555,14 @@ def test_unclosed_file_is_reported_as_incomplete():
     buffer = io.BytesIO()
     writer = BitstreamWriter(buffer, HEADER)
     writer.write_segment(make_segments([4])[0])
-    with pytest.raises(BitstreamError, match="never closed"):
-        BitstreamReader(buffer.getvalue())
+    for data in (buffer.getvalue(), buffer.getvalue()[:HEADER_SIZE]):  # with a segment, or only the header
+        with pytest.raises(BitstreamError, match=r"file is incomplete \(no index at its end.*never closed"):
+            BitstreamReader(data)
 
 
 def test_every_single_byte_change_is_detected():
     for offset in range(len(SMALL_FILE)):
-        for mask in (0x01, 0xFF):
+        for mask in (0x01, 0x80, 0xFF):
             corrupted = bytearray(SMALL_FILE)
             corrupted[offset] ^= mask
             with pytest.raises(BitstreamError):
@@ -397,81 +577,222 @@ def test_every_truncation_is_detected():
         read_all(SMALL_FILE + b"\x00")
 
 
-def test_foreign_and_newer_files():
+def test_foreign_older_and_newer_files():
     with pytest.raises(BitstreamError, match="bad magic"):
         BitstreamReader(b"\x1aE\xdf\xa3" + SMALL_FILE[4:])  # Matroska's magic
     with pytest.raises(BitstreamError, match="bad magic"):
         BitstreamReader(b"X")
-    newer = FORMAT_VERSION + 1
-    with pytest.raises(BitstreamError, match=f"unsupported format version {newer}"):
-        BitstreamReader(SMALL_FILE[:4] + bytes([newer]) + SMALL_FILE[5:])
+    for version in (1, 2, 4, 255):  # version 2 files are not read either
+        with pytest.raises(BitstreamError, match=rf"^unsupported format version {version} \(this decoder reads "
+                                                 r"version 3\)$"):
+            BitstreamReader(SMALL_FILE[:4] + bytes([version]) + SMALL_FILE[5:])
 
 
-def rewrite_header(data: bytes, **fields) -> bytes:
-    """`data` with some header fields replaced (bypassing Header's checks) and the header CRC redone."""
-    name_len = data[5]
-    start = 6 + name_len + 32
-    names = ["width", "height", "frame_count", "fps_num", "fps_den", "segment_length", "quality"]
-    values = dict(zip(names, struct.unpack_from("<IIIIIHB", data, start)), **fields)
-    body = data[:start] + struct.pack("<IIIIIHB", *(values[n] for n in names))
-    return body + struct.pack("<I", zlib.crc32(body)) + data[len(body) + 4:]
+def test_a_version_2_file_gets_the_version_error():
+    # the first 40 bytes of a version 2 file (header of 81 B: 32-byte sha256, u32 geometry, u16, CRC)
+    v2 = MAGIC + bytes([2, 12]) + b"dsae-sprites" + bytes(range(32)) + struct.pack("<IIIIIHB", 64, 48, 5, 30000,
+                                                                                     1001, 4, 3)
+    v2 += struct.pack("<I", zlib.crc32(v2))
+    with pytest.raises(BitstreamError, match=r"unsupported format version 2 \(this decoder reads version 3\)"):
+        BitstreamReader(v2 + SMALL_FILE[HEADER_SIZE:])
 
 
 @pytest.mark.parametrize(
     "fields",
-    [{"width": 0}, {"width": 2**31}, {"height": 2**32 - 1}, {"fps_den": 0}, {"segment_length": 0},
-     {"segment_length": 2000}, {"frame_count": 2**24 + 1}, {"frame_count": 9}, {"frame_count": 4},
-     {"segment_length": 1}],
+    [{"width": 0}, {"width": 16385}, {"width": 2**31}, {"height": 2**32 - 1}, {"fps_num": 0}, {"fps_num": 2**31},
+     {"fps_den": 0}, {"segment_length": 0}, {"segment_length": 1025}, {"segment_length": 2000},
+     {"segment_length": 1}, {"segment_length": 5}],
 )
 def test_out_of_range_or_inconsistent_header_fields(fields: dict):
     with pytest.raises(BitstreamError):
         read_all(rewrite_header(SMALL_FILE, **fields))
 
 
+@pytest.mark.parametrize(
+    "fields, message",
+    [({"width": b"\xc0\x00"}, r"width is not in its shortest encoding"),  # 64 in two bytes
+     ({"height": b"\xb0\x80\x00"}, r"height is not in its shortest encoding"),  # 48 in three bytes
+     ({"fps_den": b"\x80\x00"}, r"fps denominator is not in its shortest encoding"),  # 0 in two bytes
+     ({"width": 16385}, r"width is over its bound of 16384"),
+     ({"fps_num": 2**31}, r"fps numerator is over its bound of 2147483647"),
+     ({"fps_num": 2**40}, r"fps numerator takes more than the 5 bytes its bound of 2147483647 needs"),
+     ({"segment_length": 1025}, r"segment length is over its bound of 1024"),
+     ({"segment_length": b"\x80\x80\x80\x01"}, r"segment length takes more than the 2 bytes its bound of 1024 needs")],
+)
+def test_malformed_header_varints(fields: dict, message: str):
+    with pytest.raises(BitstreamError, match=rf"^file header is invalid \({message}"):
+        BitstreamReader(rewrite_header(SMALL_FILE, **fields))
+
+
+def test_header_cut_inside_a_varint_is_truncated():
+    fps_num = 6 + len(HEADER.model_name) + 8 + 2  # 30000: three bytes
+    for length in (fps_num + 1, fps_num + 2):
+        with pytest.raises(BitstreamError, match="^file is truncated$"):
+            BitstreamReader(SMALL_FILE[:length])
+
+
 def test_non_ascii_model_name_with_valid_crc():
-    data = SMALL_FILE.replace(b"dsae-sprites", b"dsae-spr\xffes")
-    body = data[:HEADER_SIZE - 4]
-    data = body + struct.pack("<I", zlib.crc32(body)) + data[HEADER_SIZE:]
+    layout = Layout.parse(SMALL_FILE)
+    layout.prefix = layout.prefix.replace(b"dsae-sprites", b"dsae-spr\xffes")
     with pytest.raises(BitstreamError, match="header is invalid"):
-        BitstreamReader(data)
+        BitstreamReader(layout.build())
 
 
-def rewrite_index(data: bytes, offsets: list[int] | None = None, index_offset: int | None = None) -> bytes:
-    """`data` with new segment offsets (index CRC redone) and/or a new trailer index offset."""
-    old_offset = struct.unpack_from("<Q", data, len(data) - 12)[0]
-    if offsets is not None:
-        index = struct.pack(f"<I{len(offsets)}Q", len(offsets), *offsets)
-        data = data[:old_offset] + index + struct.pack("<I", zlib.crc32(index)) + data[-12:]
-    if index_offset is not None:
-        data = data[:-12] + struct.pack("<Q", index_offset) + MAGIC
-    return data
+def test_name_length_out_of_range_with_valid_crc():
+    for name_len in (0, 65):
+        layout = Layout.parse(SMALL_FILE)
+        layout.prefix = layout.prefix[:5] + bytes([name_len]) + layout.prefix[6:]
+        with pytest.raises(BitstreamError, match=f"model name length {name_len} is out of range 1..64"):
+            BitstreamReader(layout.build())
+
+
+def test_the_index_frame_count_is_the_header_frame_count():
+    assert BitstreamReader(SMALL_FILE).header.frame_count == 5
+    for frames in (2, 4):  # a last segment of more frames, consistently in its record and the index
+        data = rewrite_index(rewrite_record(SMALL_FILE, 1, frame_count=frames), frame_count=4 + frames)
+        assert BitstreamReader(data).header.frame_count == 4 + frames and read_all(data)[1].frame_count == frames
+    with pytest.raises(BitstreamError, match="^segment 1 holds 1 frames where the index implies 2$"):
+        read_all(rewrite_index(SMALL_FILE, frame_count=6))
+
+
+S0, S1 = SIZES
 
 
 @pytest.mark.parametrize(
     "change",
-    [{"index_offset": 2**40}, {"index_offset": 0}, {"index_offset": 2**64 - 1},
-     {"offsets": [HEADER_SIZE, 10**9]}, {"offsets": [HEADER_SIZE, HEADER_SIZE]}, {"offsets": [0, SECOND_OFFSET]},
-     {"offsets": [HEADER_SIZE, SECOND_OFFSET - 1]}, {"offsets": [HEADER_SIZE, SECOND_OFFSET + 1]},
-     {"offsets": [HEADER_SIZE]}, {"offsets": [HEADER_SIZE, SECOND_OFFSET, SECOND_OFFSET]}],
+    [{"index_size": 2**32 - 1}, {"index_size": 0}, {"index_size": 6}, {"index_size": len(SMALL_FILE) - 8},
+     {"index_size": len(SMALL_FILE) - 8 - HEADER_SIZE}, {"index_size": 10}, {"index_size": 12},
+     {"sizes": [S0, 10**9]}, {"sizes": [S0, S0]}, {"sizes": [S0 + S1]}, {"sizes": [S0 - 1, S1 + 1]},
+     {"sizes": [S0 + 1, S1 - 1]}, {"sizes": [S1, S0]}, {"sizes": [0, S0 + S1]}, {"sizes": [8, S0 + S1 - 8]},
+     {"sizes": [S0]}, {"sizes": [S0, S1, 0]}, {"sizes": [S0, S1], "count": 3}, {"sizes": [S0, S1], "count": 1},
+     {"frame_count": 0}, {"frame_count": 4}, {"frame_count": 8}, {"frame_count": 9}, {"frame_count": 2**24},
+     {"frame_count": 2**24 + 1}, {"frame_count": 2**40}, {"extra": b"\x00"}],
 )
 def test_index_pointing_anywhere_wrong(change: dict):
     with pytest.raises(BitstreamError):
         read_all(rewrite_index(SMALL_FILE, **change))
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [({"frame_count": b"\x85\x00"}, r"frame count is not in its shortest encoding"),
+     ({"count": b"\x82\x80\x00"}, r"segment count is not in its shortest encoding"),
+     ({"sizes": [S0, bytes([S1 | 0x80, 0x00])]}, r"size of segment 1 takes more than the 1 byte its bound of 44 needs"),
+     ({"count": b"\x82\x00"}, r"segment count is not in its shortest encoding"),
+     ({"frame_count": 2**24 + 1}, r"frame count is over its bound of 16777216"),
+     ({"count": 2**25}, r"segment count is over its bound of 16777216"),
+     ({"sizes": [S0, len(SMALL_FILE)]}, r"size of segment 1 is over its bound"),
+     ({"sizes": [S0], "count": 2}, r"size of segment 1 is cut off"),  # the index ends before it
+     ({"frame_count": 0}, r"frame count is 0"),
+     ({"frame_count": 9}, r"2 entries where its 9 frames in segments of 4 imply 3"),
+     ({"extra": b"\x07"}, r"1 byte after its last entry")],
+)
+def test_malformed_index_varints(change: dict, message: str):
+    with pytest.raises(BitstreamError, match=rf"^segment index is invalid \({message}"):
+        BitstreamReader(rewrite_index(SMALL_FILE, **change))
+
+
+def test_index_in_the_wrong_place():
+    with pytest.raises(BitstreamError, match=r"the index size in its trailer, 4294967295 bytes, does not fit the file"):
+        BitstreamReader(rewrite_index(SMALL_FILE, index_size=2**32 - 1))
+    with pytest.raises(BitstreamError, match=r"index is corrupted \(CRC mismatch\)"):
+        BitstreamReader(rewrite_index(SMALL_FILE, index_size=len(SMALL_FILE) - 8 - HEADER_SIZE - S0))
+    with pytest.raises(BitstreamError, match=r"do not exactly fill the space between header and index"):
+        BitstreamReader(rewrite_index(SMALL_FILE, sizes=[S0, S1 - 1]))
+    with pytest.raises(BitstreamError, match=r"segment 0 is smaller than any record"):
+        BitstreamReader(rewrite_index(SMALL_FILE, sizes=[8, S0 + S1 - 8]))
+
+
 def test_record_fields_out_of_range_with_valid_crc():
-    segment = Segment(4, 1, 1, b"", b"")
-    data = bytearray(make_file([segment]))
-    start = HEADER_SIZE
-    struct.pack_into("<HIIII", data, start, 4, 2**32 - 1, 0, 1, 0)  # f_symbols over 2**31
-    struct.pack_into("<I", data, start + 18, zlib.crc32(bytes(data[start:start + 18])))
-    reader = BitstreamReader(bytes(data))
-    with pytest.raises(BitstreamError, match="segment 0 is invalid"):
+    data = make_file([Segment(4, 1, 1, b"", b"")])
+    for fields, message in [({"f_symbols": 2**32 - 1}, "f symbol count is over its bound of 2147483648"),
+                            ({"z_symbols": 2**31 + 1}, "z symbol count is over its bound of 2147483648"),
+                            ({"frame_count": 1025}, "frame count is over its bound of 1024"),
+                            ({"f_len": 2**32}, "f payload size is over its bound of 4294967295"),
+                            ({"z_len": b"\x80\x80\x80\x80\x80\x00"}, "z payload size takes more than the 5 bytes "
+                                                                        "its bound of 4294967295 needs"),
+                            ({"f_len": b"\x80\x00"}, "f payload size is not in its shortest encoding"),
+                            ({"frame_count": b"\x84\x00"}, "frame count is not in its shortest encoding")]:
+        reader = BitstreamReader(rewrite_record(data, 0, **fields))
+        with pytest.raises(BitstreamError, match=rf"^segment 0 is invalid \({message}\)$"):
+            reader.read_segment(0)
+        with pytest.raises(BitstreamError, match=rf"^segment 0 is invalid \({message}\)$"):
+            reader.segment_sizes(0)
+
+
+def test_record_varint_cut_off_by_the_end_of_its_record():
+    data = make_file([Segment(4, 1, 1, b"", b"")])  # a 9-byte record: 5 one-byte varints and the CRC
+    reader = BitstreamReader(rewrite_record(data, 0, z_len=b"\x80"))  # z_len runs on into the CRC
+    with pytest.raises(BitstreamError, match=r"^segment 0 is corrupted \(z payload size is cut off by the end of "
+                                             r"its record\)$"):
         reader.read_segment(0)
 
 
+@pytest.mark.parametrize("fields", [{"frame_count": 3}, {"frame_count": 0}, {"f_len": 5}, {"f_len": 3},
+                                    {"z_len": 0}, {"z_len": 9}])
+def test_record_fields_inconsistent_with_valid_crc(fields: dict):
+    with pytest.raises(BitstreamError, match="segment 0"):
+        read_all(rewrite_record(SMALL_FILE, 0, **fields))
+
+
+@pytest.mark.parametrize(
+    "value, encoded",
+    [(0, b"\x00"), (1, b"\x01"), (127, b"\x7f"), (128, b"\x80\x01"), (300, b"\xac\x02"), (16383, b"\xff\x7f"),
+     (16384, b"\x80\x80\x01"), (2**31, b"\x80\x80\x80\x80\x08"), (2**32 - 1, b"\xff\xff\xff\xff\x0f")],
+)
+def test_varint_encoding(value: int, encoded: bytes):
+    assert write_varint(value, 2**32 - 1) == encoded == leb128(value)
+    assert read_varint(b"\xff" + encoded + b"\xff", 1, 2**32 - 1, "x") == (value, 1 + len(encoded))
+    assert read_varint(encoded, 0, value, "x") == (value, len(encoded))  # a value equal to its bound is fine
+
+
+@pytest.mark.parametrize(
+    "data, bound, error",
+    [(b"\x80\x00", 2**32, "is not in its shortest encoding"), (b"\xff\x00", 2**32, "is not in its shortest encoding"),
+     (b"\x81\x80\x00", 2**32, "is not in its shortest encoding"), (b"\xff\x01", 128, "is over its bound of 128"),
+     (b"\x80\x80\x80\x80\x10", 2**32 - 1, "is over its bound"), (b"\x81\x08", 1024, "is over its bound"),
+     (b"\x80\x01", 127, "takes more than the 1 byte its bound of 127 needs"),
+     (b"\x81\x80\x80\x80\x80\x00", 2**32 - 1, "takes more than the 5 bytes its bound of 4294967295 needs"),
+     (b"", 10, "is cut off"), (b"\x80", 2**32, "is cut off"), (b"\xff\xff", 2**32, "is cut off")],
+)
+def test_varint_rejects_overlong_over_bound_and_cut_off(data: bytes, bound: int, error: str):
+    with pytest.raises(ValueError, match=f"^x {error}"):
+        read_varint(data, 0, bound, "x")
+
+
+def test_varint_writer_checks_its_bound():
+    for value in (-1, 11):
+        with pytest.raises(ValueError):
+            write_varint(value, 10)
+
+
+def test_every_value_has_exactly_one_encoding():
+    seen = {}
+    for first in range(256):
+        for second in range(256):
+            data = bytes([first, second])
+            try:
+                value, end = read_varint(data, 0, 2**14 - 1, "x")
+            except ValueError:
+                continue
+            assert data[:end] == write_varint(value, 2**14 - 1)
+            seen.setdefault(value, set()).add(data[:end])
+    assert sorted(seen) == list(range(2**14)) and all(len(e) == 1 for e in seen.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=8), st.integers(0, 2**40))
+def test_any_accepted_varint_is_the_canonical_one(data: bytes, bound: int):
+    try:
+        value, end = read_varint(data, 0, bound, "x")
+    except ValueError:
+        return
+    assert value <= bound and data[:end] == write_varint(value, bound)
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=300), st.sampled_from([b"", MAGIC, MAGIC + bytes([FORMAT_VERSION])]))
+@given(st.binary(max_size=300), st.sampled_from([b"", MAGIC, MAGIC + bytes([FORMAT_VERSION]),
+                                                 SMALL_FILE[:HEADER_SIZE]]))
 def test_garbage_raises_bitstream_error(garbage: bytes, prefix: bytes):
     with pytest.raises(BitstreamError):
         read_all(prefix + garbage)

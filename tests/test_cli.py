@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from dsaecodec import zoo
 from dsaecodec.cli import main
 from dsaecodec.videoio import VideoWriter, read_video
 from helpers import synthetic_clip
@@ -70,11 +71,12 @@ def test_decode_writes_next_to_input_by_default(clip_dsae):
     assert clip_dsae.with_suffix(".mp4").is_file()
 
 
-def test_info_reports_geometry_and_bits(clip_dsae):
+def test_info_reports_geometry_and_bits(tiny_model, clip_dsae):
     result = run("info", clip_dsae)
     assert result.exit_code == 0
     assert "40x24, 11 frames at 30000/1001 fps" in result.output
     assert "3 of 4 frames" in result.output and "quality     1" in result.output
+    assert f"(weights fingerprint {zoo.MODELS[tiny_model].sha256[:16]})" in result.output
     size = clip_dsae.stat().st_size
     assert f"{8 * size / 11:.1f} total" in result.output
 
@@ -95,8 +97,8 @@ def flip_byte(data: bytes, offset: int) -> bytes:
 @pytest.mark.parametrize("damage", ["truncate", "header", "last-segment", "magic", "empty", "text"])
 def test_bad_dsae_files_exit_2_and_leave_nothing(clip_dsae, damage):
     data = clip_dsae.read_bytes()
-    index_offset = int.from_bytes(data[-12:-4], "little")
-    bad = {"truncate": data[: len(data) // 2], "header": flip_byte(data, 60),
+    index_offset = len(data) - 8 - int.from_bytes(data[-8:-4], "little")  # the trailer holds the index's size
+    bad = {"truncate": data[: len(data) // 2], "header": flip_byte(data, 10),  # in the model name
            "last-segment": flip_byte(data, index_offset - 1),  # found only after two segments were written
            "magic": b"XXXX" + data[4:], "empty": b"", "text": b"hello, I am not a video\n"}[damage]
     clip_dsae.write_bytes(bad)

@@ -75,9 +75,46 @@ def test_bad_options_and_inputs_raise(tiny_model):
 def test_decoder_refuses_unknown_weights(tiny_model, monkeypatch):
     data = codec.encode(synthetic_clip(2, 16, 16), model_name=tiny_model, quality=0)
     card = zoo.MODELS[tiny_model]
-    monkeypatch.setitem(zoo.MODELS, tiny_model, zoo.ModelCard(**{**card.__dict__, "sha256": "0" * 64}))
-    with pytest.raises(zoo.UnknownModelError, match=tiny_model):
-        codec.Decoder(data)
+    fingerprint = card.sha256[:16]  # the file holds the first 8 bytes of the weights' sha256
+    assert BitstreamReader(data).header.weights_fingerprint == bytes.fromhex(fingerprint)
+    assert codec.Decoder(data).card == card
+    last_differs = fingerprint[:15] + ("1" if fingerprint[15] == "0" else "0") + card.sha256[16:]
+    for other in ("0" * 64, last_differs):
+        monkeypatch.setitem(zoo.MODELS, tiny_model, zoo.ModelCard(**{**card.__dict__, "sha256": other}))
+        with pytest.raises(zoo.UnknownModelError, match=f"needs model '{tiny_model}' with weights fingerprint "
+                                                        f"{fingerprint}, which"):
+            codec.Decoder(data)
+    # weights that differ only after the first 8 bytes of their sha256 are taken for the same (a 64-bit fingerprint)
+    same_prefix = card.sha256[:16] + "0" * 48
+    monkeypatch.setitem(zoo.MODELS, tiny_model, zoo.ModelCard(**{**card.__dict__, "sha256": same_prefix}))
+    assert zoo.card_for(tiny_model, fingerprint).sha256 == same_prefix
+    for bad in ("", fingerprint[:15], card.sha256):  # only an 8-byte fingerprint matches
+        with pytest.raises(zoo.UnknownModelError):
+            zoo.card_for(tiny_model, bad)
+
+
+class AppendOnly:
+    """A binary stream that can only be written to, in order (like a pipe)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, chunk) -> int:
+        self.data += chunk
+        return len(chunk)
+
+    def seek(self, *args):
+        raise OSError("not seekable")
+
+    tell = seek
+
+
+def test_encode_stream_writes_to_a_stream_that_cannot_seek(tiny_model):
+    clip = synthetic_clip(9, 16, 16)
+    out = AppendOnly()
+    for _ in codec.encode_stream(iter(clip), out, model_name=tiny_model, quality=1, segment_length=4):
+        pass
+    assert bytes(out.data) == codec.encode(clip, model_name=tiny_model, quality=1, segment_length=4)
 
 
 def test_resolve_takes_a_shipped_name_or_a_weights_file(tiny_model, tiny_weights_file, tmp_path):

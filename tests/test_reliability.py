@@ -8,11 +8,9 @@ import os
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from datetime import timedelta
 from fractions import Fraction
 from pathlib import Path
@@ -28,21 +26,22 @@ from bitstream.format import FORMAT_VERSION, BitstreamError, BitstreamReader
 from dsaecodec import codec, zoo
 from dsaecodec.videoio import VideoWriter
 from helpers import synthetic_clip
-from test_bitstream import rewrite_header, rewrite_index
+from test_bitstream import Layout, rewrite_header, rewrite_index, rewrite_record
 from test_cli import assert_one_line_error, clip_dsae, clip_mp4, no_leftovers, read_output, run  # noqa: F401
 from test_videoio import make_audio_only, make_cut_mp4, make_size_change
 
 # ---------------------------------------------------------------- hostile .dsae files
 
-RECORD = struct.Struct("<HIIII")  # a segment record's fields (frame_count, f_symbols, f_len, z_symbols, z_len), CRC after
-HEADER_FIELDS = {"width": 2**32 - 1, "height": 2**32 - 1, "frame_count": 2**32 - 1, "fps_num": 2**32 - 1,
-                 "fps_den": 2**32 - 1, "segment_length": 2**16 - 1, "quality": 255}  # field: largest storable value
-EXTREMES = [0, 1, 2, 255, 1024, 1025, 16384, 16385, 2**16 - 1, 2**24, 2**24 + 1, 2**31 - 1, 2**31, 2**32 - 1]
+HEADER_FIELDS = ("width", "height", "fps_num", "fps_den", "segment_length", "quality")  # varints, and the quality byte
+EXTREMES = [0, 1, 2, 127, 128, 255, 1024, 1025, 16384, 16385, 2**16 - 1, 2**24, 2**24 + 1, 2**31 - 1, 2**31, 2**32 - 1,
+            2**32, 2**64]
+# a varint field's value: an extreme, or any bytes as its encoding (overlong, unterminated, over its bound, ...)
+FIELD_VALUES = st.sampled_from(EXTREMES) | st.binary(min_size=1, max_size=6)
 
 
 @pytest.fixture(scope="module")
 def small_file(tiny_model) -> bytes:
-    """A valid 256-byte .dsae file: 5 frames of 24x20 in segments of 2, 2 and 1 frames."""
+    """A valid .dsae file of about 190 bytes: 5 frames of 24x20 in segments of 2, 2 and 1 frames."""
     return codec.encode(synthetic_clip(5, 20, 24), model_name=tiny_model, quality=1, segment_length=2)
 
 
@@ -59,29 +58,16 @@ def decode_or_reject(data: bytes) -> np.ndarray | None:
     return frames
 
 
-def rewrite_record(data: bytes, k: int, **fields: int) -> bytes:
-    """`data` with fields of segment k's record replaced (bypassing all checks) and its CRC redone over the
-    fields and the payload bytes the new lengths cover."""
-    start = BitstreamReader(data)._offsets[k]
-    names = ["frame_count", "f_symbols", "f_len", "z_symbols", "z_len"]
-    values = dict(zip(names, RECORD.unpack_from(data, start)), **fields)
-    packed = RECORD.pack(*(values[n] for n in names))
-    payload_start = start + RECORD.size + 4
-    payloads = data[payload_start:payload_start + values["f_len"] + values["z_len"]]
-    return data[:start] + packed + struct.pack("<I", zlib.crc32(payloads, zlib.crc32(packed))) + data[payload_start:]
-
-
 def with_geometry(data: bytes, width: int, height: int) -> bytes:
     """`data` declaring frames of width x height, with every record's symbol counts made to match that geometry
     and every CRC redone: a file that passes all checks but the decoder's limit on the size of a segment."""
-    header = BitstreamReader(data).header
     model = codec.Decoder(data).model
-    data = rewrite_header(data, width=width, height=height)
-    for k in range(header.segment_count):
-        frames = min(header.segment_length, header.frame_count - k * header.segment_length)
-        f_symbols, z_symbols = model.symbol_counts(frames, model.latent_shape(height, width))
-        data = rewrite_record(data, k, f_symbols=f_symbols, z_symbols=z_symbols)
-    return data
+    layout = Layout.parse(data)
+    layout.header.update(width=width, height=height)
+    for record in layout.records:
+        f_symbols, z_symbols = model.symbol_counts(record["frame_count"], model.latent_shape(height, width))
+        record.update(f_symbols=f_symbols, z_symbols=z_symbols)
+    return layout.build()
 
 
 @st.composite
@@ -102,30 +88,34 @@ def mutations(draw: st.DrawFn, original: bytes) -> bytes:
         del data[position:position + draw(st.integers(1, 16))]
     elif kind == "truncate":
         del data[draw(st.integers(0, len(data) - 1)):]
-    elif kind == "header":  # header fields set to extremes, header CRC redone
-        fields = draw(st.dictionaries(st.sampled_from(sorted(HEADER_FIELDS)), st.sampled_from(EXTREMES), min_size=1))
-        data = bytearray(rewrite_header(original, **{f: min(v, HEADER_FIELDS[f]) for f, v in fields.items()}))
+    elif kind == "header":  # header fields set to extremes or to crafted encodings, header CRC redone
+        fields = draw(st.dictionaries(st.sampled_from(HEADER_FIELDS), FIELD_VALUES, min_size=1))
+        if "quality" in fields:  # one byte
+            quality = fields["quality"]
+            fields["quality"] = quality[0] if isinstance(quality, bytes) else quality % 256
+        data = bytearray(rewrite_header(original, **fields))
     elif kind == "version":
         data[4] = draw(st.integers(0, 255).filter(lambda v: v != original[4]))
-    elif kind == "model":  # another model name of the same length and/or another weights hash, CRC redone
-        name_len = original[5]
+    elif kind == "model":  # another model name of the same length and/or another weights fingerprint, CRC redone
+        layout, name_len = Layout.parse(original), original[5]
         name = draw(st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=name_len, max_size=name_len))
-        sha = draw(st.one_of(st.just(original[6 + name_len:38 + name_len]), st.binary(min_size=32, max_size=32)))
-        data[6:38 + name_len] = name.encode() + sha
-        data = bytearray(rewrite_header(bytes(data)))
-    elif kind == "index":  # offsets anywhere (index CRC redone) and/or the trailer pointing anywhere
-        offsets = draw(st.none() | st.lists(st.integers(0, 2**64 - 1) | st.integers(0, len(data)), max_size=5))
-        index_offset = draw(st.none() | st.integers(0, 2**64 - 1) | st.integers(0, len(data)))
-        data = bytearray(rewrite_index(original, offsets, index_offset))
-    elif kind == "record":  # a record's fields set to anything, record CRC redone
+        fingerprint = draw(st.one_of(st.just(layout.prefix[-8:]), st.binary(min_size=8, max_size=8)))
+        layout.prefix = layout.prefix[:6] + name.encode() + fingerprint
+        data = bytearray(layout.build())
+    elif kind == "index":  # frame count, count and sizes anything (index CRC redone), the trailer's index size anything
         fields = draw(st.fixed_dictionaries({}, optional={
-            "frame_count": st.integers(0, 2**16 - 1), "f_symbols": st.sampled_from(EXTREMES),
-            "f_len": st.sampled_from(EXTREMES), "z_symbols": st.sampled_from(EXTREMES),
-            "z_len": st.sampled_from(EXTREMES)}))
+            "frame_count": FIELD_VALUES | st.integers(0, 12), "count": FIELD_VALUES | st.integers(0, 5),
+            "sizes": st.lists(FIELD_VALUES | st.integers(0, len(data)), max_size=5),
+            "extra": st.binary(min_size=1, max_size=4), "index_size": st.integers(0, 2**32 - 1) | st.integers(0, 40)}))
+        data = bytearray(rewrite_index(original, **fields))
+    elif kind == "record":  # a record's fields set to anything, record CRC and its size in the index redone
+        fields = draw(st.fixed_dictionaries({}, optional={
+            "frame_count": st.integers(0, 2**16 - 1) | FIELD_VALUES, "f_symbols": FIELD_VALUES,
+            "f_len": FIELD_VALUES, "z_symbols": FIELD_VALUES, "z_len": FIELD_VALUES}))
         data = bytearray(rewrite_record(original, draw(st.integers(0, segments - 1)), **fields))
     elif kind == "payload":  # entropy-coded bytes replaced, record CRC redone: the range decoder sees garbage
         k = draw(st.integers(0, segments - 1))
-        start = BitstreamReader(original)._offsets[k] + RECORD.size + 4
+        start = Layout.parse(original).payload_offset(k)
         size = sum(BitstreamReader(original).segment_sizes(k))
         for position in draw(st.lists(st.integers(start, start + size - 1), min_size=1, max_size=8)):
             data[position] = draw(st.integers(0, 255))
@@ -194,11 +184,17 @@ def test_every_truncation_and_extension_is_rejected(small_file):
     assert decode_or_reject(small_file + b"\x00") is None
 
 
-@pytest.mark.parametrize("fields", [{"width": 0}, {"height": 0}, {"frame_count": 0}, {"segment_length": 0},
-                                    {"width": 2**31}, {"height": 2**31}, {"frame_count": 2**31},
-                                    {"segment_length": 2**15}, {"fps_den": 0}, {"quality": 2}, {"quality": 255}])
+@pytest.mark.parametrize("fields", [{"width": 0}, {"height": 0}, {"segment_length": 0}, {"width": 2**31},
+                                    {"height": 2**31}, {"segment_length": 2**15}, {"fps_den": 0}, {"quality": 2},
+                                    {"quality": 255}, {"width": b"\x98\x00"}, {"fps_num": b"\xff\xff\xff\xff\xff\x01"}])
 def test_header_extremes_with_valid_crc_are_rejected(small_file, fields):
     assert decode_or_reject(rewrite_header(small_file, **fields)) is None
+
+
+@pytest.mark.parametrize("fields", [{"frame_count": 0}, {"frame_count": 4}, {"frame_count": 2**31},
+                                    {"frame_count": b"\x85\x00"}, {"count": 2**24}, {"count": b"\x83\x00"}])
+def test_index_extremes_with_valid_crc_are_rejected(small_file, fields):
+    assert decode_or_reject(rewrite_index(small_file, **fields)) is None
 
 
 @pytest.mark.parametrize("width, height", [(16384, 16384), (4097, 2048), (2049, 4097)])
@@ -238,18 +234,19 @@ def craft(dsae: Path, kind: str) -> None:
     if kind == "huge-geometry":
         data = with_geometry(data, 16384, 16384)
     elif kind == "foreign-weights":
-        name_len = data[5]
-        data = rewrite_header(data[:6 + name_len] + bytes(32) + data[38 + name_len:])
+        layout = Layout.parse(data)
+        layout.prefix = layout.prefix[:-8] + bytes(8)
+        data = layout.build()
     elif kind == "newer-version":
         data = data[:4] + bytes([FORMAT_VERSION + 1]) + data[5:]
     elif kind == "index-outside":
-        data = rewrite_index(data, index_offset=len(data) + 1)
+        data = rewrite_index(data, index_size=len(data) + 1)
     dsae.write_bytes(data)
 
 
 @pytest.mark.parametrize("kind, message", [("huge-geometry", "pixels per frame"), ("foreign-weights", "needs model"),
                                            ("newer-version", f"unsupported format version {FORMAT_VERSION + 1}"),
-                                           ("index-outside", "outside the file")])
+                                           ("index-outside", "does not fit the file")])
 def test_crafted_files_exit_2_in_the_cli(clip_dsae, kind, message):
     craft(clip_dsae, kind)
     before = {p.name for p in clip_dsae.parent.iterdir()} - {"clip.mp4"}
@@ -434,7 +431,7 @@ def test_verify_reports_each_segment(clip_dsae):
     assert result.stdout.splitlines() == ["segment 0: ok", "segment 1: ok", "segment 2: ok",
                                           f"{clip_dsae}: 3 segments ok"]
     data = bytearray(clip_dsae.read_bytes())
-    data[BitstreamReader(bytes(data))._offsets[1] + RECORD.size + 4] ^= 0x01  # first payload byte of segment 1
+    data[Layout.parse(bytes(data)).payload_offset(1)] ^= 0x01  # first payload byte of segment 1
     clip_dsae.write_bytes(data)
     result = run("decode", clip_dsae, "--verify")
     assert_one_line_error(result, "1 of 3 segments failed verification")
@@ -500,7 +497,7 @@ def test_segments_option_decodes_only_those_segments(clip_dsae):
     assert run("decode", clip_dsae, "-o", clip_dsae.with_name("all")).exit_code == 0
     everything = read_output(clip_dsae.with_name("all"))
     data = bytearray(clip_dsae.read_bytes())
-    data[BitstreamReader(bytes(data))._offsets[0] + RECORD.size + 4] ^= 0x01  # segment 0's payload is now bad
+    data[Layout.parse(bytes(data)).payload_offset(0)] ^= 0x01  # segment 0's payload is now bad
     clip_dsae.write_bytes(data)
     for selection, frames in [("1:3", slice(4, 11)), ("1:2", slice(4, 8)), ("-1:", slice(8, 11)), ("2:9", slice(8, 11))]:
         out = clip_dsae.with_name(f"segments {selection}")
