@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from dsaecodec import codec
 from dsaecodec.cli import main
 from dsaecodec.parallel import ordered_map
-from tests.helpers import encode_with_reconstruction, synthetic_clip
+from helpers import encode_with_reconstruction, synthetic_clip
 
 
 def test_ordered_map_keeps_order_and_bounds_what_is_in_flight():
