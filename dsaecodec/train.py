@@ -184,8 +184,8 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
             raise SystemExit(f"--{flag.replace('_', '-')} trains a dsae model with f on sprites")
     size = frame_size(args)
     if args.family == "frame":
-        config = FrameConfig(channels=args.channels, lambdas=lambdas, frame_size=size,
-                             latent_channels=args.latent_channels)
+        vector_size = {"latent_channels": args.latent_channels} if size else {}  # map latents have N channels
+        config = FrameConfig(channels=args.channels, lambdas=lambdas, frame_size=size, **vector_size)
     elif args.family == "rnn":
         config = RNNConfig(channels=args.channels, latent_channels=args.latent_channels,
                            hidden_channels=args.hidden_channels, lambdas=lambdas, frame_size=size)
