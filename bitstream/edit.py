@@ -8,16 +8,16 @@ from __future__ import annotations
 import dataclasses
 from typing import BinaryIO
 
-from bitstream.format import BitstreamError, BitstreamReader, BitstreamWriter, Header, Segment
+from bitstream.format import QUALITY_STEPS, BitstreamError, BitstreamReader, BitstreamWriter, Header, Segment
 
-_MUST_MATCH = ("model_name", "weights_fingerprint", "width", "height", "segment_length", "quality")
+_MUST_MATCH = ("model_name", "weights_fingerprint", "width", "height", "segment_length")
 
 
 def swap(content: BitstreamReader, motion: BitstreamReader, out: BinaryIO) -> Header:
     """Write to `out` a file whose segment k takes f from `content` and z_1:T from `motion`.
 
-    Both files must share model, weights, frame size, segment length and quality (BitstreamError
-    naming the first difference otherwise). The result has min(len(content), len(motion)) segments,
+    Both files must share model, weights, frame size and segment length, and their segments k the quality
+    (BitstreamError naming the first difference otherwise). The result has min(len(content), len(motion)) segments,
     with the frame counts and fps of `motion`. Returns the header written.
     """
     for field in _MUST_MATCH:
@@ -31,7 +31,11 @@ def swap(content: BitstreamReader, motion: BitstreamReader, out: BinaryIO) -> He
     frames = 0
     for k in range(min(len(content), len(motion))):
         f_source, z_source = content.read_segment(k), motion.read_segment(k)
-        writer.write_segment(Segment(frame_count=z_source.frame_count, f_symbols=f_source.f_symbols,
+        if f_source.quality != z_source.quality:
+            qualities = f_source.quality / QUALITY_STEPS, z_source.quality / QUALITY_STEPS
+            raise BitstreamError(f"cannot swap: segment {k} was coded at quality {qualities[0]:g} in the content file "
+                                 f"and {qualities[1]:g} in the motion file")
+        writer.write_segment(Segment(frame_count=z_source.frame_count, quality=z_source.quality, f_symbols=f_source.f_symbols,
                                      f_payload=f_source.f_payload, z_symbols=z_source.z_symbols,
                                      z_payload=z_source.z_payload))
         frames += z_source.frame_count

@@ -9,17 +9,18 @@ the last segment, and the trailer ends the file. Nothing is written twice, so th
 | part     | field           | type          | notes                                            |
 |----------|-----------------|---------------|--------------------------------------------------|
 | header   | magic           | 4 B           | b"DSAE"                                          |
-|          | version         | u8            | FORMAT_VERSION (3)                               |
+|          | version         | u8            | FORMAT_VERSION (4)                               |
 |          | name_len        | u8            | 1..64                                            |
 |          | model_name      | name_len B    | printable ASCII                                  |
 |          | weights_fingerprint | 8 B       | first 8 bytes of the weights file's sha256       |
 |          | width, height   | varint each   | 1..16384 pixels                                  |
 |          | fps_num, fps_den| varint each   | 1..2**31-1 each                                  |
 |          | segment_length  | varint        | 1..1024 frames                                   |
-|          | quality         | u8            | 0..255                                           |
 |          | crc32           | u32           | over all preceding header bytes                  |
 | segment  | frame_count     | varint        | segment_length, except the last (1..)            |
-| (× count)| f_symbols       | varint        | 0..2**31                                         |
+| (× count)| quality         | varint        | 0..4080: the quality level in QUALITY_STEPS (16) |
+|          |                 |               | steps a level, e.g. 40 for level 2.5             |
+|          | f_symbols       | varint        | 0..2**31                                         |
 |          | f_len           | varint        | bytes of f_payload, 0..2**32-1                   |
 |          | z_symbols       | varint        | 0..2**31                                         |
 |          | z_len           | varint        | bytes of z_payload, 0..2**32-1                   |
@@ -37,7 +38,7 @@ the last segment, and the trailer ends the file. Nothing is written twice, so th
 |          | magic           | 4 B           | b"DSAE"                                          |
 
 Besides its payloads, a one-segment file of 8 frames of 64x64 at 25 fps with a 16-character model name (such as
-dsae-sprites-f64's, 64 f and 256 z symbols) takes 40 B of header, 10 B of record fields and CRC, 7 B of index and
+dsae-sprites-f64's, 64 f and 256 z symbols) takes 39 B of header, 11 B of record fields and CRC, 7 B of index and
 8 B of trailer: 65 B, where version 2 took 81 + 22 + 16 + 12 = 131 B.
 
 A reader checks every field against these bounds and every length against the file size before reading, so any
@@ -55,7 +56,8 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 MAGIC = b"DSAE"
-FORMAT_VERSION = 3  # 3: varint fields, 8-byte weights fingerprint, frame count in the index, record sizes in the index
+FORMAT_VERSION = 4  # 3: varint fields, 8-byte weights fingerprint, frame count and record sizes in the index;
+# 4: the quality is a segment's, in steps of 1/QUALITY_STEPS level (it was the header's, a whole level)
 
 MAX_NAME_LENGTH = 64
 MAX_DIMENSION = 16384
@@ -65,6 +67,9 @@ MAX_SEGMENT_LENGTH = 1024
 MAX_SYMBOLS = 2**31
 MAX_PAYLOAD_SIZE = 2**32 - 1
 FINGERPRINT_SIZE = 8
+QUALITY_STEPS = 16
+"""A segment's quality is stored as an integer number of 1/QUALITY_STEPS steps of a level: level 2.5 is 40."""
+MAX_QUALITY = 255 * QUALITY_STEPS
 
 _PREFIX = struct.Struct("<4sBB")  # magic, version, name_len
 _CRC = struct.Struct("<I")
@@ -73,8 +78,10 @@ _TRAILER = struct.Struct("<I4s")  # index_size, magic
 _HEADER_VARINTS = (("width", "width", MAX_DIMENSION), ("height", "height", MAX_DIMENSION),
                    ("fps_num", "fps numerator", MAX_FPS_TERM), ("fps_den", "fps denominator", MAX_FPS_TERM),
                    ("segment_length", "segment length", MAX_SEGMENT_LENGTH))
-_RECORD_VARINTS = (("frame_count", "frame count", MAX_SEGMENT_LENGTH), ("f_symbols", "f symbol count", MAX_SYMBOLS),
-                   ("f_len", "f payload size", MAX_PAYLOAD_SIZE), ("z_symbols", "z symbol count", MAX_SYMBOLS),
+_RECORD_VARINTS = (("frame_count", "frame count", MAX_SEGMENT_LENGTH), ("quality", "quality", MAX_QUALITY),
+                   ("f_symbols", "f symbol count", MAX_SYMBOLS),
+                   ("f_len", "f payload size", MAX_PAYLOAD_SIZE),
+                   ("z_symbols", "z symbol count", MAX_SYMBOLS),
                    ("z_len", "z payload size", MAX_PAYLOAD_SIZE))
 
 
@@ -83,8 +90,8 @@ def _varint_size(value: int) -> int:
     return max(1, -(-value.bit_length() // 7))
 
 
-_MAX_FIELDS_SIZE = sum(_varint_size(bound) for _, _, bound in _RECORD_VARINTS)  # 22 bytes
-_MIN_RECORD_SIZE = len(_RECORD_VARINTS) + _CRC.size  # one byte a field, the CRC, empty payloads: 9 bytes
+_MAX_FIELDS_SIZE = sum(_varint_size(bound) for _, _, bound in _RECORD_VARINTS)  # 24 bytes
+_MIN_RECORD_SIZE = len(_RECORD_VARINTS) + _CRC.size  # one byte a field, the CRC, empty payloads: 10 bytes
 _MAX_RECORD_SIZE = _MAX_FIELDS_SIZE + _CRC.size + 2 * MAX_PAYLOAD_SIZE
 _MIN_INDEX_SIZE = 3 + _CRC.size  # frame count, count and one size of one byte each, the CRC
 
@@ -148,7 +155,6 @@ class Header:
     fps_num: int  # frames per second = fps_num / fps_den, each 1..2**31-1
     fps_den: int
     segment_length: int  # frames per segment, 1..1024
-    quality: int  # 0..255
 
     def __post_init__(self) -> None:
         if not (self.model_name.isascii() and self.model_name.isprintable()):
@@ -163,7 +169,6 @@ class Header:
         _check_range("fps numerator", self.fps_num, 1, MAX_FPS_TERM)
         _check_range("fps denominator", self.fps_den, 1, MAX_FPS_TERM)
         _check_range("segment length", self.segment_length, 1, MAX_SEGMENT_LENGTH)
-        _check_range("quality", self.quality, 0, 255)
 
     @property
     def segment_count(self) -> int:
@@ -173,9 +178,11 @@ class Header:
 
 @dataclass(frozen=True)
 class Segment:
-    """One segment's two entropy-coded payloads (opaque bytes here) and their symbol counts."""
+    """One segment's two entropy-coded payloads (opaque bytes here), their symbol counts and the quality they
+    were coded at."""
 
     frame_count: int  # 1..segment_length
+    quality: int  # steps of 1/QUALITY_STEPS level, 0..MAX_QUALITY
     f_symbols: int  # number of symbols coded in f_payload, 0..2**31
     z_symbols: int  # number of symbols coded in z_payload, 0..2**31
     f_payload: bytes
@@ -183,6 +190,7 @@ class Segment:
 
     def __post_init__(self) -> None:
         _check_range("segment frame count", self.frame_count, 1, MAX_SEGMENT_LENGTH)
+        _check_range("quality", self.quality, 0, MAX_QUALITY)
         _check_range("f symbol count", self.f_symbols, 0, MAX_SYMBOLS)
         _check_range("z symbol count", self.z_symbols, 0, MAX_SYMBOLS)
         _check_range("f payload size", len(self.f_payload), 0, MAX_PAYLOAD_SIZE)
@@ -193,8 +201,7 @@ def _pack_header(header: Header) -> bytes:
     """The header's bytes, CRC included."""
     name = header.model_name.encode("ascii")
     body = (_PREFIX.pack(MAGIC, FORMAT_VERSION, len(name)) + name + header.weights_fingerprint
-            + b"".join(write_varint(getattr(header, attr), bound) for attr, _, bound in _HEADER_VARINTS)
-            + bytes([header.quality]))
+            + b"".join(write_varint(getattr(header, attr), bound) for attr, _, bound in _HEADER_VARINTS))
     return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -229,7 +236,8 @@ class BitstreamWriter:
             raise ValueError("only the last segment may be shorter than segment_length")
         _check_range("segment frame count", segment.frame_count, 1, self._header.segment_length)
         _check_range("total frame count", self._frames + segment.frame_count, 1, MAX_FRAMES)
-        values = {"frame_count": segment.frame_count, "f_symbols": segment.f_symbols, "f_len": len(segment.f_payload),
+        values = {"frame_count": segment.frame_count, "quality": segment.quality, "f_symbols": segment.f_symbols,
+                  "f_len": len(segment.f_payload),
                   "z_symbols": segment.z_symbols, "z_len": len(segment.z_payload)}
         fields = b"".join(write_varint(values[attr], bound) for attr, _, bound in _RECORD_VARINTS)
         crc = _CRC.pack(_record_crc(fields, segment.f_payload, segment.z_payload))
@@ -285,7 +293,8 @@ class BitstreamReader:
         if values["frame_count"] != expected:
             raise BitstreamError(f"segment {k} holds {values['frame_count']} frames where the index implies {expected}")
         try:
-            return Segment(values["frame_count"], values["f_symbols"], values["z_symbols"], f_payload, z_payload)
+            return Segment(values["frame_count"], values["quality"], values["f_symbols"], values["z_symbols"],
+                           f_payload, z_payload)
         except ValueError as error:
             raise BitstreamError(f"segment {k} is invalid ({error})") from None
 
@@ -293,6 +302,10 @@ class BitstreamReader:
         """(f_payload bytes, z_payload bytes) of segment k, without reading the payloads."""
         _, values, _ = self._read_record_fields(k)
         return values["f_len"], values["z_len"]
+
+    def segment_quality(self, k: int) -> int:
+        """Segment k's quality in steps of 1/QUALITY_STEPS level, without reading the payloads."""
+        return self._read_record_fields(k)[1]["quality"]
 
     def _read(self, offset: int, size: int) -> bytes:
         """Exactly `size` bytes at `offset`, or BitstreamError if they are not all in the file."""
@@ -315,7 +328,7 @@ class BitstreamReader:
             raise BitstreamError(f"file header is invalid (model name length {name_len} is out of range "
                                  f"1..{MAX_NAME_LENGTH})")
         fixed = _PREFIX.size + name_len + FINGERPRINT_SIZE
-        longest = fixed + sum(_varint_size(bound) for _, _, bound in _HEADER_VARINTS) + 1 + _CRC.size
+        longest = fixed + sum(_varint_size(bound) for _, _, bound in _HEADER_VARINTS) + _CRC.size
         data = self._read(0, min(self._size, longest))  # the whole header, unless the file is shorter
         if fixed > len(data):
             raise BitstreamError("file is truncated")
@@ -327,16 +340,15 @@ class BitstreamReader:
             raise BitstreamError("file is truncated") from None
         except ValueError as error:
             raise BitstreamError(f"file header is invalid ({error})") from None
-        size = position + 1 + _CRC.size
+        size = position + _CRC.size
         if size > len(data):
             raise BitstreamError("file is truncated")
-        (crc,) = _CRC.unpack(data[position + 1:size])
-        if zlib.crc32(data[:position + 1]) != crc:
+        (crc,) = _CRC.unpack(data[position:size])
+        if zlib.crc32(data[:position]) != crc:
             raise BitstreamError("file header is corrupted (CRC mismatch)")
         name = data[_PREFIX.size:_PREFIX.size + name_len]
         try:
-            header = Header(name.decode("ascii"), data[_PREFIX.size + name_len:fixed], frame_count=0,
-                            quality=data[position], **values)
+            header = Header(name.decode("ascii"), data[_PREFIX.size + name_len:fixed], frame_count=0, **values)
         except (UnicodeDecodeError, ValueError) as error:
             raise BitstreamError(f"file header is invalid ({error})") from None
         return header, size

@@ -83,8 +83,15 @@ def main() -> None:
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .dsae file [default: INPUT with .dsae]")
-@click.option("-q", "--quality", type=int, default=2, show_default=True,
-              help="Quality level, 0 (fewest bits) to the model's highest (see `dsaecodec models`).")
+@click.option("-q", "--quality", type=float,
+              help="Quality, 0 (fewest bits) to the model's highest level (see `dsaecodec models`); fractions such as "
+                   "2.5 lie between the trained levels (steps of 1/16).  [default: 2]")
+@click.option("-b", "--bitrate", metavar="RATE",
+              help="Aim at this bitrate instead of a fixed quality: bits per second of video, e.g. 150k or 1.2M. "
+                   "Each segment gets the quality that meets it best (it is coded several times to find it), from "
+                   "the lowest to the highest level's rate.")
+@click.option("--target-psnr", type=float, metavar="DB",
+              help="Aim at this PSNR in dB instead of a fixed quality, segment by segment, as --bitrate does.")
 @click.option("-t", "--segment-length", type=click.IntRange(1, 1024), default=8, show_default=True,
               help="Frames per segment: one content latent f is sent per segment. The shipped models were trained on 8.")
 @click.option("-m", "--model", "model_name", default="dsae-natural", show_default=True, help="Shipped model to use.")
@@ -92,23 +99,28 @@ def main() -> None:
 @DEVICE_OPTION
 @FORCE_OPTION
 @_one_line_errors
-def encode(input_path: Path, output: Path | None, quality: int, segment_length: int, model_name: str,
-           jobs: int | None, device: str, force: bool) -> None:
+def encode(input_path: Path, output: Path | None, quality: float, bitrate: str | None, target_psnr: float | None,
+           segment_length: int, model_name: str, jobs: int | None, device: str, force: bool) -> None:
     """Compress the video INPUT (anything FFmpeg reads) into a .dsae file."""
     from tqdm import tqdm
 
-    from dsaecodec.codec import encode_stream
+    from dsaecodec.codec import DEFAULT_QUALITY, Target, encode_stream
     from dsaecodec.fileutil import atomic_output, check_output
     from dsaecodec.videoio import VideoReader
 
     output = output or input_path.with_suffix(".dsae")
     _check_not_input(input_path, output)
     check_output(output, force)
+    if sum(option is not None for option in (quality, bitrate, target_psnr)) > 1:
+        raise ValueError("give one of --quality, --bitrate and --target-psnr")
+    bits_per_second = None if bitrate is None else _bitrate(bitrate)
     with VideoReader(input_path) as video, atomic_output(output, force) as tmp, open(tmp, "wb") as out:
+        target = (Target(bits_per_frame=bits_per_second / video.fps) if bits_per_second is not None
+                  else Target(psnr=target_psnr) if target_psnr is not None else None)
         frames, payload = 0, [0, 0]
         bar = tqdm(total=video.frame_count, unit="frame", desc="encode", disable=None, leave=False)
-        for coded in encode_stream(iter(video), out, fps=video.fps, model_name=model_name, quality=quality,
-                                   segment_length=segment_length, device=_device(device),
+        for coded in encode_stream(iter(video), out, fps=video.fps, model_name=model_name,
+                                   quality=DEFAULT_QUALITY if quality is None else quality, target=target, segment_length=segment_length, device=_device(device),
                                    jobs=_jobs(jobs, device)):
             frames += coded.segment.frame_count
             payload[0] += len(coded.segment.f_payload)
@@ -119,7 +131,8 @@ def encode(input_path: Path, output: Path | None, quality: int, segment_length: 
         size = out.tell()
     pixels = frames * video.width * video.height
     click.echo(f"{output}: {frames} frames {video.width}x{video.height}, {size} bytes, "
-               f"{8 * size / frames:.0f} bits/frame ({8 * size / pixels:.4f} bpp; "
+               f"{8 * size / frames:.0f} bits/frame ({8 * size / frames * video.fps / 1000:.1f} kbit/s, "
+               f"{8 * size / pixels:.4f} bpp; "
                f"f {8 * payload[0] / frames:.0f} + z {8 * payload[1] / frames:.0f} bits/frame of payload)")
 
 
@@ -173,6 +186,18 @@ def decode(input_path: Path, output: Path | None, lossless: bool, segments: str 
     click.echo(f"{output}: {frame_count} frames {header.width}x{header.height} at {float(fps):.3f} fps")
 
 
+def _bitrate(text: str) -> float:
+    """Bits per second of `--bitrate` text: a positive number, optionally with k (10^3) or M (10^6)."""
+    scale = {"k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6}.get(text[-1:], 1)
+    try:
+        rate = float(text[:-1] if scale != 1 else text) * scale
+    except ValueError:
+        rate = float("nan")
+    if not rate > 0 or rate == float("inf"):
+        raise ValueError(f"--bitrate takes bits per second such as 150k, 1.2M or 80000, not {text!r}")
+    return rate
+
+
 def _segment_range(text: str | None, count: int) -> range:
     """The segments `--segments START:END` selects out of `count` (Python slice semantics); all if `text` is None."""
     if text is None:
@@ -223,15 +248,17 @@ def _readable(path: Path) -> Path:
 @_one_line_errors
 def info(input_path: Path) -> None:
     """Show a .dsae file's geometry, model, quality and bits per frame (split into f and z)."""
-    from bitstream.format import BitstreamReader
+    from bitstream.format import QUALITY_STEPS, BitstreamReader
 
     with open(_readable(input_path), "rb") as source:
         reader = BitstreamReader(source)
         header = reader.header
         f_bytes = z_bytes = 0
+        qualities = set()
         for k in range(len(reader)):
             f_size, z_size = reader.segment_sizes(k)
             f_bytes, z_bytes = f_bytes + f_size, z_bytes + z_size
+            qualities.add(reader.segment_quality(k) / QUALITY_STEPS)
         size = source.seek(0, 2)
     frames, pixels = header.frame_count, header.frame_count * header.width * header.height
     rows = [
@@ -239,7 +266,8 @@ def info(input_path: Path) -> None:
         ("model", f"{header.model_name} (weights fingerprint {header.weights_fingerprint.hex()})"),
         ("geometry", f"{header.width}x{header.height}, {frames} frames at {header.fps_num}/{header.fps_den} fps"),
         ("segments", f"{len(reader)} of {header.segment_length} frames"),
-        ("quality", str(header.quality)),
+        ("quality", f"{min(qualities):g}" if len(qualities) == 1 else
+                    f"{min(qualities):g} to {max(qualities):g} (set per segment)"),
         ("bits/frame", f"{8 * size / frames:.1f} total = f {8 * f_bytes / frames:.1f} + z {8 * z_bytes / frames:.1f}"
                        f" + container {8 * (size - f_bytes - z_bytes) / frames:.1f}"),
         ("bits/pixel", f"{8 * size / pixels:.5f}"),
@@ -259,7 +287,7 @@ def swap(content_path: Path, motion_path: Path, output: Path, force: bool) -> No
 
     Segment k of the output takes the static latent f (what is in the scene) from CONTENT.dsae and the
     dynamic latents z_1:T (how it moves) from MOTION.dsae, by copying their entropy-coded payloads.
-    Both files need the same model, frame size, segment length and quality.
+    Both files need the same model, frame size and segment length, and their segments k the same quality.
     """
     from bitstream.edit import swap as swap_payloads
     from bitstream.format import BitstreamReader
@@ -282,14 +310,14 @@ def swap(content_path: Path, motion_path: Path, output: Path, force: bool) -> No
               help="Take z_1:T (motion) from this .dsae file; otherwise z is drawn from the ConvLSTM prior.")
 @click.option("-n", "--frames", type=click.IntRange(1, 10_000), default=8, show_default=True,
               help="Frames to generate (at most the motion file's length).")
-@click.option("-q", "--quality", type=int, default=2, show_default=True, help="Quality level when no file is given.")
+@click.option("-q", "--quality", type=float, default=2, show_default=True, help="Quality when no file is given.")
 @click.option("--size", default="64x64", show_default=True, help="WIDTHxHEIGHT when no file is given.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Output video: .mp4/.mkv, .y4m, or a folder of PNGs.")
 @FORCE_OPTION
 @_one_line_errors
-def generate(model_name: str, content_path: Path | None, motion_path: Path | None, frames: int, quality: int,
+def generate(model_name: str, content_path: Path | None, motion_path: Path | None, frames: int, quality: float,
              size: str, seed: int, output: Path, force: bool) -> None:
     """Generate video from a DSAE's priors: random motion for fixed content, or random content for fixed motion."""
     from fractions import Fraction

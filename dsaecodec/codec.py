@@ -5,6 +5,8 @@ they are padded to a multiple of 16 by edge replication for the model and croppe
 The last segment may be shorter.
 
     data = encode(frames, quality=2)               # bytes of a .dsae file
+    data = encode(frames, quality=2.5)             # any quality between the trained levels, in steps of 1/16
+    data = encode(frames, target=Target(bits_per_frame=3000))   # each segment's quality chosen to meet it
     frames = decode(data)                          # (N, H, W, 3) uint8
 
 The encoder runs the decoder's exact code path, so `EncodedSegment.reconstruction` is, bit for bit,
@@ -29,8 +31,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bitstream.format import FINGERPRINT_SIZE, BitstreamError, BitstreamReader, BitstreamWriter, Header, Segment
+from bitstream.format import (
+    FINGERPRINT_SIZE,
+    QUALITY_STEPS,
+    BitstreamError,
+    BitstreamReader,
+    BitstreamWriter,
+    Header,
+    Segment,
+)
 from dsaecodec import zoo
+from dsaecodec.metrics import psnr
 from dsaecodec.models.base import Streams
 from dsaecodec.models.layers import STRIDE
 from dsaecodec.parallel import ordered_map
@@ -97,10 +108,11 @@ def group_segments(frames: Iterable[np.ndarray], length: int) -> Iterator[np.nda
         yield np.stack(batch)
 
 
-def segment_record(streams: Streams) -> Segment:
-    """The file record of a model's coded streams: f's stream is the record's f payload, the dynamic stream its z."""
-    return Segment(frame_count=streams.frames, f_symbols=streams.static_symbols, z_symbols=streams.dynamic_symbols,
-                   f_payload=streams.static, z_payload=streams.dynamic)
+def segment_record(streams: Streams, quality_steps: int) -> Segment:
+    """The file record of a model's coded streams at `quality_steps` (1/QUALITY_STEPS levels): f's stream is the
+    record's f payload, the dynamic stream its z."""
+    return Segment(frame_count=streams.frames, quality=quality_steps, f_symbols=streams.static_symbols,
+                   z_symbols=streams.dynamic_symbols, f_payload=streams.static, z_payload=streams.dynamic)
 
 
 def coded_streams(segment: Segment) -> Streams:
@@ -116,33 +128,108 @@ class EncodedSegment:
     segment: Segment
     reconstruction: np.ndarray
 
+    @property
+    def bits_per_frame(self) -> float:
+        """Bits of the segment's record (payloads, fields and CRC) per frame."""
+        return 8 * (len(self.segment.f_payload) + len(self.segment.z_payload) + RECORD_OVERHEAD) / self.segment.frame_count
+
+
+RECORD_OVERHEAD = 10
+"""Bytes of a segment record besides its payloads (its varint fields and CRC), as rate control counts them."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What rate control aims each segment at: `bits_per_frame` (a bitrate divided by the frame rate), or
+    `psnr` in dB (the segment's PSNR over all its pixels). Exactly one is set."""
+
+    bits_per_frame: float | None = None
+    psnr: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.bits_per_frame is None) == (self.psnr is None):
+            raise ValueError("a rate-control target sets exactly one of bits_per_frame and psnr")
+        if self.bits_per_frame is not None and not self.bits_per_frame > 0:
+            raise ValueError(f"the target bitrate must be positive, got {self.bits_per_frame} bits per frame")
+
+    def distance(self, coded: EncodedSegment, frames_uint8: np.ndarray) -> float:
+        """How far `coded` is above the target (< 0: below) in the search's units: log2 of the rate ratio, or dB."""
+        if self.bits_per_frame is not None:
+            return float(np.log2(coded.bits_per_frame / self.bits_per_frame))
+        return psnr(frames_uint8, coded.reconstruction) - self.psnr
+
+
+SEARCH_TOLERANCE = {"bits_per_frame": np.log2(1.02), "psnr": 0.02}
+"""A probe this close to the target (2% of the rate, 0.02 dB) ends a segment's quality search."""
+MAX_PROBES = 7
+"""Codings of one segment, at most, in a rate-control search (the two extreme levels included)."""
+
+
+def quality_steps(quality: float, qualities: int) -> int:
+    """`quality` (0 to qualities - 1) in the file's steps of 1/QUALITY_STEPS level, rounded to the nearest one;
+    ValueError if it is out of range."""
+    if not 0 <= quality <= qualities - 1:
+        raise ValueError(f"quality must be 0..{qualities - 1}, got {quality:g}")
+    return round(quality * QUALITY_STEPS)
+
 
 def _register(card: zoo.ModelCard) -> None:
     """Worker initializer: make the parent's model (shipped, or a weights file registered there) known here."""
     zoo.MODELS.setdefault(card.name, card)
 
 
-def _compress(model_name: str, device: str, quality: int, frames_uint8: np.ndarray) -> EncodedSegment:
-    """Code one segment, uint8 (T, H, W, 3), with a registered model (in this process or a worker)."""
+def _compress(model_name: str, device: str, steps: int, frames_uint8: np.ndarray) -> EncodedSegment:
+    """Code one segment, uint8 (T, H, W, 3), at `steps` (1/QUALITY_STEPS levels) with a registered model (in this
+    process or a worker)."""
     model, _ = loaded_model(model_name, device)
     with codec_threads():
-        streams, x_hat = model.compress_segment(to_model_input(frames_uint8).to(device), quality)
-    return EncodedSegment(segment_record(streams), to_frames(x_hat, *frames_uint8.shape[1:3]))
+        streams, x_hat = model.compress_segment(to_model_input(frames_uint8).to(device), steps / QUALITY_STEPS)
+    return EncodedSegment(segment_record(streams, steps), to_frames(x_hat, *frames_uint8.shape[1:3]))
+
+
+def _compress_to_target(model_name: str, device: str, target: Target, frames_uint8: np.ndarray) -> EncodedSegment:
+    """Code one segment at the quality step whose result is nearest to `target` (rate and PSNR grow with quality).
+
+    The search codes the segment at the lowest and highest level, then at the step that a straight line through
+    the bracketing probes (log-rate or dB against quality) puts on the target, narrowing the bracket, until a probe
+    is within SEARCH_TOLERANCE, the bracket closes or MAX_PROBES codings are spent; it keeps the nearest probe.
+    Depends on nothing but the segment, so any number of jobs writes the same bytes.
+    """
+    model, _ = loaded_model(model_name, device)
+    tolerance = SEARCH_TOLERANCE["bits_per_frame" if target.bits_per_frame is not None else "psnr"]
+    probes: dict[int, tuple[float, EncodedSegment]] = {}
+
+    def probe(steps: int) -> float:
+        coded = _compress(model_name, device, steps, frames_uint8)
+        probes[steps] = (target.distance(coded, frames_uint8), coded)
+        return probes[steps][0]
+
+    low, high = 0, (model.qualities - 1) * QUALITY_STEPS
+    below, above = probe(low), probe(high)
+    while below < -tolerance < tolerance < above and high - low > 1 and len(probes) < MAX_PROBES:
+        steps = min(high - 1, max(low + 1, round(low + (high - low) * -below / (above - below))))
+        distance = probe(steps)
+        if abs(distance) <= tolerance:
+            break
+        low, below, high, above = (steps, distance, high, above) if distance < 0 else (low, below, steps, distance)
+    return min(probes.values(), key=lambda item: abs(item[0]))[1]
 
 
 def encode_stream(frames: Iterable[np.ndarray], out: BinaryIO, *, fps: Fraction = Fraction(25),
-                  model_name: str = zoo.DEFAULT_MODEL, quality: int = DEFAULT_QUALITY,
-                  segment_length: int = DEFAULT_SEGMENT_LENGTH, device: str = "cpu",
-                  jobs: int = 1) -> Iterator[EncodedSegment]:
+                  model_name: str = zoo.DEFAULT_MODEL, quality: float = DEFAULT_QUALITY,
+                  target: Target | None = None, segment_length: int = DEFAULT_SEGMENT_LENGTH,
+                  device: str = "cpu", jobs: int = 1) -> Iterator[EncodedSegment]:
     """Encode frames into `out` (binary; written in order, never seeked), yielding each segment as it is written.
 
+    Every segment is coded at `quality` (0 to the model's highest level, rounded to steps of 1/QUALITY_STEPS), or,
+    with a `target` (then `quality` is not used), at the step `_compress_to_target` finds for it (several codings of each segment).
     `jobs` worker processes code segments in parallel (the same bytes for any number). The file is complete
     once the generator is exhausted. Raises ValueError for a bad quality or segment length, for no frames,
     for frames that change size, or for a frame or segment over MAX_FRAME_PIXELS or MAX_SEGMENT_PIXELS.
     """
     model, card = loaded_model(model_name, device)
-    if not 0 <= quality < model.qualities:
-        raise ValueError(f"quality must be 0..{model.qualities - 1} for {model_name}, got {quality}")
+    compress = (functools.partial(_compress_to_target, card.name, device, target) if target else
+                functools.partial(_compress, card.name, device, quality_steps(quality, model.qualities)))
     if not 1 <= segment_length <= 1024:
         raise ValueError(f"segment length must be 1..1024, got {segment_length}")
     segments = group_segments(_checked_frames(frames, segment_length), segment_length)
@@ -153,9 +240,8 @@ def encode_stream(frames: Iterable[np.ndarray], out: BinaryIO, *, fps: Fraction 
     model.latent_shape(height, width)  # ValueError for a frame size the model cannot code
     header = Header(model_name=card.name, weights_fingerprint=bytes.fromhex(card.sha256)[:FINGERPRINT_SIZE],
                     width=width, height=height, frame_count=0, fps_num=fps.numerator, fps_den=fps.denominator,
-                    segment_length=segment_length, quality=quality)
+                    segment_length=segment_length)
     writer = BitstreamWriter(out, header)
-    compress = functools.partial(_compress, card.name, device, quality)
     for coded in ordered_map(compress, itertools.chain([first], segments), jobs, _register, (card,)):
         yield coded
         writer.write_segment(coded.segment)
@@ -181,8 +267,6 @@ class Decoder:
         self.card = zoo.card_for(self.header.model_name, self.header.weights_fingerprint.hex())
         self.device = device
         self.model, _ = loaded_model(self.card.name, device)
-        if self.header.quality >= self.model.qualities:
-            raise BitstreamError(f"quality {self.header.quality} is out of range for model {self.card.name}")
         try:
             self.latent_shape = self.model.latent_shape(self.header.height, self.header.width)
         except ValueError as error:
@@ -191,14 +275,23 @@ class Decoder:
     def __len__(self) -> int:
         return len(self.reader)
 
-    def read(self, k: int) -> Streams:
-        """Segment k's coded streams, its record's CRC and symbol counts checked against the geometry."""
+    def read(self, k: int) -> tuple[Streams, float]:
+        """(segment k's coded streams, its quality), its record's CRC, symbol counts and quality checked against
+        the model and geometry."""
         segment = self.reader.read_segment(k)
         expected = self.model.symbol_counts(segment.frame_count, self.latent_shape)
         if (segment.f_symbols, segment.z_symbols) != expected:
             raise BitstreamError(f"segment {k} holds {segment.f_symbols}+{segment.z_symbols} symbols, "
                                  f"the geometry needs {expected[0]}+{expected[1]}")
-        return coded_streams(segment)
+        quality = segment.quality / QUALITY_STEPS
+        if quality > self.model.qualities - 1:
+            raise BitstreamError(f"segment {k} has quality {quality:g}, out of range for model {self.card.name} "
+                                 f"(0..{self.model.qualities - 1})")
+        return coded_streams(segment), quality
+
+    def qualities(self) -> list[float]:
+        """Each segment's quality, read from the records' fields (payloads are not read)."""
+        return [self.reader.segment_quality(k) / QUALITY_STEPS for k in range(len(self))]
 
     def __getitem__(self, k: int) -> np.ndarray:
         return self._segment_decoder(self.read(k))
@@ -212,14 +305,15 @@ class Decoder:
 
     @property
     def _segment_decoder(self) -> functools.partial:
-        return functools.partial(_decompress, self.card.name, self.device, self.header.quality, self.latent_shape,
+        return functools.partial(_decompress, self.card.name, self.device, self.latent_shape,
                                  (self.header.height, self.header.width))
 
 
-def _decompress(model_name: str, device: str, quality: int, latent_shape: tuple[int, int], size: tuple[int, int],
-                streams: Streams) -> np.ndarray:
-    """Decode one segment's streams with a registered model (in this process or a worker): uint8 (T, H, W, 3)
-    cropped to `size` = (height, width)."""
+def _decompress(model_name: str, device: str, latent_shape: tuple[int, int], size: tuple[int, int],
+                coded: tuple[Streams, float]) -> np.ndarray:
+    """Decode one segment's (streams, quality), as `Decoder.read` gives them, with a registered model (in this
+    process or a worker): uint8 (T, H, W, 3) cropped to `size` = (height, width)."""
+    streams, quality = coded
     model, _ = loaded_model(model_name, device)
     with codec_threads():
         x_hat = model.decompress_segment(streams, quality, latent_shape)
@@ -227,11 +321,12 @@ def _decompress(model_name: str, device: str, quality: int, latent_shape: tuple[
 
 
 def encode(frames: Iterable[np.ndarray], *, fps: Fraction = Fraction(25), model_name: str = zoo.DEFAULT_MODEL,
-           quality: int = DEFAULT_QUALITY, segment_length: int = DEFAULT_SEGMENT_LENGTH) -> bytes:
-    """Frames (each uint8 (H, W, 3)) -> the bytes of a .dsae file."""
+           quality: float = DEFAULT_QUALITY, target: Target | None = None,
+           segment_length: int = DEFAULT_SEGMENT_LENGTH, jobs: int = 1) -> bytes:
+    """Frames (each uint8 (H, W, 3)) -> the bytes of a .dsae file (see `encode_stream`)."""
     out = io.BytesIO()
-    for _ in encode_stream(frames, out, fps=fps, model_name=model_name, quality=quality,
-                           segment_length=segment_length):
+    for _ in encode_stream(frames, out, fps=fps, model_name=model_name, quality=quality, target=target,
+                           segment_length=segment_length, jobs=jobs):
         pass
     return out.getvalue()
 
@@ -242,43 +337,44 @@ def decode(data: bytes) -> np.ndarray:
 
 
 @torch.no_grad()
-def generate(frames: int, *, model_name: str = zoo.DEFAULT_MODEL, quality: int = DEFAULT_QUALITY,
+def generate(frames: int, *, model_name: str = zoo.DEFAULT_MODEL, quality: float = DEFAULT_QUALITY,
              size: tuple[int, int] = (64, 64), segment_length: int = DEFAULT_SEGMENT_LENGTH,
              content: Decoder | None = None, motion: Decoder | None = None, seed: int = 0) -> Iterator[np.ndarray]:
     """Controlled generation from a DSAE's priors, segment by segment (uint8 (T, H, W, 3) each).
 
     f comes from `content`'s segments (cycled) or is drawn from its learned density; z_1:T comes from
-    `motion`'s segments or is drawn from the ConvLSTM prior. With a file given, its model, quality,
-    frame size and segment length are used (`model_name`, `quality`, `size`, `segment_length` are
-    ignored), and with `motion` the clip has the motion file's length at most.
+    `motion`'s segments or is drawn from the ConvLSTM prior. With a file given, its model, frame size and
+    segment length are used (`model_name`, `size`, `segment_length` are ignored), a latent drawn for segment k
+    is drawn at the quality of the file's segment k (`quality` is ignored), and with `motion` the clip has the
+    motion file's length at most.
     """
     given = [d for d in (content, motion) if d is not None]
     if given:
         header = given[0].header
         for other in given[1:]:
-            if (other.header.model_name, other.header.weights_fingerprint, other.header.width, other.header.height,
-                    other.header.quality) != (header.model_name, header.weights_fingerprint, header.width,
-                                              header.height, header.quality):
-                raise ValueError("--content and --motion files must share model, quality and frame size")
-        model, quality = given[0].model, header.quality
+            if (other.header.model_name, other.header.weights_fingerprint, other.header.width,
+                    other.header.height) != (header.model_name, header.weights_fingerprint, header.width, header.height):
+                raise ValueError("--content and --motion files must share model and frame size")
+        model = given[0].model
         width, height, segment_length = header.width, header.height, header.segment_length
         if motion is not None:
             frames = min(frames, motion.header.frame_count)
     else:
         model, _ = loaded_model(model_name)
         width, height = size
+        quality = quality_steps(quality, model.qualities) / QUALITY_STEPS
     if not model.has_static_latent:
         raise ValueError("generation needs a DSAE with a static latent f")
-    if not 0 <= quality < model.qualities:
-        raise ValueError(f"quality must be 0..{model.qualities - 1}, got {quality}")
     rng = np.random.default_rng(seed)
     shape = model.latent_shape(height, width)
     for k, start in enumerate(range(0, frames, segment_length)):
         length = min(segment_length, frames - start)
+        f_coded = content.read(k % len(content)) if content else None
+        z_coded = motion.read(k) if motion else None
+        quality = (z_coded or f_coded or (None, quality))[1]  # of the latent that is not drawn, if there is one
         with codec_threads():
-            f_hat = (model.decode_f(content.read(k % len(content)), quality, shape) if content
-                     else model.sample_f(quality, shape, rng))
-            z_hat = (model.decode_z(motion.read(k), quality, shape)[:, :length] if motion
+            f_hat = model.decode_f(*f_coded, shape) if f_coded else model.sample_f(quality, shape, rng)
+            z_hat = (model.decode_z(*z_coded, shape)[:, :length] if z_coded
                      else model.sample_z(quality, length, shape, rng))
             x_hat = model.synthesise(z_hat, f_hat)[0].clamp(0, 1)
         yield to_frames(x_hat, height, width)

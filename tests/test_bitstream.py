@@ -267,17 +267,16 @@ HEADER = Header(
     fps_num=30000,
     fps_den=1001,
     segment_length=4,
-    quality=3,
 )
 HEADER_VARINTS = ("width", "height", "fps_num", "fps_den", "segment_length")  # in file order
-RECORD_VARINTS = ("frame_count", "f_symbols", "f_len", "z_symbols", "z_len")
+RECORD_VARINTS = ("frame_count", "quality", "f_symbols", "f_len", "z_symbols", "z_len")
 
 
 def make_segments(frame_counts: list[int], seed: int = 0, payload_words: int = 3) -> list[Segment]:
     """Segments with random payloads of `payload_words` * 4 and * 8 bytes."""
     rng = np.random.default_rng(seed)
     return [
-        Segment(frames, int(rng.integers(0, 1000)), int(rng.integers(0, 1000)),
+        Segment(frames, int(rng.integers(0, 4081)), int(rng.integers(0, 1000)), int(rng.integers(0, 1000)),
                 rng.bytes(4 * payload_words), rng.bytes(8 * payload_words))
         for frames in frame_counts
     ]
@@ -327,7 +326,7 @@ class Layout:
     exactly one check of the reader."""
 
     prefix: bytes  # magic, version, name_len, model name, weights fingerprint
-    header: dict  # the header's varints by name (HEADER_VARINTS), then "quality" (one byte)
+    header: dict  # the header's varints by name (HEADER_VARINTS)
     records: list[dict]  # each record's varints by name (RECORD_VARINTS)
     payloads: list[bytes]  # each record's f_payload + z_payload
     frame_count: int | bytes  # the index's varints
@@ -342,8 +341,7 @@ class Layout:
         prefix, header = data[:position], {}
         for name in HEADER_VARINTS:
             header[name], position = _varint_at(data, position)
-        header["quality"] = data[position]
-        position += 1 + 4
+        position += 4
         index_size = int.from_bytes(data[-8:-4], "little")
         body = data[len(data) - 8 - index_size:-12]
         frame_count, at = _varint_at(body, 0)
@@ -361,7 +359,7 @@ class Layout:
 
     def header_bytes(self) -> bytes:
         varints = b"".join(raw_varint(self.header[n]) for n in HEADER_VARINTS)
-        body = self.prefix + varints + bytes([self.header["quality"]])
+        body = self.prefix + varints
         return body + struct.pack("<I", zlib.crc32(body))
 
     def fields_bytes(self, k: int) -> bytes:
@@ -387,8 +385,9 @@ class Layout:
 
 
 def rewrite_header(data: bytes, **fields) -> bytes:
-    """`data` with some header varints (or quality) replaced, bypassing all checks, and the header CRC redone."""
+    """`data` with some header varints replaced, bypassing all checks, and the header CRC redone."""
     layout = Layout.parse(data)
+    assert set(fields) <= set(HEADER_VARINTS), f"the header has no field {set(fields) - set(HEADER_VARINTS)}"
     layout.header.update(fields)
     return layout.build()
 
@@ -397,6 +396,7 @@ def rewrite_record(data: bytes, k: int, **fields) -> bytes:
     """`data` with some varints of segment k's record replaced, bypassing all checks, its CRC and its size in the
     index redone (the payload bytes stay as they are)."""
     layout = Layout.parse(data)
+    assert set(fields) <= set(RECORD_VARINTS), f"a record has no field {set(fields) - set(RECORD_VARINTS)}"
     layout.records[k].update(fields)
     return layout.build()
 
@@ -412,12 +412,12 @@ def rewrite_index(data: bytes, **fields) -> bytes:
 
 SMALL_FILE = make_file(make_segments([4, 1], payload_words=1))
 SMALL = Layout.parse(SMALL_FILE)
-HEADER_SIZE = len(SMALL.header_bytes())  # 39 bytes
-SIZES = [len(SMALL.record_bytes(k)) for k in range(2)]  # each 7 or 9 B of fields, the CRC and 4 + 8 B of payload
+HEADER_SIZE = len(SMALL.header_bytes())  # 38 bytes
+SIZES = [len(SMALL.record_bytes(k)) for k in range(2)]  # each 8 to 11 B of fields, the CRC and 4 + 8 B of payload
 
 
 def test_layout_helper_takes_a_file_apart_and_puts_it_together():
-    assert SMALL.build() == SMALL_FILE and HEADER_SIZE == 39
+    assert SMALL.build() == SMALL_FILE and HEADER_SIZE == 38
     assert rewrite_header(SMALL_FILE) == rewrite_record(SMALL_FILE, 1) == rewrite_index(SMALL_FILE) == SMALL_FILE
 
 
@@ -444,11 +444,11 @@ def test_round_trip_with_random_access(tmp_path):
 
 
 def test_round_trip_of_full_segments_and_empty_payloads_and_largest_fields():
-    segments = [Segment(4, 0, 0, b"", b""), Segment(4, 7, 2**31, b"abcd", b"")]
+    segments = [Segment(4, 0, 0, 0, b"", b""), Segment(4, 4080, 7, 2**31, b"abcd", b"")]
     assert read_all(make_file(segments)) == segments
     largest = dataclasses.replace(HEADER, model_name="m" * 64, width=16384, height=16384, fps_num=2**31 - 1,
-                                  fps_den=2**31 - 1, segment_length=1024, quality=255)
-    segments = [Segment(1024, 2**31, 2**31, b"f" * 300, b"z" * 200), Segment(1, 0, 0, b"", b"")]
+                                  fps_den=2**31 - 1, segment_length=1024)
+    segments = [Segment(1024, 4080, 2**31, 2**31, b"f" * 300, b"z" * 200), Segment(1, 0, 0, 0, b"", b"")]
     reader = BitstreamReader(make_file(segments, largest))
     assert reader.header == dataclasses.replace(largest, frame_count=1025)
     assert [reader.read_segment(k) for k in range(2)] == segments
@@ -457,30 +457,31 @@ def test_round_trip_of_full_segments_and_empty_payloads_and_largest_fields():
 def test_layout_matches_the_documented_table():
     segments = make_segments([4, 1], payload_words=1)
     name = HEADER.model_name.encode()
-    header = (MAGIC + bytes([3, len(name)]) + name + bytes(range(8))
-              + bytes([64, 48, 0xB0, 0xEA, 0x01, 0xE9, 0x07, 4, 3]))  # 64, 48, 30000, 1001 (LEB128), 4, quality 3
+    header = (MAGIC + bytes([4, len(name)]) + name + bytes(range(8))
+              + bytes([64, 48, 0xB0, 0xEA, 0x01, 0xE9, 0x07, 4]))  # 64, 48, 30000, 1001 (LEB128), 4
     header += struct.pack("<I", zlib.crc32(header))
     records = []
     for segment in segments:
-        fields = b"".join(leb128(v) for v in (segment.frame_count, segment.f_symbols, len(segment.f_payload),
-                                              segment.z_symbols, len(segment.z_payload)))
+        fields = b"".join(leb128(v) for v in (segment.frame_count, segment.quality, segment.f_symbols,
+                                              len(segment.f_payload), segment.z_symbols, len(segment.z_payload)))
         payloads = segment.f_payload + segment.z_payload
         records.append(fields + struct.pack("<I", zlib.crc32(payloads, zlib.crc32(fields))) + payloads)
     index = leb128(5) + leb128(2) + b"".join(leb128(len(r)) for r in records)
     index += struct.pack("<I", zlib.crc32(index))
-    assert FORMAT_VERSION == 3 and len(header) == HEADER_SIZE
+    assert FORMAT_VERSION == 4 and len(header) == HEADER_SIZE
     assert SMALL_FILE == header + b"".join(records) + index + struct.pack("<I", len(index)) + b"DSAE"
 
 
-def test_a_one_segment_sprite_file_takes_64_bytes_besides_its_payloads():
-    # One 8-frame segment of 64x64 at 25 fps, a 16-character model name, 20 + 10 payload bytes: header 6 + 16 + 8
-    # + 5 one-byte varints + quality + CRC = 40 B, record 5 one-byte varints + CRC + 30 = 39 B, index 3 one-byte
-    # varints + CRC = 7 B, trailer 8 B. Version 2 took 81 + (22 + 30) + 16 + 12 = 161 B for the same file.
-    header = Header("dsae-sprites-f64", bytes(8), 64, 64, 0, 25, 1, 8, 0)
-    data = make_file([Segment(8, 64, 100, bytes(20), bytes(10))], header)
-    assert len(data) == 40 + 39 + 7 + 8 == 94
-    # symbol counts of 128 or more take a second byte each: 16 x 8 = 128 z symbols make it 95
-    assert len(make_file([Segment(8, 64, 128, bytes(20), bytes(10))], header)) == 95
+def test_a_one_segment_sprite_file_takes_65_bytes_besides_its_payloads():
+    # One 8-frame segment of 64x64 at 25 fps at quality 2 (32 steps), a 16-character model name, 20 + 10 payload
+    # bytes: header 6 + 16 + 8 + 5 one-byte varints + CRC = 39 B, record 6 one-byte varints + CRC + 30 = 40 B, index
+    # 3 one-byte varints + CRC = 7 B, trailer 8 B. Version 2 took 81 + (22 + 30) + 16 + 12 = 161 B for the same file.
+    header = Header("dsae-sprites-f64", bytes(8), 64, 64, 0, 25, 1, 8)
+    data = make_file([Segment(8, 32, 64, 100, bytes(20), bytes(10))], header)
+    assert len(data) == 39 + 40 + 7 + 8 == 94
+    # values of 128 or more take a second byte each: 16 x 8 = 128 z symbols, or quality 2.5 and up (40 steps) do not
+    assert len(make_file([Segment(8, 32, 64, 128, bytes(20), bytes(10))], header)) == 95
+    assert len(make_file([Segment(8, 4 * 16, 64, 100, bytes(20), bytes(10))], header)) == 94
 
 
 class AppendOnly(io.RawIOBase):
@@ -525,8 +526,7 @@ def test_writer_ignores_the_frame_count_it_is_given():
     "field, value",
     [("model_name", ""), ("model_name", "x" * 65), ("model_name", "naïve"), ("model_name", "a\nb"),
      ("weights_fingerprint", b"\x00" * 7), ("weights_fingerprint", b"\x00" * 32), ("width", 0), ("height", 16385),
-     ("frame_count", 2**24 + 1), ("fps_num", 0), ("fps_den", 2**31), ("segment_length", 0), ("segment_length", 1025),
-     ("quality", 256)],
+     ("frame_count", 2**24 + 1), ("fps_num", 0), ("fps_den", 2**31), ("segment_length", 0), ("segment_length", 1025)],
 )
 def test_header_rejects_out_of_range_fields(field: str, value):
     with pytest.raises(ValueError):
@@ -546,9 +546,11 @@ def test_writer_misuse():
     with pytest.raises(ValueError):
         writer.write_segment(make_segments([1])[0])
     with pytest.raises(ValueError):
-        Segment(0, 0, 0, b"", b"")
+        Segment(0, 0, 0, 0, b"", b"")
     with pytest.raises(ValueError):
-        Segment(1, 2**31 + 1, 0, b"", b"")
+        Segment(1, 0, 2**31 + 1, 0, b"", b"")
+    with pytest.raises(ValueError):
+        Segment(1, 4081, 0, 0, b"", b"")
 
 
 def test_unclosed_file_is_reported_as_incomplete():
@@ -582,9 +584,9 @@ def test_foreign_older_and_newer_files():
         BitstreamReader(b"\x1aE\xdf\xa3" + SMALL_FILE[4:])  # Matroska's magic
     with pytest.raises(BitstreamError, match="bad magic"):
         BitstreamReader(b"X")
-    for version in (1, 2, 4, 255):  # version 2 files are not read either
+    for version in (1, 2, 3, 5, 255):  # version 2 and 3 files are not read either
         with pytest.raises(BitstreamError, match=rf"^unsupported format version {version} \(this decoder reads "
-                                                 r"version 3\)$"):
+                                                 r"version 4\)$"):
             BitstreamReader(SMALL_FILE[:4] + bytes([version]) + SMALL_FILE[5:])
 
 
@@ -593,7 +595,7 @@ def test_a_version_2_file_gets_the_version_error():
     v2 = MAGIC + bytes([2, 12]) + b"dsae-sprites" + bytes(range(32)) + struct.pack("<IIIIIHB", 64, 48, 5, 30000,
                                                                                      1001, 4, 3)
     v2 += struct.pack("<I", zlib.crc32(v2))
-    with pytest.raises(BitstreamError, match=r"unsupported format version 2 \(this decoder reads version 3\)"):
+    with pytest.raises(BitstreamError, match=r"unsupported format version 2 \(this decoder reads version 4\)"):
         BitstreamReader(v2 + SMALL_FILE[HEADER_SIZE:])
 
 
@@ -677,7 +679,8 @@ def test_index_pointing_anywhere_wrong(change: dict):
     "change, message",
     [({"frame_count": b"\x85\x00"}, r"frame count is not in its shortest encoding"),
      ({"count": b"\x82\x80\x00"}, r"segment count is not in its shortest encoding"),
-     ({"sizes": [S0, bytes([S1 | 0x80, 0x00])]}, r"size of segment 1 takes more than the 1 byte its bound of 44 needs"),
+     ({"sizes": [S0, bytes([S1 | 0x80, 0x00])]},
+      rf"size of segment 1 takes more than the 1 byte its bound of {S0 + S1} needs"),
      ({"count": b"\x82\x00"}, r"segment count is not in its shortest encoding"),
      ({"frame_count": 2**24 + 1}, r"frame count is over its bound of 16777216"),
      ({"count": 2**25}, r"segment count is over its bound of 16777216"),
@@ -704,8 +707,9 @@ def test_index_in_the_wrong_place():
 
 
 def test_record_fields_out_of_range_with_valid_crc():
-    data = make_file([Segment(4, 1, 1, b"", b"")])
-    for fields, message in [({"f_symbols": 2**32 - 1}, "f symbol count is over its bound of 2147483648"),
+    data = make_file([Segment(4, 0, 1, 1, b"", b"")])
+    for fields, message in [({"quality": 4081}, "quality is over its bound of 4080"),
+                            ({"f_symbols": 2**32 - 1}, "f symbol count is over its bound of 2147483648"),
                             ({"z_symbols": 2**31 + 1}, "z symbol count is over its bound of 2147483648"),
                             ({"frame_count": 1025}, "frame count is over its bound of 1024"),
                             ({"f_len": 2**32}, "f payload size is over its bound of 4294967295"),
@@ -721,7 +725,7 @@ def test_record_fields_out_of_range_with_valid_crc():
 
 
 def test_record_varint_cut_off_by_the_end_of_its_record():
-    data = make_file([Segment(4, 1, 1, b"", b"")])  # a 9-byte record: 5 one-byte varints and the CRC
+    data = make_file([Segment(4, 0, 1, 1, b"", b"")])  # a 10-byte record: 6 one-byte varints and the CRC
     reader = BitstreamReader(rewrite_record(data, 0, z_len=b"\x80"))  # z_len runs on into the CRC
     with pytest.raises(BitstreamError, match=r"^segment 0 is corrupted \(z payload size is cut off by the end of "
                                              r"its record\)$"):

@@ -25,10 +25,12 @@ def test_header_records_geometry(tiny_model):
     from fractions import Fraction
 
     data = codec.encode(synthetic_clip(11, 20, 30), fps=Fraction(30000, 1001), model_name=tiny_model,
-                        quality=0, segment_length=4)
-    header = BitstreamReader(data).header
+                        quality=0.5, segment_length=4)
+    reader = BitstreamReader(data)
+    header = reader.header
     assert (header.width, header.height, header.frame_count) == (30, 20, 11)
-    assert (header.fps_num, header.fps_den, header.segment_length, header.quality) == (30000, 1001, 4, 0)
+    assert (header.fps_num, header.fps_den, header.segment_length) == (30000, 1001, 4)
+    assert [reader.segment_quality(k) for k in range(3)] == [8, 8, 8]  # 0.5 in steps of 1/16
     assert header.model_name == tiny_model and header.segment_count == 3
 
 

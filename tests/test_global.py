@@ -107,9 +107,8 @@ def test_codec_round_trip_and_wrong_sizes_refused(global_model):
     card = zoo.MODELS[global_model]
     out = io.BytesIO()
     writer = BitstreamWriter(out, Header(model_name=card.name, weights_fingerprint=bytes.fromhex(card.sha256)[:8],
-                                         width=48, height=SIZE, frame_count=0, fps_num=25, fps_den=1, segment_length=4,
-                                         quality=1))
-    writer.write_segment(Segment(frame_count=4, f_symbols=6, z_symbols=12, f_payload=b"", z_payload=b""))
+                                         width=48, height=SIZE, frame_count=0, fps_num=25, fps_den=1, segment_length=4))
+    writer.write_segment(Segment(frame_count=4, quality=16, f_symbols=6, z_symbols=12, f_payload=b"", z_payload=b""))
     writer.close()
     with pytest.raises(BitstreamError, match=f"only {SIZE}x{SIZE} frames"):
         codec.Decoder(out.getvalue())

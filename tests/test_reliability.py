@@ -32,7 +32,7 @@ from test_videoio import make_audio_only, make_cut_mp4, make_size_change
 
 # ---------------------------------------------------------------- hostile .dsae files
 
-HEADER_FIELDS = ("width", "height", "fps_num", "fps_den", "segment_length", "quality")  # varints, and the quality byte
+HEADER_FIELDS = ("width", "height", "fps_num", "fps_den", "segment_length")  # the header's varints
 EXTREMES = [0, 1, 2, 127, 128, 255, 1024, 1025, 16384, 16385, 2**16 - 1, 2**24, 2**24 + 1, 2**31 - 1, 2**31, 2**32 - 1,
             2**32, 2**64]
 # a varint field's value: an extreme, or any bytes as its encoding (overlong, unterminated, over its bound, ...)
@@ -90,9 +90,6 @@ def mutations(draw: st.DrawFn, original: bytes) -> bytes:
         del data[draw(st.integers(0, len(data) - 1)):]
     elif kind == "header":  # header fields set to extremes or to crafted encodings, header CRC redone
         fields = draw(st.dictionaries(st.sampled_from(HEADER_FIELDS), FIELD_VALUES, min_size=1))
-        if "quality" in fields:  # one byte
-            quality = fields["quality"]
-            fields["quality"] = quality[0] if isinstance(quality, bytes) else quality % 256
         data = bytearray(rewrite_header(original, **fields))
     elif kind == "version":
         data[4] = draw(st.integers(0, 255).filter(lambda v: v != original[4]))
@@ -110,7 +107,8 @@ def mutations(draw: st.DrawFn, original: bytes) -> bytes:
         data = bytearray(rewrite_index(original, **fields))
     elif kind == "record":  # a record's fields set to anything, record CRC and its size in the index redone
         fields = draw(st.fixed_dictionaries({}, optional={
-            "frame_count": st.integers(0, 2**16 - 1) | FIELD_VALUES, "f_symbols": FIELD_VALUES,
+            "frame_count": st.integers(0, 2**16 - 1) | FIELD_VALUES, "quality": st.integers(0, 64) | FIELD_VALUES,
+            "f_symbols": FIELD_VALUES,
             "f_len": FIELD_VALUES, "z_symbols": FIELD_VALUES, "z_len": FIELD_VALUES}))
         data = bytearray(rewrite_record(original, draw(st.integers(0, segments - 1)), **fields))
     elif kind == "payload":  # entropy-coded bytes replaced, record CRC redone: the range decoder sees garbage
@@ -185,10 +183,15 @@ def test_every_truncation_and_extension_is_rejected(small_file):
 
 
 @pytest.mark.parametrize("fields", [{"width": 0}, {"height": 0}, {"segment_length": 0}, {"width": 2**31},
-                                    {"height": 2**31}, {"segment_length": 2**15}, {"fps_den": 0}, {"quality": 2},
-                                    {"quality": 255}, {"width": b"\x98\x00"}, {"fps_num": b"\xff\xff\xff\xff\xff\x01"}])
+                                    {"height": 2**31}, {"segment_length": 2**15}, {"fps_den": 0},
+                                    {"width": b"\x98\x00"}, {"fps_num": b"\xff\xff\xff\xff\xff\x01"}])
 def test_header_extremes_with_valid_crc_are_rejected(small_file, fields):
     assert decode_or_reject(rewrite_header(small_file, **fields)) is None
+
+
+@pytest.mark.parametrize("quality", [17, 4080, 4081])  # the tiny model's highest level is 1: 16 steps
+def test_segment_quality_beyond_the_model_is_rejected(small_file, quality):
+    assert decode_or_reject(rewrite_record(small_file, 1, quality=quality)) is None
 
 
 @pytest.mark.parametrize("fields", [{"frame_count": 0}, {"frame_count": 4}, {"frame_count": 2**31},

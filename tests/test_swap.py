@@ -51,10 +51,11 @@ def test_swap_truncates_to_the_shorter_file(tiny_model):
     assert codec.decode(result).shape[0] == 8
 
 
-@pytest.mark.parametrize("other, field", [({"quality": 0}, "quality"), ({"size": (32, 32)}, "width"),
-                                          ({"size": (16, 48)}, "height")])
-def test_swap_refuses_mismatched_files(tiny_model, other, field):
-    with pytest.raises(BitstreamError, match=f"differ in {field}"):
+@pytest.mark.parametrize("other, problem", [({"quality": 0}, "segment 0 was coded at quality 1 in the content file and 0 "),
+                                            ({"size": (32, 32)}, "differ in width"),
+                                            ({"size": (16, 48)}, "differ in height")])
+def test_swap_refuses_mismatched_files(tiny_model, other, problem):
+    with pytest.raises(BitstreamError, match=problem):
         swapped(coded(tiny_model, 1), coded(tiny_model, 2, **other))
 
 
@@ -96,7 +97,10 @@ def test_generate_from_priors_and_files(tiny_model, tmp_path):
     assert np.concatenate(list(generate(6, content=content))).shape == (6, 32, 48, 3)
     assert np.concatenate(list(generate(100, motion=motion))).shape == (10, 32, 48, 3)
     with pytest.raises(ValueError, match="share"):
-        list(generate(4, content=content, motion=Decoder(coded(tiny_model, 2, quality=0))))
+        list(generate(4, content=content, motion=Decoder(coded(tiny_model, 2, size=(32, 32)))))
+    # f and z decoded each at its own segment's quality
+    mixed = np.concatenate(list(generate(4, content=content, motion=Decoder(coded(tiny_model, 2, quality=0)))))
+    assert mixed.shape == (4, 32, 48, 3)
 
 
 def test_generate_cli(tiny_model, tmp_path):

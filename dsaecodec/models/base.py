@@ -6,6 +6,8 @@ A model codes one segment of frames at a time:
     x_hat = model.decompress_segment(streams, quality, latent_shape)     latent_shape = model.latent_shape(H, W)
 
 where `streams` (a `Streams`) holds the entropy-coded bytes; only dsaecodec.codec turns them into file records.
+Coding takes any quality from 0 to `qualities - 1` (between trained levels the gains are interpolated, see
+`layers.gain`); training takes the trained levels, integers.
 
 and trains with `forward(x, quality) -> {"x_hat", "f_bits", "z_bits"}`, `aux_loss()` and
 `update_tables()` (build the integer entropy tables before saving or coding).

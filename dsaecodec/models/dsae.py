@@ -52,6 +52,7 @@ from dsaecodec.models.layers import (
     gain,
     global_analysis,
     global_synthesis,
+    nearest_level,
     synthesis_transform,
 )
 from dsaecodec.models.layers import conv as _conv
@@ -144,7 +145,7 @@ class DSAE(CodecModel):
     # --- training ---------------------------------------------------------------------------------
     def _quantise_f(self, f: Tensor, quality: int) -> tuple[Tensor, Tensor]:
         """Training-time f (B, C_f, h, w) -> (f_hat with straight-through rounding, its bits under noise)."""
-        return self.f_entropy[quality](f, gain(self.f_log_gain, quality))
+        return self.f_entropy[nearest_level(quality)](f, gain(self.f_log_gain, quality))
 
     def forward(self, x: Tensor, quality: int, content: Tensor | None = None,
                 motion: Tensor | None = None) -> dict[str, Tensor]:
@@ -213,7 +214,7 @@ class DSAE(CodecModel):
         return torch.stack(z_hats, dim=1)
 
     @torch.no_grad()
-    def compress_segment(self, x: Tensor, quality: int) -> tuple[Streams, Tensor]:
+    def compress_segment(self, x: Tensor, quality: float) -> tuple[Streams, Tensor]:
         """Frames (T, 3, H, W) in [0, 1] -> (coded streams: f static, z_1:T dynamic; x_hat (T, 3, H, W)).
 
         `x_hat` is the decoder's output, computed on the same code path.
@@ -221,7 +222,7 @@ class DSAE(CodecModel):
         features, f = self.analyse(x[None])
         f_encoder, f_hat, f_count = SymbolEncoder(), None, 0
         if self.config.use_f:
-            f_hat = self.f_entropy[quality].encode(f, gain(self.f_log_gain, quality), f_encoder)
+            f_hat = self.f_entropy[nearest_level(quality)].encode(f, gain(self.f_log_gain, quality), f_encoder)
             f_count = f.numel()
 
         z, z_gain, z_encoder = self.infer_z(features, f_hat), gain(self.z_log_gain, quality), SymbolEncoder()
@@ -232,37 +233,37 @@ class DSAE(CodecModel):
                           static_symbols=f_count, dynamic_symbols=z_hat.numel())
         return streams, x_hat
 
-    def decode_f(self, streams: Streams, quality: int, shape: tuple[int, int]) -> Tensor | None:
+    def decode_f(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor | None:
         """The static latent f_hat (1, C_f, h, w) of a coded segment (None for a model without f)."""
         if not self.config.use_f:
             return None
-        return self.f_entropy[quality].decode(SymbolDecoder(streams.static), (1, *shape),
+        return self.f_entropy[nearest_level(quality)].decode(SymbolDecoder(streams.static), (1, *shape),
                                               gain(self.f_log_gain, quality))
 
-    def decode_z(self, streams: Streams, quality: int, shape: tuple[int, int]) -> Tensor:
+    def decode_z(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
         """The dynamic latents z_hat (1, T, C_z, h, w) of a coded segment."""
         z_gain, z_decoder = gain(self.z_log_gain, quality), SymbolDecoder(streams.dynamic)
         return self._roll_out_z(streams.frames, shape,
                                 lambda t, mu, scale: self.z_coder.decode(z_decoder, mu, scale, z_gain))
 
     @torch.no_grad()
-    def decompress_segment(self, streams: Streams, quality: int, shape: tuple[int, int]) -> Tensor:
+    def decompress_segment(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
         """A coded segment -> frames (T, 3, 16h, 16w) (vector latents: S x S) in [0, 1]; `shape` = (h, w) of
         the latents (`latent_shape`)."""
         return self.synthesise(self.decode_z(streams, quality, shape), self.decode_f(streams, quality, shape))[0].clamp(0, 1)
 
     # --- sampling from the priors (controlled generation) ------------------------------------------
-    def sample_f(self, quality: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
+    def sample_f(self, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """f_hat (1, C_f, h, w) drawn from the learned density of f at this quality."""
-        return self.f_entropy[quality].sample((1, *shape), gain(self.f_log_gain, quality), rng)
+        return self.f_entropy[nearest_level(quality)].sample((1, *shape), gain(self.f_log_gain, quality), rng)
 
-    def sample_z(self, quality: int, frames: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
+    def sample_z(self, quality: float, frames: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """z_hat (1, T, C_z, h, w) drawn from the ConvLSTM prior, each step fed the previous sample."""
         z_gain = gain(self.z_log_gain, quality)
         return self._roll_out_z(frames, shape, lambda t, mu, scale: self.z_coder.sample(mu, scale, z_gain, rng))
 
     @torch.no_grad()
-    def sample(self, frames: int, quality: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
+    def sample(self, frames: int, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """Frames (T, 3, 16h, 16w) in [0, 1] drawn from the priors: f from its density (none without f),
         z_1:T from the z prior."""
         f_hat = self.sample_f(quality, shape, rng) if self.config.use_f else None

@@ -49,6 +49,7 @@ from dsaecodec.models.layers import (
     global_analysis,
     global_synthesis,
     log_gains,
+    nearest_level,
     synthesis_transform,
 )
 
@@ -128,7 +129,7 @@ class FrameVAE(CodecModel):
         """
         b, t = x.shape[:2]
         y = self.g_a(x.flatten(0, 1))
-        z_hat, z_bits = self.z_entropy[quality](self.hyper_analyse(y), gain(self.z_log_gain, quality))
+        z_hat, z_bits = self.z_entropy[nearest_level(quality)](self.hyper_analyse(y), gain(self.z_log_gain, quality))
         y_hat, y_bits = self.y_coder.forward(y, None, self.hyper_synthesise(z_hat, y.shape[-2:]),
                                              gain(self.y_log_gain, quality), self.training)
         x_hat = self.g_s(y_hat).unflatten(0, (b, t))
@@ -146,7 +147,7 @@ class FrameVAE(CodecModel):
             coder.update(refit_quantiles=bool(self.frame_size))
 
     # --- coding one segment -----------------------------------------------------------------------
-    def _synthesise_coded(self, z_hat: Tensor, quality: int, shape: tuple[int, int],
+    def _synthesise_coded(self, z_hat: Tensor, quality: float, shape: tuple[int, int],
                           take_y: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
         """The decoder's path from dequantised hyper-latents z_hat (T, N, h', w') to frames (T, 3, 16h, 16w).
 
@@ -157,30 +158,30 @@ class FrameVAE(CodecModel):
         return framewise(self.g_s, y_hat).clamp(0, 1)
 
     @torch.no_grad()
-    def compress_segment(self, x: Tensor, quality: int) -> tuple[Streams, Tensor]:
+    def compress_segment(self, x: Tensor, quality: float) -> tuple[Streams, Tensor]:
         """Frames (T, 3, H, W) in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
         y = framewise(self.g_a, x)
         encoder = SymbolEncoder()
-        z_hat = self.z_entropy[quality].encode(self.hyper_analyse(y), gain(self.z_log_gain, quality), encoder)
+        z_hat = self.z_entropy[nearest_level(quality)].encode(self.hyper_analyse(y), gain(self.z_log_gain, quality), encoder)
         x_hat = self._synthesise_coded(z_hat, quality, y.shape[-2:],
                                        lambda scale, y_gain: self.y_coder.encode(y, None, scale, y_gain, encoder))
         symbols = self.symbol_counts(x.shape[0], y.shape[-2:])[1]
         return Streams(frames=x.shape[0], dynamic=encoder.to_bytes(), dynamic_symbols=symbols), x_hat
 
     @torch.no_grad()
-    def decompress_segment(self, streams: Streams, quality: int, shape: tuple[int, int]) -> Tensor:
+    def decompress_segment(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
         """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
         decoder = SymbolDecoder(streams.dynamic)
-        z_hat = self.z_entropy[quality].decode(decoder, (streams.frames, *self._hyper_shape(shape)),
+        z_hat = self.z_entropy[nearest_level(quality)].decode(decoder, (streams.frames, *self._hyper_shape(shape)),
                                                gain(self.z_log_gain, quality))
         return self._synthesise_coded(z_hat, quality, shape,
                                       lambda scale, y_gain: self.y_coder.decode(decoder, None, scale, y_gain))
 
     @torch.no_grad()
-    def sample(self, frames: int, quality: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
+    def sample(self, frames: int, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """Frames (T, 3, 16h, 16w) in [0, 1] drawn from the priors, each frame independently: its hyper-latent
         from the learned density, then y from the Gaussian that the hyper-latent gives."""
-        z_hat = self.z_entropy[quality].sample((frames, *self._hyper_shape(shape)), gain(self.z_log_gain, quality), rng)
+        z_hat = self.z_entropy[nearest_level(quality)].sample((frames, *self._hyper_shape(shape)), gain(self.z_log_gain, quality), rng)
         return self._synthesise_coded(z_hat, quality, shape,
                                       lambda scale, y_gain: self.y_coder.sample(None, scale, y_gain, rng))
 

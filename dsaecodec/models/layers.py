@@ -73,9 +73,18 @@ def log_gains(lambdas: tuple[float, ...], channels: int) -> Tensor:
     return (0.5 * torch.log(lam / lam.max()))[:, None].repeat(1, channels)
 
 
-def gain(log_gain: Tensor, quality: int) -> Tensor:
-    """Per-channel gains of one quality level, shaped (1, C, 1, 1) to multiply a latent."""
-    return log_gain[quality].exp()[None, :, None, None]
+def gain(log_gain: Tensor, quality: float) -> Tensor:
+    """Per-channel gains at `quality`, shaped (1, C, 1, 1) to multiply a latent. Between two trained levels the
+    log gains are interpolated linearly (Cui et al. 2021), so quality is continuous from 0 to the highest level."""
+    lower = min(int(quality), log_gain.shape[0] - 1)
+    weight = quality - lower
+    log_gain_q = log_gain[lower] if weight == 0 else (1 - weight) * log_gain[lower] + weight * log_gain[lower + 1]
+    return log_gain_q.exp()[None, :, None, None]
+
+
+def nearest_level(quality: float) -> int:
+    """The trained level nearest to `quality` (halves round up): whose entropy model codes a quality in between."""
+    return int(quality + 0.5)
 
 
 def analysis_transform(channels: int) -> nn.Sequential:

@@ -149,7 +149,7 @@ class RNNCodec(CodecModel):
         """Nothing to build: every symbol is coded under the fixed Gaussian scale table."""
 
     # --- coding one segment -----------------------------------------------------------------------
-    def _roll_out(self, quality: int, frames: int, shape: tuple[int, int],
+    def _roll_out(self, quality: float, frames: int, shape: tuple[int, int],
                   take_latent: Callable[[int, Tensor, Tensor, Tensor, Tensor], Tensor]) -> Tensor:
         """The decoder's loop, frame by frame with batch 1. `take_latent(t, h_t, mu, scale, y_gain)` returns
         the dequantised y_hat_t (1, C_y, h, w) of frame t under the prior N(mu, scale): the encoder codes it,
@@ -165,7 +165,7 @@ class RNNCodec(CodecModel):
         return torch.cat(x_hats)
 
     @torch.no_grad()
-    def compress_segment(self, x: Tensor, quality: int) -> tuple[Streams, Tensor]:
+    def compress_segment(self, x: Tensor, quality: float) -> tuple[Streams, Tensor]:
         """Frames (T, 3, H, W) in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
         features = framewise(self.g_a, x)
         encoder = SymbolEncoder()
@@ -178,14 +178,14 @@ class RNNCodec(CodecModel):
         return Streams(frames=x.shape[0], dynamic=encoder.to_bytes(), dynamic_symbols=symbols), x_hat
 
     @torch.no_grad()
-    def decompress_segment(self, streams: Streams, quality: int, shape: tuple[int, int]) -> Tensor:
+    def decompress_segment(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
         """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
         decoder = SymbolDecoder(streams.dynamic)
         return self._roll_out(quality, streams.frames, shape,
                               lambda t, hidden, mu, scale, y_gain: self.y_coder.decode(decoder, mu, scale, y_gain))
 
     @torch.no_grad()
-    def sample(self, frames: int, quality: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
+    def sample(self, frames: int, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """Frames (T, 3, 16h, 16w) in [0, 1] drawn from the prior: each y_t from the Gaussian that the
         reconstructions so far predict, decoded and fed back as the decoder does."""
         return self._roll_out(quality, frames, shape,
