@@ -80,9 +80,16 @@ def main() -> None:
     """
 
 
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".ogv",
+                  ".y4m"}
+"""What folder mode (`dsaecodec encode DIR -o OUTDIR`) takes for a video."""
+
+
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .dsae file [default: INPUT with .dsae]")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output .dsae file [default: INPUT with .dsae]; for a folder INPUT, the output folder "
+                   "[default: INPUT-dsae]")
 @click.option("-q", "--quality", type=float,
               help="Quality, 0 (fewest bits) to the model's highest level (see `dsaecodec models`); fractions such as "
                    "2.5 lie between the trained levels (steps of 1/16).  [default: 2]")
@@ -99,29 +106,57 @@ def main() -> None:
 @DEVICE_OPTION
 @FORCE_OPTION
 @_one_line_errors
-def encode(input_path: Path, output: Path | None, quality: float, bitrate: str | None, target_psnr: float | None,
-           segment_length: int, model_name: str, jobs: int | None, device: str, force: bool) -> None:
-    """Compress the video INPUT (anything FFmpeg reads) into a .dsae file."""
-    from tqdm import tqdm
+def encode(input_path: Path, output: Path | None, quality: float | None, bitrate: str | None,
+           target_psnr: float | None, segment_length: int, model_name: str, jobs: int | None, device: str,
+           force: bool) -> None:
+    """Compress the video INPUT (anything FFmpeg reads) into a .dsae file.
 
-    from dsaecodec.codec import DEFAULT_QUALITY, Target, encode_stream
-    from dsaecodec.fileutil import atomic_output, check_output
+    \b
+    INPUT may be a folder: every video in it and its subfolders (by suffix: .mp4, .mkv, .mov, .y4m, ...) is
+    coded to the same relative path under the output folder, with .dsae. A file that fails is reported and
+    the others are carried on; a summary table ends the run, and the exit code is 2 if any file failed.
+    Outputs that exist are skipped unless --force.
+    """
+    from dsaecodec.codec import DEFAULT_QUALITY, Target
     from dsaecodec.videoio import VideoReader
 
-    output = output or input_path.with_suffix(".dsae")
-    _check_not_input(input_path, output)
-    check_output(output, force)
     if sum(option is not None for option in (quality, bitrate, target_psnr)) > 1:
         raise ValueError("give one of --quality, --bitrate and --target-psnr")
     bits_per_second = None if bitrate is None else _bitrate(bitrate)
-    with VideoReader(input_path) as video, atomic_output(output, force) as tmp, open(tmp, "wb") as out:
-        target = (Target(bits_per_frame=bits_per_second / video.fps) if bits_per_second is not None
-                  else Target(psnr=target_psnr) if target_psnr is not None else None)
+
+    def code(source: Path, target_path: Path) -> str:
+        """Encode one file; returns the line that reports it."""
+        with VideoReader(source) as video:
+            target = (Target(bits_per_frame=bits_per_second / video.fps) if bits_per_second is not None
+                      else Target(psnr=target_psnr) if target_psnr is not None else None)
+            return _encode_video(video, target_path, force, model_name=model_name,
+                                 quality=DEFAULT_QUALITY if quality is None else quality, target=target,
+                                 segment_length=segment_length, device=_device(device), jobs=_jobs(jobs, device))
+
+    if input_path.is_dir():
+        folder = input_path.resolve()
+        _encode_folder(folder, output or folder.with_name(folder.name + "-dsae"), force, code)
+        return
+    output = output or input_path.with_suffix(".dsae")
+    _check_not_input(input_path, output)
+    from dsaecodec.fileutil import check_output
+
+    check_output(output, force)
+    click.echo(code(input_path, output))
+
+
+def _encode_video(video, output: Path, force: bool, **options) -> str:
+    """Code an open VideoReader into `output` (atomically, with a progress bar); the line that reports it.
+    `options` are those of `codec.encode_stream`."""
+    from tqdm import tqdm
+
+    from dsaecodec.codec import encode_stream
+    from dsaecodec.fileutil import atomic_output
+
+    with atomic_output(output, force) as tmp, open(tmp, "wb") as out:
         frames, payload = 0, [0, 0]
         bar = tqdm(total=video.frame_count, unit="frame", desc="encode", disable=None, leave=False)
-        for coded in encode_stream(iter(video), out, fps=video.fps, model_name=model_name,
-                                   quality=DEFAULT_QUALITY if quality is None else quality, target=target, segment_length=segment_length, device=_device(device),
-                                   jobs=_jobs(jobs, device)):
+        for coded in encode_stream(iter(video), out, fps=video.fps, **options):
             frames += coded.segment.frame_count
             payload[0] += len(coded.segment.f_payload)
             payload[1] += len(coded.segment.z_payload)
@@ -130,10 +165,56 @@ def encode(input_path: Path, output: Path | None, quality: float, bitrate: str |
         out.flush()
         size = out.tell()
     pixels = frames * video.width * video.height
-    click.echo(f"{output}: {frames} frames {video.width}x{video.height}, {size} bytes, "
-               f"{8 * size / frames:.0f} bits/frame ({8 * size / frames * video.fps / 1000:.1f} kbit/s, "
-               f"{8 * size / pixels:.4f} bpp; "
-               f"f {8 * payload[0] / frames:.0f} + z {8 * payload[1] / frames:.0f} bits/frame of payload)")
+    return (f"{output}: {frames} frames {video.width}x{video.height}, {size} bytes, "
+            f"{8 * size / frames:.0f} bits/frame ({8 * size / frames * video.fps / 1000:.1f} kbit/s, "
+            f"{8 * size / pixels:.4f} bpp; "
+            f"f {8 * payload[0] / frames:.0f} + z {8 * payload[1] / frames:.0f} bits/frame of payload)")
+
+
+def _encode_folder(folder: Path, out_folder: Path, force: bool, code) -> None:
+    """Folder mode of `encode`: `code(source, target)` for every video under `folder`, into `out_folder`;
+    failures are reported and carried on, then a summary; exit 2 if any file failed."""
+    import time
+
+    if out_folder.resolve().is_relative_to(folder.resolve()):
+        raise ValueError(f"the output folder {out_folder} must not be inside the input folder {folder}")
+    if out_folder.exists() and not out_folder.is_dir():
+        raise NotADirectoryError(f"output folder {out_folder} is a file, not a folder")
+    videos = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    if not videos:
+        raise ValueError(f"{folder} holds no videos ({', '.join(sorted(VIDEO_SUFFIXES))})")
+    rows = []  # (input, status, detail)
+    for source in videos:
+        target = out_folder / source.relative_to(folder).with_suffix(".dsae")
+        if target.exists() and not force:
+            rows.append((source, "skipped", f"{target} exists (--force overwrites)"))
+            continue
+        start = time.perf_counter()
+        made = [parent for parent in reversed(target.relative_to(out_folder).parents) if not (out_folder / parent).exists()]
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            line = code(source, target)
+        except _expected_errors() as error:
+            for parent in reversed(made):  # leave no folder that only this file's output would have filled
+                if not any((out_folder / parent).iterdir()):
+                    (out_folder / parent).rmdir()
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            message = message.replace(f"{source} ", "", 1)  # the row names the file already
+            click.echo(f"dsaecodec: error: {source}: {message}", err=True)
+            rows.append((source, "FAILED", message))
+            continue
+        click.echo(line)
+        rows.append((source, "ok", f"{line.split(': ', 1)[1].split(' (')[0]}, {time.perf_counter() - start:.1f} s"))
+    width = max(len(str(source.relative_to(folder))) for source, _, _ in rows)
+    click.echo(f"\n{'file'.ljust(width)}  status   result")
+    for source, status, detail in rows:
+        click.echo(f"{str(source.relative_to(folder)).ljust(width)}  {status.ljust(7)}  {detail}")
+    failed = [str(source) for source, status, _ in rows if status == "FAILED"]
+    counts = {status: sum(row[1] == status for row in rows) for status in ("ok", "skipped", "FAILED")}
+    click.echo(f"{counts['ok']} coded, {counts['skipped']} skipped, {counts['FAILED']} failed")
+    if failed:
+        click.echo(f"dsaecodec: error: {len(failed)} of {len(rows)} files failed: {', '.join(failed)}", err=True)
+        sys.exit(2)
 
 
 @main.command()
