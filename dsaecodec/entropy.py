@@ -21,6 +21,9 @@ deviation is `SCALE_TABLE[index]`, `index` the smallest table entry >= `scale * 
 """
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -35,10 +38,25 @@ LIKELIHOOD_MIN = 1e-9  # probabilities are bounded below by this, so that every 
 CDF_PRECISION = 16  # bits of the integer CDF tables of FactorisedCoder
 
 
+def in_float32(method: Callable) -> Callable:
+    """Decorator: run a training-time method of an entropy model with autocast off and its tensor arguments in
+    float32, so that bf16 training (`dsaecodec train --bf16`) rounds only the transforms, never a likelihood or
+    the prior that sets it. Float32 arguments pass unchanged (`.float()` returns the tensor itself)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        args = [a.float() if isinstance(a, Tensor) and a.is_floating_point() else a for a in args]
+        device = next((a.device.type for a in args if isinstance(a, Tensor)), "cpu")
+        with torch.autocast(device_type=device, enabled=False):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 def scale_index(scale: Tensor) -> Tensor:
     """Index (int64, same shape) of the smallest table entry >= `scale` (gained domain), clipped to the table."""
     table = SCALE_TABLE.to(scale.device)
-    return torch.bucketize(scale.clamp_min(SCALE_MIN), table[:-1])
+    return torch.bucketize(scale.clamp_min(SCALE_MIN).contiguous(), table[:-1])
 
 
 def ste_round(x: Tensor) -> Tensor:
@@ -185,6 +203,7 @@ class FactorisedCoder(nn.Module):
         """The channel medians (1, C, 1, 1), gained domain, without gradient."""
         return self.quantiles[:, 0, 1].detach()[None, :, None, None]
 
+    @in_float32
     def forward(self, y: Tensor, gain: Tensor) -> tuple[Tensor, Tensor]:
         """Training step: y (B, C, h, w) physical, gain (1, C, 1, 1) -> (y_hat (B, C, h, w), rounded around
         the medians with a straight-through gradient; bits, a scalar)."""
@@ -299,6 +318,7 @@ class GaussianCoder:
         lower = 0.5 * torch.erfc(-(-0.5 - value) / (scale * 2**0.5))
         return (upper - lower).clamp_min(LIKELIHOOD_MIN)
 
+    @in_float32
     def forward(self, y: Tensor, mu: Tensor | None, scale: Tensor, gain: Tensor,
                 training: bool) -> tuple[Tensor, Tensor]:
         """Training step -> (y_hat, rounded around mu with a straight-through gradient; bits, a scalar, of

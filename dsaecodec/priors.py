@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dsaecodec.entropy import in_float32
+
 
 @contextlib.contextmanager
 def codec_threads() -> Iterator[None]:
@@ -66,6 +68,7 @@ class DynamicsPrior(nn.Module):
             nn.Conv2d(hidden_channels, 2 * z_channels, kernel_size, padding=kernel_size // 2),
         )
 
+    @in_float32
     def step(self, z_prev: Tensor, state: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
         """One step: `z_prev` (B, C_z, h, w) -> (mu, scale) of the next latent, each (B, C_z, h, w), and the new state."""
         if state is None:

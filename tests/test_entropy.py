@@ -261,3 +261,24 @@ def test_the_package_never_imports_compressai():
               "print(sorted({m.split('.')[0] for m in sys.modules} & {'compressai', 'torch_geometric'}))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_rates_are_float32_under_bf16_autocast():
+    """bf16 training (`train --bf16`) rounds the transforms only: the coders' training steps and the z prior compute
+    in float32 from the (bf16) values they are given, exactly as without autocast."""
+    from dsaecodec.priors import DynamicsPrior
+
+    coder, gaussian, prior = trained_coder().train(), GaussianCoder(), DynamicsPrior(4, 8)
+    torch.manual_seed(1)
+    y = (torch.randn(2, 4, 3, 3) * 3).bfloat16()
+    mu, scale, gain = torch.randn(2, 4, 3, 3).bfloat16(), torch.rand(2, 4, 3, 3).bfloat16() + 0.1, torch.ones(1, 4, 1, 1)
+    runs = []
+    for autocast in (False, True):
+        torch.manual_seed(2)  # the same noise in both runs
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            f_hat, f_bits = coder(y, gain)
+            y_hat, y_bits = gaussian.forward(y, mu, scale, gain, True)
+            prior_mu, prior_scale, _ = prior.step(y.float(), None)
+        runs.append((f_hat, f_bits, y_hat, y_bits, prior_mu, prior_scale))
+    for plain, autocast in zip(*runs):
+        assert autocast.dtype == torch.float32 and torch.equal(plain, autocast)

@@ -119,10 +119,11 @@ def test_init_starts_from_a_weights_file(tmp_path):
         train.main(tiny_run(second, *common, "--steps", "1", "--init", str(tmp_path / "junk.pt")))
 
 
-def test_resume_continues_exactly(tmp_path):
+@pytest.mark.parametrize("levers", [[], ["--data-workers", "1", "--bf16", "--channels-last"]])
+def test_resume_continues_exactly(tmp_path, levers):
     straight, split = tmp_path / "straight", tmp_path / "split"
     straight.mkdir(), split.mkdir()
-    common = ["--dataset", "balls", "--steps", "6", "--validate-every", "2", "--checkpoint-every", "2"]
+    common = ["--dataset", "balls", "--steps", "6", "--validate-every", "2", "--checkpoint-every", "2", *levers]
     train.main(tiny_run(straight, *common))
     train.main(tiny_run(split, *common, "--stop-after", "3"))
     assert torch.load(split / "model.pt.ckpt", weights_only=False)["step"] == 3
@@ -138,6 +139,33 @@ def test_resume_continues_exactly(tmp_path):
     curve = (straight / "model.csv").read_text()
     assert (split / "model.csv").read_text() == curve
     assert [line.split(",")[:2] for line in curve.splitlines()[1:]] == [[s, q] for s in "246" for q in "01"]
+
+
+def test_data_workers_prepare_the_same_batches(tmp_path):
+    """Batches made in a worker process are those made in the training process: the same weights at the end."""
+    runs = [tmp_path / "inline", tmp_path / "worker"]
+    for run, workers in zip(runs, ("0", "2")):
+        run.mkdir()
+        train.main(tiny_run(run, "--dataset", "balls", "--steps", "5", "--validate-every", "0",
+                            "--data-workers", workers))
+    a, b = (torch.load(run / "model.pt", weights_only=True)["state_dict"] for run in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bf16_and_channels_last_train_and_report_their_speed(tmp_path, capsys):
+    """The speed levers train a model that codes (weights saved in the usual layout), and the run reports its
+    steady-state speed; bf16 changes the numerics, so its weights differ from a float32 run's."""
+    train.main(tiny_run(tmp_path, "--dataset", "balls", "--steps", "6", "--validate-every", "0"))
+    plain = torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]
+    train.main(tiny_run(tmp_path, "--dataset", "balls", "--steps", "6", "--validate-every", "0", "--bf16",
+                        "--channels-last"))
+    out = capsys.readouterr().out
+    assert re.search(r"training speed: [0-9.]+ frames/s \([0-9]+ ms per step of 2 clips x 3 frames, 3 steps", out)
+    model = zoo.load_weights(tmp_path / "model.pt")
+    state = model.state_dict()
+    assert all(t.is_contiguous() for t in state.values())
+    assert any(not torch.equal(plain[k], state[k]) for k in plain)
+    assert all(v.dtype == plain[k].dtype for k, v in state.items() if k in plain)
 
 
 def test_a_step_validated_again_is_not_appended_twice(tmp_path):
