@@ -426,7 +426,8 @@ def main(argv: list[str] | None = None) -> None:
         # from the state after it.
         if (args.validate_every and step % args.validate_every == 0) or step == args.steps:
             if rank == 0:
-                rows = validate(model, validation)
+                with torch.compiler.set_stance("force_eager"):  # --compile: no graphs for validation's shapes
+                    rows = validate(model, validation)
                 for row in rows:
                     progress.write(f"step {step} q{row['quality']}: coded {row['coded_bpp']:.4f} bpp "
                                    f"(estimate {row['estimated_bpp']:.4f}), PSNR {row['psnr']:.2f} dB")
