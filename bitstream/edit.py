@@ -18,7 +18,8 @@ def swap(content: BitstreamReader, motion: BitstreamReader, out: BinaryIO) -> He
 
     Both files must share model, weights, frame size and segment length, and their segments k the quality
     (BitstreamError naming the first difference otherwise). The result has min(len(content), len(motion)) segments,
-    with the frame counts and fps of `motion`. Returns the header written.
+    with the frame counts and fps of `motion`, and the sound of `motion` (if it has any: its timeline is the
+    output's), copied whole. Returns the header written.
     """
     for field in _MUST_MATCH:
         a, b = getattr(content.header, field), getattr(motion.header, field)
@@ -39,5 +40,5 @@ def swap(content: BitstreamReader, motion: BitstreamReader, out: BinaryIO) -> He
                                      f_payload=f_source.f_payload, z_symbols=z_source.z_symbols,
                                      z_payload=z_source.z_payload))
         frames += z_source.frame_count
-    writer.close()
+    writer.close(audio=motion.read_audio())
     return dataclasses.replace(motion.header, frame_count=frames)

@@ -1,15 +1,16 @@
-"""The `.dsae` container: header, segment records, index of segment sizes, trailer.
+"""The `.dsae` container: header, segment records, an optional audio record, index of record sizes, trailer.
 
 Fixed-size integers are little-endian and unsigned; "varint" is an unsigned LEB128 number (7 bits a byte, low
 bits first, the high bit set on every byte but the last) in its one canonical (shortest) encoding: a reader
 rejects an overlong one (such as 0x80 0x00 for 0), one over its field's bound, and one cut off. Records are
-contiguous: segment 0 starts right after the header, segment k + 1 right after segment k, the index right after
-the last segment, and the trailer ends the file. Nothing is written twice, so the writer never seeks.
+contiguous: segment 0 starts right after the header, segment k + 1 right after segment k, the audio record (if
+any) right after the last segment, the index right after that, and the trailer ends the file. Nothing is written
+twice, so the writer never seeks.
 
 | part     | field           | type          | notes                                            |
 |----------|-----------------|---------------|--------------------------------------------------|
 | header   | magic           | 4 B           | b"DSAE"                                          |
-|          | version         | u8            | FORMAT_VERSION (4)                               |
+|          | version         | u8            | FORMAT_VERSION (5)                               |
 |          | name_len        | u8            | 1..64                                            |
 |          | model_name      | name_len B    | printable ASCII                                  |
 |          | weights_fingerprint | 8 B       | first 8 bytes of the weights file's sha256       |
@@ -27,24 +28,31 @@ the last segment, and the trailer ends the file. Nothing is written twice, so th
 |          | crc32           | u32           | over the field bytes above and both payloads     |
 |          | f_payload       | f_len B       |                                                  |
 |          | z_payload       | z_len B       |                                                  |
+| audio    | audio           | audio_len B   | opaque here: the sound, a small audio-only file  |
+| (0 or 1) |                 |               | (dsaecodec.audio writes and reads it)            |
+|          | crc32           | u32           | over the audio bytes                             |
 | index    | frame_count     | varint        | 1..2**24 frames in the file                      |
 |          | count           | varint        | == ceil(frame_count / segment_length)            |
-|          | sizes           | count × varint| bytes of each segment record; they sum to the    |
-|          |                 |               | space between header and index (offsets are      |
-|          |                 |               | their running sum from the end of the header)    |
+|          | sizes           | count × varint| bytes of each segment record (offsets are their  |
+|          |                 |               | running sum from the end of the header)          |
+|          | audio_len       | varint        | 0 (no audio record) or 1..2**31 bytes of audio;  |
+|          |                 |               | the sizes, plus audio_len + 4 if it is not 0,    |
+|          |                 |               | sum to the space between header and index        |
 |          | crc32           | u32           | over all of the index before it                  |
 | trailer  | index_size      | u32           | bytes of the index, crc32 included: the index    |
 |          |                 |               | starts at file size - 8 - index_size             |
 |          | magic           | 4 B           | b"DSAE"                                          |
 
 Besides its payloads, a one-segment file of 8 frames of 64x64 at 25 fps with a 16-character model name (such as
-dsae-sprites-f64's, 64 f and 256 z symbols) takes 39 B of header, 11 B of record fields and CRC, 7 B of index and
-8 B of trailer: 65 B, where version 2 took 81 + 22 + 16 + 12 = 131 B.
+dsae-sprites-f64's, 64 f and 256 z symbols) takes 39 B of header, 11 B of record fields and CRC, 8 B of index and
+8 B of trailer: 66 B, where version 2 took 81 + 22 + 16 + 12 = 131 B. Sound costs its own bytes and 4 B of CRC, and
+1 to 4 B more of index.
 
 A reader checks every field against these bounds and every length against the file size before reading, so any
 malformed input ends in one `BitstreamError`. A file of another version (version 2 included: its files are not
 read) gets "unsupported format version N". The payloads are opaque here; `bitstream.coder` writes them
-(big-endian 32-bit words, trailing zero bytes dropped).
+(big-endian 32-bit words, trailing zero bytes dropped). So is the audio: `BitstreamWriter.close(audio=...)` stores
+bytes, `BitstreamReader.read_audio()` gives them back, CRC checked; only `dsaecodec.audio` (PyAV) looks inside.
 """
 from __future__ import annotations
 
@@ -56,8 +64,9 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 MAGIC = b"DSAE"
-FORMAT_VERSION = 4  # 3: varint fields, 8-byte weights fingerprint, frame count and record sizes in the index;
-# 4: the quality is a segment's, in steps of 1/QUALITY_STEPS level (it was the header's, a whole level)
+FORMAT_VERSION = 5  # 3: varint fields, 8-byte weights fingerprint, frame count and record sizes in the index;
+# 4: the quality is a segment's, in steps of 1/QUALITY_STEPS level (it was the header's, a whole level);
+# 5: an optional audio record after the last segment, its size in the index
 
 MAX_NAME_LENGTH = 64
 MAX_DIMENSION = 16384
@@ -66,6 +75,8 @@ MAX_FPS_TERM = 2**31 - 1
 MAX_SEGMENT_LENGTH = 1024
 MAX_SYMBOLS = 2**31
 MAX_PAYLOAD_SIZE = 2**32 - 1
+MAX_AUDIO_SIZE = 2**31
+"""Most bytes of sound in a file (2 GiB: 37 hours at 128 kbit/s)."""
 FINGERPRINT_SIZE = 8
 QUALITY_STEPS = 16
 """A segment's quality is stored as an integer number of 1/QUALITY_STEPS steps of a level: level 2.5 is 40."""
@@ -93,7 +104,7 @@ def _varint_size(value: int) -> int:
 _MAX_FIELDS_SIZE = sum(_varint_size(bound) for _, _, bound in _RECORD_VARINTS)  # 24 bytes
 _MIN_RECORD_SIZE = len(_RECORD_VARINTS) + _CRC.size  # one byte a field, the CRC, empty payloads: 10 bytes
 _MAX_RECORD_SIZE = _MAX_FIELDS_SIZE + _CRC.size + 2 * MAX_PAYLOAD_SIZE
-_MIN_INDEX_SIZE = 3 + _CRC.size  # frame count, count and one size of one byte each, the CRC
+_MIN_INDEX_SIZE = 4 + _CRC.size  # frame count, count, one size and audio_len of one byte each, the CRC
 
 
 class BitstreamError(Exception):
@@ -248,14 +259,20 @@ class BitstreamWriter:
         self._frames += segment.frame_count
         self._last_was_full = segment.frame_count == self._header.segment_length
 
-    def close(self) -> None:
-        """Write the index and the trailer. Needs at least one segment."""
+    def close(self, audio: bytes | None = None) -> None:
+        """Write the audio record (if `audio` is given: 1..MAX_AUDIO_SIZE opaque bytes), the index and the trailer.
+        Needs at least one segment."""
         if self._closed:
             return
         if not self._sizes:
             raise ValueError("a .dsae file needs at least one segment")
+        if audio is not None:
+            _check_range("audio size", len(audio), 1, MAX_AUDIO_SIZE)
+            self._file.write(audio)
+            self._file.write(_CRC.pack(zlib.crc32(audio)))
         index = (write_varint(self._frames, MAX_FRAMES) + write_varint(len(self._sizes), MAX_FRAMES)
-                 + b"".join(write_varint(size, _MAX_RECORD_SIZE) for size in self._sizes))
+                 + b"".join(write_varint(size, _MAX_RECORD_SIZE) for size in self._sizes)
+                 + write_varint(0 if audio is None else len(audio), MAX_AUDIO_SIZE))
         index += _CRC.pack(zlib.crc32(index))
         self._file.write(index + _TRAILER.pack(len(index), MAGIC))
         self._closed = True
@@ -264,17 +281,18 @@ class BitstreamWriter:
 class BitstreamReader:
     """Random access to the segments of a .dsae file (a seekable binary file object or bytes).
 
-    The constructor validates header, trailer and index; `read_segment` validates one record.
-    Every problem with the data raises BitstreamError. Not thread-safe (reads seek the source).
+    The constructor validates header, trailer and index; `read_segment` validates one record, `read_audio` the
+    audio record. Every problem with the data raises BitstreamError. Not thread-safe (reads seek the source).
     """
 
     header: Header  # frame_count filled from the index
+    audio_size: int  # bytes of sound in the file (its audio record less the CRC); 0: the file has none
 
     def __init__(self, source: BinaryIO | bytes) -> None:
         self._file = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
         self._size = self._file.seek(0, io.SEEK_END)
         header, header_size = self._read_header()
-        frame_count, self._offsets = self._read_index(header_size, header.segment_length)
+        frame_count, self._offsets, self.audio_size = self._read_index(header_size, header.segment_length)
         self.header = dataclasses.replace(header, frame_count=frame_count)
 
     def __len__(self) -> int:
@@ -297,6 +315,16 @@ class BitstreamReader:
                            f_payload, z_payload)
         except ValueError as error:
             raise BitstreamError(f"segment {k} is invalid ({error})") from None
+
+    def read_audio(self) -> bytes | None:
+        """The file's sound (the bytes given to `BitstreamWriter.close`), its CRC checked; None if it has none."""
+        if not self.audio_size:
+            return None
+        record = self._read(self._offsets[-1], self.audio_size + _CRC.size)
+        audio, (crc,) = record[:-_CRC.size], _CRC.unpack(record[-_CRC.size:])
+        if zlib.crc32(audio) != crc:
+            raise BitstreamError("audio record is corrupted (CRC mismatch)")
+        return audio
 
     def segment_sizes(self, k: int) -> tuple[int, int]:
         """(f_payload bytes, z_payload bytes) of segment k, without reading the payloads."""
@@ -353,8 +381,8 @@ class BitstreamReader:
             raise BitstreamError(f"file header is invalid ({error})") from None
         return header, size
 
-    def _read_index(self, header_size: int, segment_length: int) -> tuple[int, list[int]]:
-        """(frame count, segment offsets followed by the index's offset, where the last record ends), validated."""
+    def _read_index(self, header_size: int, segment_length: int) -> tuple[int, list[int], int]:
+        """(frame count, segment offsets followed by where the last segment ends, audio size), validated."""
         incomplete = BitstreamError("file is incomplete (no index at its end: it is truncated, or its writer was "
                                     "never closed)")
         if self._size < header_size + _TRAILER.size:
@@ -386,6 +414,7 @@ class BitstreamReader:
                 size, position = read_varint(body, position, min(index_offset - header_size, _MAX_RECORD_SIZE),
                                              f"size of segment {k}")
                 sizes.append(size)
+            audio_size, position = read_varint(body, position, MAX_AUDIO_SIZE, "audio size")
             if position != len(body):
                 extra = len(body) - position
                 raise ValueError(f"{extra} byte{'s' * (extra > 1)} after its last entry")
@@ -394,13 +423,14 @@ class BitstreamReader:
         if min(sizes) < _MIN_RECORD_SIZE:
             raise BitstreamError(f"segment index is invalid (segment {sizes.index(min(sizes))} is smaller than any "
                                  f"record)")
-        if sum(sizes) != index_offset - header_size:
-            raise BitstreamError("segment index is invalid (its segments do not exactly fill the space between "
+        if sum(sizes) + (audio_size + _CRC.size if audio_size else 0) != index_offset - header_size:
+            records = "segments and audio record" if audio_size else "segments"
+            raise BitstreamError(f"segment index is invalid (its {records} do not exactly fill the space between "
                                  "header and index)")
         offsets = [header_size]
         for size in sizes:
             offsets.append(offsets[-1] + size)
-        return frame_count, offsets
+        return frame_count, offsets, audio_size
 
     def _read_record_fields(self, k: int) -> tuple[bytes, dict[str, int], int]:
         """Segment k's field bytes, their values and its stored CRC, the sizes checked against the index."""

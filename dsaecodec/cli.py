@@ -1,4 +1,4 @@
-"""The `dsaecodec` command: encode, decode, info, models.
+"""The `dsaecodec` command: encode, decode, info, swap, generate, train, models.
 
 Every expected failure (a bad or foreign .dsae file, an unreadable video, an existing output,
 a bad option value) ends in one line on stderr and exit code 2; outputs are written atomically.
@@ -19,11 +19,12 @@ if TYPE_CHECKING:
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from bitstream.format import BitstreamError
+    from dsaecodec.audio import AudioError
     from dsaecodec.fileutil import OutputExistsError
     from dsaecodec.videoio import VideoError
     from dsaecodec.zoo import UnknownModelError
 
-    return (BitstreamError, VideoError, OutputExistsError, UnknownModelError, ValueError, OSError)
+    return (BitstreamError, VideoError, AudioError, OutputExistsError, UnknownModelError, ValueError, OSError)
 
 
 def _one_line_errors(command):
@@ -94,7 +95,8 @@ VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpe
               help="Quality, 0 (fewest bits) to the model's highest level (see `dsaecodec models`); fractions such as "
                    "2.5 lie between the trained levels (steps of 1/16).  [default: 2]")
 @click.option("-b", "--bitrate", metavar="RATE",
-              help="Aim at this bitrate instead of a fixed quality: bits per second of video, e.g. 150k or 1.2M. "
+              help="Aim at this bitrate instead of a fixed quality: bits per second of video (the sound is not "
+                   "counted), e.g. 150k or 1.2M. "
                    "Each segment gets the quality that meets it best (it is coded several times to find it), from "
                    "the lowest to the highest level's rate.")
 @click.option("--target-psnr", type=float, metavar="DB",
@@ -102,13 +104,16 @@ VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpe
 @click.option("-t", "--segment-length", type=click.IntRange(1, 1024), default=8, show_default=True,
               help="Frames per segment: one content latent f is sent per segment. The shipped models were trained on 8.")
 @click.option("-m", "--model", "model_name", default="dsae-natural", show_default=True, help="Shipped model to use.")
+@click.option("--no-audio", is_flag=True,
+              help="Leave the sound out. By default the input's first audio stream is stored in the file (its "
+                   "packets copied, or re-encoded to Opus if MP4 cannot carry its codec).")
 @JOBS_OPTION
 @DEVICE_OPTION
 @FORCE_OPTION
 @_one_line_errors
 def encode(input_path: Path, output: Path | None, quality: float | None, bitrate: str | None,
-           target_psnr: float | None, segment_length: int, model_name: str, jobs: int | None, device: str,
-           force: bool) -> None:
+           target_psnr: float | None, segment_length: int, model_name: str, no_audio: bool, jobs: int | None,
+           device: str, force: bool) -> None:
     """Compress the video INPUT (anything FFmpeg reads) into a .dsae file.
 
     \b
@@ -117,6 +122,7 @@ def encode(input_path: Path, output: Path | None, quality: float | None, bitrate
     the others are carried on; a summary table ends the run, and the exit code is 2 if any file failed.
     Outputs that exist are skipped unless --force.
     """
+    from dsaecodec.audio import extract
     from dsaecodec.codec import DEFAULT_QUALITY, Target
     from dsaecodec.videoio import VideoReader
 
@@ -127,11 +133,13 @@ def encode(input_path: Path, output: Path | None, quality: float | None, bitrate
     def code(source: Path, target_path: Path) -> str:
         """Encode one file; returns the line that reports it."""
         with VideoReader(source) as video:
+            sound = None if no_audio else extract(source, video.start_time)  # here, not in workers: same bytes
             target = (Target(bits_per_frame=bits_per_second / video.fps) if bits_per_second is not None
                       else Target(psnr=target_psnr) if target_psnr is not None else None)
             return _encode_video(video, target_path, force, model_name=model_name,
                                  quality=DEFAULT_QUALITY if quality is None else quality, target=target,
-                                 segment_length=segment_length, device=_device(device), jobs=_jobs(jobs, device))
+                                 segment_length=segment_length, device=_device(device), jobs=_jobs(jobs, device),
+                                 audio=sound)
 
     if input_path.is_dir():
         folder = input_path.resolve()
@@ -146,8 +154,9 @@ def encode(input_path: Path, output: Path | None, quality: float | None, bitrate
 
 
 def _encode_video(video, output: Path, force: bool, **options) -> str:
-    """Code an open VideoReader into `output` (atomically, with a progress bar); the line that reports it.
-    `options` are those of `codec.encode_stream`."""
+    """Code an open VideoReader into `output` (atomically, with a progress bar); the line that reports it (its
+    bits/frame and kbit/s count the video; the sound, if any, is reported apart). `options` are those of
+    `codec.encode_stream`."""
     from tqdm import tqdm
 
     from dsaecodec.codec import encode_stream
@@ -164,11 +173,24 @@ def _encode_video(video, output: Path, force: bool, **options) -> str:
         bar.close()
         out.flush()
         size = out.tell()
+    sound = options.get("audio")
+    if sound:  # the blob, its CRC and the bytes its size takes in the index beyond the 1 byte of no sound
+        from bitstream.format import MAX_AUDIO_SIZE, write_varint
+
+        sound_size = len(sound) + 4 + len(write_varint(len(sound), MAX_AUDIO_SIZE)) - 1
+    else:
+        sound_size = 0
+    video_size = size - sound_size
     pixels = frames * video.width * video.height
-    return (f"{output}: {frames} frames {video.width}x{video.height}, {size} bytes, "
-            f"{8 * size / frames:.0f} bits/frame ({8 * size / frames * video.fps / 1000:.1f} kbit/s, "
-            f"{8 * size / pixels:.4f} bpp; "
+    line = (f"{output}: {frames} frames {video.width}x{video.height}, {size} bytes, "
+            f"{8 * video_size / frames:.0f} bits/frame ({8 * video_size / frames * video.fps / 1000:.1f} kbit/s, "
+            f"{8 * video_size / pixels:.4f} bpp; "
             f"f {8 * payload[0] / frames:.0f} + z {8 * payload[1] / frames:.0f} bits/frame of payload)")
+    if sound:
+        from dsaecodec.audio import describe
+
+        line += f", sound {len(sound)} bytes ({describe(sound)})"
+    return line
 
 
 def _encode_folder(folder: Path, out_folder: Path, force: bool, code) -> None:
@@ -220,28 +242,32 @@ def _encode_folder(folder: Path, out_folder: Path, force: bool, code) -> None:
 @main.command()
 @click.argument("input_path", metavar="IN.dsae", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Output video: .mp4/.mkv (x264), .y4m, or a folder of PNGs [default: IN with .mp4]")
+              help="Output video: .mp4/.mkv (x264, with the file's sound), .y4m, or a folder of PNGs (no sound) "
+                   "[default: IN with .mp4]")
 @click.option("--lossless", is_flag=True, help="Write .mp4/.mkv with x264 crf 0 in 4:4:4 instead of crf 18.")
+@click.option("--no-audio", is_flag=True, help="Leave the file's sound out of the .mp4/.mkv (it is not read).")
 @click.option("--segments", metavar="START:END",
               help="Decode only segments START to END-1, read directly through the index. Python slice "
-                   "semantics: 0-based, END excluded, either may be omitted or negative; 3:5 is segments 3 and 4.")
+                   "semantics: 0-based, END excluded, either may be omitted or negative; 3:5 is segments 3 and 4. "
+                   "The sound is cut to the same span.")
 @click.option("--verify", is_flag=True,
               help="Write no video: decode each segment (all, or those of --segments), which re-checks its CRC, "
-                   "and print `segment k: ok` or `segment k: <error>`; exit 2 if any fails.")
+                   "and print `segment k: ok` or `segment k: <error>`, then `audio: ok` or `audio: <error>` if the "
+                   "file has sound; exit 2 if any fails.")
 @JOBS_OPTION
 @DEVICE_OPTION
 @FORCE_OPTION
 @_one_line_errors
-def decode(input_path: Path, output: Path | None, lossless: bool, segments: str | None, verify: bool,
-           jobs: int | None, device: str, force: bool) -> None:
-    """Decompress a .dsae file into a playable video."""
+def decode(input_path: Path, output: Path | None, lossless: bool, no_audio: bool, segments: str | None,
+           verify: bool, jobs: int | None, device: str, force: bool) -> None:
+    """Decompress a .dsae file into a playable video (with its sound, in .mp4 and .mkv)."""
     from fractions import Fraction
 
     from tqdm import tqdm
 
     from dsaecodec.codec import Decoder
     from dsaecodec.fileutil import check_output
-    from dsaecodec.videoio import VideoWriter
+    from dsaecodec.videoio import VideoWriter, carries_audio
 
     if verify and output:
         raise ValueError("--verify writes no output; leave out -o")
@@ -257,14 +283,45 @@ def decode(input_path: Path, output: Path | None, lossless: bool, segments: str 
             _verify(input_path, decoder, selected)
             return
         fps = Fraction(header.fps_num, header.fps_den)
+        sound, window = None, (Fraction(0), None)
+        if decoder.reader.audio_size and not no_audio:
+            if carries_audio(output):
+                sound = _read_sound(input_path, decoder.reader)
+                window = (selected.start * header.segment_length / fps,  # the sound of the selected segments
+                          None if selected.stop == len(decoder) else selected.stop * header.segment_length / fps)
+            else:
+                click.echo(f"dsaecodec: note: {input_path} has sound, which {output} cannot carry: it was not "
+                           f"written (decode to .mp4 or .mkv to keep it)", err=True)
         frame_count = 0
-        with VideoWriter(output, header.width, header.height, fps, lossless=lossless, force=force) as writer:
+        with VideoWriter(output, header.width, header.height, fps, lossless=lossless, force=force, audio=sound,
+                         audio_window=window) as writer:
             decoded = decoder.segments(selected, _jobs(jobs, device))
             for clip in tqdm(decoded, total=len(selected), unit="segment", desc="decode", disable=None, leave=False):
                 for frame in clip:
                     writer.write(frame)
                     frame_count += 1
-    click.echo(f"{output}: {frame_count} frames {header.width}x{header.height} at {float(fps):.3f} fps")
+    click.echo(f"{output}: {frame_count} frames {header.width}x{header.height} at {float(fps):.3f} fps"
+               + (" with sound" if sound else ""))
+
+
+def _checked_sound(reader) -> bytes:
+    """A file's sound, its CRC checked and FFmpeg able to read it (BitstreamError or AudioError otherwise)."""
+    from dsaecodec.audio import describe
+
+    sound = reader.read_audio()
+    describe(sound)
+    return sound
+
+
+def _read_sound(input_path: Path, reader) -> bytes:
+    """`_checked_sound`, its errors naming the file and --no-audio."""
+    from bitstream.format import BitstreamError
+    from dsaecodec.audio import AudioError
+
+    try:
+        return _checked_sound(reader)
+    except (BitstreamError, AudioError) as error:
+        raise type(error)(f"{input_path}: {error}; --no-audio decodes the video alone") from None
 
 
 def _bitrate(text: str) -> float:
@@ -305,9 +362,21 @@ def _verify(input_path: Path, decoder: Decoder, selected: range) -> None:
         except BitstreamError as error:
             failed += 1
             click.echo(f"segment {k}: {error}")
+    sound_failed = False
+    if decoder.reader.audio_size:
+        from dsaecodec.audio import AudioError
+
+        try:
+            _checked_sound(decoder.reader)
+            click.echo("audio: ok")
+        except (BitstreamError, AudioError) as error:
+            sound_failed = True
+            click.echo(f"audio: {error}")
     if failed:
         raise BitstreamError(f"{input_path}: {failed} of {len(selected)} segments failed verification")
-    click.echo(f"{input_path}: {len(selected)} segments ok")
+    if sound_failed:
+        raise BitstreamError(f"{input_path}: its sound failed verification; --no-audio decodes the video alone")
+    click.echo(f"{input_path}: {len(selected)} segments ok" + (" and its sound" if decoder.reader.audio_size else ""))
 
 
 def _check_not_input(input_path: Path, output: Path) -> None:
@@ -328,7 +397,7 @@ def _readable(path: Path) -> Path:
 @click.argument("input_path", metavar="IN.dsae", type=click.Path(path_type=Path))
 @_one_line_errors
 def info(input_path: Path) -> None:
-    """Show a .dsae file's geometry, model, quality and bits per frame (split into f and z)."""
+    """Show a .dsae file's geometry, model, quality, sound and bits per frame (split into f and z)."""
     from bitstream.format import QUALITY_STEPS, BitstreamReader
 
     with open(_readable(input_path), "rb") as source:
@@ -341,6 +410,15 @@ def info(input_path: Path) -> None:
             f_bytes, z_bytes = f_bytes + f_size, z_bytes + z_size
             qualities.add(reader.segment_quality(k) / QUALITY_STEPS)
         size = source.seek(0, 2)
+        sound, sound_row = reader.audio_size, "none"
+        if sound:
+            from bitstream.format import BitstreamError
+            from dsaecodec.audio import AudioError, describe
+
+            try:
+                sound_row = f"{describe(reader.read_audio())}, {sound} bytes"
+            except (BitstreamError, AudioError) as error:
+                sound_row = f"unreadable, {sound} bytes ({error}); decode --no-audio decodes the video alone"
     frames, pixels = header.frame_count, header.frame_count * header.width * header.height
     rows = [
         ("file", f"{input_path} ({size} bytes)"),
@@ -349,8 +427,10 @@ def info(input_path: Path) -> None:
         ("segments", f"{len(reader)} of {header.segment_length} frames"),
         ("quality", f"{min(qualities):g}" if len(qualities) == 1 else
                     f"{min(qualities):g} to {max(qualities):g} (set per segment)"),
+        ("audio", sound_row),
         ("bits/frame", f"{8 * size / frames:.1f} total = f {8 * f_bytes / frames:.1f} + z {8 * z_bytes / frames:.1f}"
-                       f" + container {8 * (size - f_bytes - z_bytes) / frames:.1f}"),
+                       f" + container {8 * (size - f_bytes - z_bytes - sound) / frames:.1f}"
+                       + (f" + audio {8 * sound / frames:.1f}" if sound else "")),
         ("bits/pixel", f"{8 * size / pixels:.5f}"),
     ]
     for key, value in rows:

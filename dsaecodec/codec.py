@@ -218,13 +218,14 @@ def _compress_to_target(model_name: str, device: str, target: Target, frames_uin
 def encode_stream(frames: Iterable[np.ndarray], out: BinaryIO, *, fps: Fraction = Fraction(25),
                   model_name: str = zoo.DEFAULT_MODEL, quality: float = DEFAULT_QUALITY,
                   target: Target | None = None, segment_length: int = DEFAULT_SEGMENT_LENGTH,
-                  device: str = "cpu", jobs: int = 1) -> Iterator[EncodedSegment]:
+                  device: str = "cpu", jobs: int = 1, audio: bytes | None = None) -> Iterator[EncodedSegment]:
     """Encode frames into `out` (binary; written in order, never seeked), yielding each segment as it is written.
 
     Every segment is coded at `quality` (0 to the model's highest level, rounded to steps of 1/QUALITY_STEPS), or,
     with a `target` (then `quality` is not used), at the step `_compress_to_target` finds for it (several codings of each segment).
-    `jobs` worker processes code segments in parallel (the same bytes for any number). The file is complete
-    once the generator is exhausted. Raises ValueError for a bad quality or segment length, for no frames,
+    `jobs` worker processes code segments in parallel (the same bytes for any number). `audio` (opaque bytes, a
+    blob of `dsaecodec.audio`) is stored after the last segment; rate control counts only the video's bits. The
+    file is complete once the generator is exhausted. Raises ValueError for a bad quality or segment length, for no frames,
     for frames that change size, or for a frame or segment over MAX_FRAME_PIXELS or MAX_SEGMENT_PIXELS.
     """
     model, card = loaded_model(model_name, device)
@@ -245,7 +246,7 @@ def encode_stream(frames: Iterable[np.ndarray], out: BinaryIO, *, fps: Fraction 
     for coded in ordered_map(compress, itertools.chain([first], segments), jobs, _register, (card,)):
         yield coded
         writer.write_segment(coded.segment)
-    writer.close()
+    writer.close(audio=audio)
 
 
 class Decoder:

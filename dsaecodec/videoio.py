@@ -12,6 +12,8 @@ Reading (`VideoReader`, `read_video`):
   `VideoError`: a partial clip is never passed off as a whole one. Containers without an index (mkv, y4m, raw
   h264) cannot tell a cut file from a short one; those end quietly after their last complete frame.
 - A stream whose frame size changes part-way raises `VideoError` when the first frame of the new size comes up.
+- `start_time` is the first frame's time in seconds (0 for most files): where its sound (`dsaecodec.audio`)
+  starts to go with the pictures.
 
 Writing (`VideoWriter`), the format chosen by the target's extension:
 - ".mp4" / ".mkv": H.264 (libx264, preset medium, crf 18, yuv420p). yuv420p needs an even width and height,
@@ -23,6 +25,8 @@ Writing (`VideoWriter`), the format chosen by the target's extension:
 - A path without extension, ending in "/", or naming an existing folder: frame_000001.png, ... (exact RGB;
   the frame rate is not stored). `force` replaces such a folder, never one holding any other file.
 - YUV outputs use the BT.601 matrix, limited range, and are tagged so.
+- Sound (`audio=`, a blob of `dsaecodec.audio`) goes into .mp4 / .mkv only (`carries_audio`), interleaved with
+  the pictures as they are written; its `audio_window` (start, end) in seconds is cut out and starts at frame 0.
 - Outputs are atomic (`dsaecodec.fileutil.atomic_output`): written next to the target and renamed onto it
   when the writer closes cleanly; on an exception in the `with` block, or `abort()`, nothing is left behind.
 """
@@ -128,6 +132,9 @@ class VideoReader:
         self.width: int = self._pending.width
         self.height: int = self._pending.height
         self.fps: Fraction = Fraction(stream.average_rate or stream.guessed_rate or _DEFAULT_FPS)
+        first = self._pending.pts
+        self.start_time: Fraction = Fraction(first * stream.time_base) if first is not None and stream.time_base \
+            else Fraction(0)
         self.frame_count: int | None = self._estimate_frame_count(stream)
 
     def _estimate_frame_count(self, stream: av.video.stream.VideoStream) -> int | None:
@@ -193,6 +200,11 @@ def _muxer(path: str | Path) -> str:
     return _MUXERS[target.suffix.lower()]
 
 
+def carries_audio(path: str | Path) -> bool:
+    """Whether `VideoWriter` writes sound to `path` (.mp4 and .mkv do; .y4m and PNG folders do not)."""
+    return _muxer(path) in ("mp4", "matroska")
+
+
 def _encoder(muxer: str, width: int, height: int, lossless: bool) -> tuple[str, str, dict[str, str]]:
     """(codec, pixel format, codec options) for a muxer; see the module docstring."""
     if muxer == "image2":
@@ -220,6 +232,8 @@ class VideoWriter:
     Raises `OutputExistsError` if the target exists and not `force`, `ValueError` for an unsupported extension,
     both before anything is written. `fps` is kept as an exact rational (a float is rounded to the nearest one
     with denominator <= 100000). `lossless` matters for mp4 / mkv only: y4m and PNG are always as close as they get.
+    `audio` (mp4 / mkv only, else ValueError) is the sound to add, `audio_window` its (start, end) seconds (end
+    None: to the end of the sound); `dsaecodec.audio.AudioError` if it cannot be read or written.
     """
 
     def __init__(
@@ -231,8 +245,12 @@ class VideoWriter:
         *,
         lossless: bool = False,
         force: bool = False,
+        audio: bytes | None = None,
+        audio_window: tuple[Fraction, Fraction | None] = (Fraction(0), None),
     ):
         muxer = _muxer(path)
+        if audio is not None and muxer not in ("mp4", "matroska"):
+            raise ValueError(f"{path}: only .mp4 and .mkv outputs carry sound")
         fps = Fraction(fps).limit_denominator(100_000)
         if width <= 0 or height <= 0 or fps <= 0:
             raise ValueError(f"invalid video geometry {width}x{height} at {fps} fps")
@@ -241,6 +259,8 @@ class VideoWriter:
             _check_replaceable_folder(target)
         self.width, self.height = width, height
         self._finished = False
+        self._fps = fps
+        self._audio = None
         self._output = atomic_output(target, force, directory=muxer == "image2")
         tmp = self._output.__enter__()
         try:
@@ -253,7 +273,14 @@ class VideoWriter:
             if pix_fmt != "rgb24":
                 self._stream.codec_context.colorspace = _AVCOL_SPC_SMPTE170M
                 self._stream.codec_context.color_range = ColorRange.MPEG
+            if audio is not None:
+                from dsaecodec.audio import AudioTrack
+
+                self._audio = AudioTrack(audio, self._container, muxer, *audio_window)
         except BaseException:
+            if hasattr(self, "_container"):
+                with contextlib.suppress(av.FFmpegError, OSError):
+                    self._container.close()
             self._output.__exit__(*sys.exc_info())
             raise
         self._count = 0
@@ -270,6 +297,8 @@ class VideoWriter:
         picture.pts = self._count
         self._container.mux(self._stream.encode(picture))
         self._count += 1
+        if self._audio is not None:
+            self._audio.write_until(self._count / self._fps)
 
     def close(self) -> None:
         """Finish the file and move it onto the target (idempotent). If finishing fails, nothing is left.
@@ -285,6 +314,8 @@ class VideoWriter:
         try:
             try:
                 self._container.mux(self._stream.encode(None))
+                if self._audio is not None:
+                    self._audio.finish()
             finally:
                 self._container.close()
         except BaseException:
@@ -298,6 +329,8 @@ class VideoWriter:
             return
         self._finished = True
         try:
+            if self._audio is not None:
+                self._audio.close()
             with contextlib.suppress(av.FFmpegError, OSError):  # a failure to finish what is discarded anyway
                 self._container.close()
         finally:

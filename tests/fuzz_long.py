@@ -3,8 +3,9 @@
 Runs the slow test `test_decoder_fuzz_long` of tests/test_reliability.py: hypothesis mutates small valid files
 made with the tiny test model (bit flips, insertions, deletions, truncations, header fields at extremes, foreign
 versions and models, indexes and records pointing anywhere, garbage payloads and crafted geometries, all with
-valid CRCs where that gets them deeper) and decodes each. Exit code 0: every file decoded to frames that fit
-its header or was rejected with BitstreamError / UnknownModelError, none hung (10 s per file). A failing case
+valid CRCs where that gets them deeper; audio records of any bytes and sizes), decodes each and reads its audio.
+Exit code 0: every file decoded to frames that fit its header or was rejected with BitstreamError /
+UnknownModelError, none hung (10 s per file). A failing case
 is shrunk, printed, and kept in .hypothesis/ so that the next run tries it first.
 """
 from __future__ import annotations

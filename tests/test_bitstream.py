@@ -282,20 +282,22 @@ def make_segments(frame_counts: list[int], seed: int = 0, payload_words: int = 3
     ]
 
 
-def make_file(segments: list[Segment], header: Header = HEADER) -> bytes:
-    """A finished .dsae file holding `segments`."""
+def make_file(segments: list[Segment], header: Header = HEADER, audio: bytes | None = None) -> bytes:
+    """A finished .dsae file holding `segments` and `audio`."""
     buffer = io.BytesIO()
     writer = BitstreamWriter(buffer, header)
     for segment in segments:
         writer.write_segment(segment)
-    writer.close()
+    writer.close(audio=audio)
     return buffer.getvalue()
 
 
 def read_all(data: bytes) -> list[Segment]:
-    """Open `data` and read every segment (so every CRC is checked)."""
+    """Open `data` and read every segment and the audio (so every CRC is checked)."""
     reader = BitstreamReader(data)
-    return [reader.read_segment(k) for k in range(len(reader))]
+    segments = [reader.read_segment(k) for k in range(len(reader))]
+    reader.read_audio()
+    return segments
 
 
 def leb128(value: int) -> bytes:
@@ -332,7 +334,10 @@ class Layout:
     frame_count: int | bytes  # the index's varints
     count: int | bytes | None = None  # None: as many as there are sizes
     sizes: list[int | bytes] | None = None  # None: the sizes of the records
-    extra: bytes = b""  # bytes after the sizes in the index
+    audio: bytes = b""  # the audio record's bytes (its CRC left out); b"": no audio record
+    audio_len: int | bytes | None = None  # the index's; None: len(audio)
+    audio_crc: int | None = None  # None: the CRC of `audio`
+    extra: bytes = b""  # bytes after audio_len in the index
     index_size: int | None = None  # the trailer's; None: the index's size
 
     @classmethod
@@ -355,7 +360,8 @@ class Layout:
             records.append(fields)
             payloads.append(data[payload_start + 4:position + size])
             position += size
-        return cls(prefix, header, records, payloads, frame_count)
+        audio_len, at = _varint_at(body, at)
+        return cls(prefix, header, records, payloads, frame_count, audio=data[position:position + audio_len])
 
     def header_bytes(self) -> bytes:
         varints = b"".join(raw_varint(self.header[n]) for n in HEADER_VARINTS)
@@ -374,14 +380,21 @@ class Layout:
         return (len(self.header_bytes()) + sum(len(self.record_bytes(j)) for j in range(k))
                 + len(self.fields_bytes(k)) + 4)
 
+    def audio_bytes(self) -> bytes:
+        """The audio record: the audio and its CRC, or nothing."""
+        crc = zlib.crc32(self.audio) if self.audio_crc is None else self.audio_crc
+        return self.audio + struct.pack("<I", crc) if self.audio else b""
+
     def build(self) -> bytes:
         records = [self.record_bytes(k) for k in range(len(self.records))]
         sizes = [len(r) for r in records] if self.sizes is None else self.sizes
         body = (raw_varint(self.frame_count) + raw_varint(len(sizes) if self.count is None else self.count)
-                + b"".join(raw_varint(s) for s in sizes) + self.extra)
+                + b"".join(raw_varint(s) for s in sizes)
+                + raw_varint(len(self.audio) if self.audio_len is None else self.audio_len) + self.extra)
         index = body + struct.pack("<I", zlib.crc32(body))
         index_size = len(index) if self.index_size is None else self.index_size
-        return self.header_bytes() + b"".join(records) + index + struct.pack("<I", index_size) + MAGIC
+        return (self.header_bytes() + b"".join(records) + self.audio_bytes() + index + struct.pack("<I", index_size)
+                + MAGIC)
 
 
 def rewrite_header(data: bytes, **fields) -> bytes:
@@ -402,8 +415,8 @@ def rewrite_record(data: bytes, k: int, **fields) -> bytes:
 
 
 def rewrite_index(data: bytes, **fields) -> bytes:
-    """`data` with some of the index's parts (frame_count, count, sizes, extra) and/or the trailer's index_size
-    replaced, bypassing all checks, the index CRC redone."""
+    """`data` with some of the index's parts (frame_count, count, sizes, audio_len, extra), the audio record's
+    parts (audio, audio_crc) and/or the trailer's index_size replaced, bypassing all checks, the index CRC redone."""
     layout = Layout.parse(data)
     for name, value in fields.items():
         setattr(layout, name, value)
@@ -414,11 +427,15 @@ SMALL_FILE = make_file(make_segments([4, 1], payload_words=1))
 SMALL = Layout.parse(SMALL_FILE)
 HEADER_SIZE = len(SMALL.header_bytes())  # 38 bytes
 SIZES = [len(SMALL.record_bytes(k)) for k in range(2)]  # each 8 to 11 B of fields, the CRC and 4 + 8 B of payload
+AUDIO = bytes(range(256)) * 2 + b"sound"  # opaque here: 517 bytes, a 2-byte audio_len
+AUDIO_FILE = make_file(make_segments([4, 1], payload_words=1), audio=AUDIO)
 
 
 def test_layout_helper_takes_a_file_apart_and_puts_it_together():
     assert SMALL.build() == SMALL_FILE and HEADER_SIZE == 38
     assert rewrite_header(SMALL_FILE) == rewrite_record(SMALL_FILE, 1) == rewrite_index(SMALL_FILE) == SMALL_FILE
+    assert Layout.parse(AUDIO_FILE).build() == AUDIO_FILE and Layout.parse(AUDIO_FILE).audio == AUDIO
+    assert rewrite_record(AUDIO_FILE, 0) == rewrite_index(AUDIO_FILE) == AUDIO_FILE
 
 
 def test_round_trip_with_random_access(tmp_path):
@@ -457,7 +474,7 @@ def test_round_trip_of_full_segments_and_empty_payloads_and_largest_fields():
 def test_layout_matches_the_documented_table():
     segments = make_segments([4, 1], payload_words=1)
     name = HEADER.model_name.encode()
-    header = (MAGIC + bytes([4, len(name)]) + name + bytes(range(8))
+    header = (MAGIC + bytes([5, len(name)]) + name + bytes(range(8))
               + bytes([64, 48, 0xB0, 0xEA, 0x01, 0xE9, 0x07, 4]))  # 64, 48, 30000, 1001 (LEB128), 4
     header += struct.pack("<I", zlib.crc32(header))
     records = []
@@ -467,21 +484,31 @@ def test_layout_matches_the_documented_table():
         payloads = segment.f_payload + segment.z_payload
         records.append(fields + struct.pack("<I", zlib.crc32(payloads, zlib.crc32(fields))) + payloads)
     index = leb128(5) + leb128(2) + b"".join(leb128(len(r)) for r in records)
+    with_audio = index + leb128(len(AUDIO))
+    index += leb128(0)  # no audio record
     index += struct.pack("<I", zlib.crc32(index))
-    assert FORMAT_VERSION == 4 and len(header) == HEADER_SIZE
+    assert FORMAT_VERSION == 5 and len(header) == HEADER_SIZE
     assert SMALL_FILE == header + b"".join(records) + index + struct.pack("<I", len(index)) + b"DSAE"
+    audio = AUDIO + struct.pack("<I", zlib.crc32(AUDIO))
+    with_audio += struct.pack("<I", zlib.crc32(with_audio))
+    assert AUDIO_FILE == (header + b"".join(records) + audio + with_audio + struct.pack("<I", len(with_audio))
+                          + b"DSAE")
 
 
-def test_a_one_segment_sprite_file_takes_65_bytes_besides_its_payloads():
+def test_a_one_segment_sprite_file_takes_66_bytes_besides_its_payloads():
     # One 8-frame segment of 64x64 at 25 fps at quality 2 (32 steps), a 16-character model name, 20 + 10 payload
     # bytes: header 6 + 16 + 8 + 5 one-byte varints + CRC = 39 B, record 6 one-byte varints + CRC + 30 = 40 B, index
-    # 3 one-byte varints + CRC = 7 B, trailer 8 B. Version 2 took 81 + (22 + 30) + 16 + 12 = 161 B for the same file.
+    # 4 one-byte varints + CRC = 8 B, trailer 8 B. Version 2 took 81 + (22 + 30) + 16 + 12 = 161 B for the same file,
+    # version 4 one byte less (no audio_len).
     header = Header("dsae-sprites-f64", bytes(8), 64, 64, 0, 25, 1, 8)
     data = make_file([Segment(8, 32, 64, 100, bytes(20), bytes(10))], header)
-    assert len(data) == 39 + 40 + 7 + 8 == 94
+    assert len(data) == 39 + 40 + 8 + 8 == 95
     # values of 128 or more take a second byte each: 16 x 8 = 128 z symbols, or quality 2.5 and up (40 steps) do not
-    assert len(make_file([Segment(8, 32, 64, 128, bytes(20), bytes(10))], header)) == 95
-    assert len(make_file([Segment(8, 4 * 16, 64, 100, bytes(20), bytes(10))], header)) == 94
+    assert len(make_file([Segment(8, 32, 64, 128, bytes(20), bytes(10))], header)) == 96
+    assert len(make_file([Segment(8, 4 * 16, 64, 100, bytes(20), bytes(10))], header)) == 95
+    # sound costs its bytes, its CRC and the bytes of its size beyond the one of "no sound"
+    assert len(make_file([Segment(8, 32, 64, 100, bytes(20), bytes(10))], header, audio=bytes(100))) == 95 + 100 + 4
+    assert len(make_file([Segment(8, 32, 64, 100, bytes(20), bytes(10))], header, audio=bytes(200))) == 95 + 200 + 5
 
 
 class AppendOnly(io.RawIOBase):
@@ -584,9 +611,9 @@ def test_foreign_older_and_newer_files():
         BitstreamReader(b"\x1aE\xdf\xa3" + SMALL_FILE[4:])  # Matroska's magic
     with pytest.raises(BitstreamError, match="bad magic"):
         BitstreamReader(b"X")
-    for version in (1, 2, 3, 5, 255):  # version 2 and 3 files are not read either
+    for version in (1, 2, 3, 4, 6, 255):  # version 2 to 4 files are not read either
         with pytest.raises(BitstreamError, match=rf"^unsupported format version {version} \(this decoder reads "
-                                                 r"version 4\)$"):
+                                                 r"version 5\)$"):
             BitstreamReader(SMALL_FILE[:4] + bytes([version]) + SMALL_FILE[5:])
 
 
@@ -595,7 +622,7 @@ def test_a_version_2_file_gets_the_version_error():
     v2 = MAGIC + bytes([2, 12]) + b"dsae-sprites" + bytes(range(32)) + struct.pack("<IIIIIHB", 64, 48, 5, 30000,
                                                                                      1001, 4, 3)
     v2 += struct.pack("<I", zlib.crc32(v2))
-    with pytest.raises(BitstreamError, match=r"unsupported format version 2 \(this decoder reads version 4\)"):
+    with pytest.raises(BitstreamError, match=r"unsupported format version 2 \(this decoder reads version 5\)"):
         BitstreamReader(v2 + SMALL_FILE[HEADER_SIZE:])
 
 
@@ -685,7 +712,12 @@ def test_index_pointing_anywhere_wrong(change: dict):
      ({"frame_count": 2**24 + 1}, r"frame count is over its bound of 16777216"),
      ({"count": 2**25}, r"segment count is over its bound of 16777216"),
      ({"sizes": [S0, len(SMALL_FILE)]}, r"size of segment 1 is over its bound"),
-     ({"sizes": [S0], "count": 2}, r"size of segment 1 is cut off"),  # the index ends before it
+     ({"frame_count": 200, "count": 50, "sizes": [S0], "audio_len": b""},  # the index ends before it
+      r"size of segment 1 is cut off"),
+     ({"audio_len": b""}, r"audio size is cut off"),
+     ({"audio_len": b"\x80\x00"}, r"audio size is not in its shortest encoding"),
+     ({"audio_len": 2**31 + 1}, r"audio size is over its bound of 2147483648"),
+     ({"audio_len": b"\x80\x80\x80\x80\x80\x00"}, r"audio size takes more than the 5 bytes its bound"),
      ({"frame_count": 0}, r"frame count is 0"),
      ({"frame_count": 9}, r"2 entries where its 9 frames in segments of 4 imply 3"),
      ({"extra": b"\x07"}, r"1 byte after its last entry")],
@@ -800,3 +832,118 @@ def test_any_accepted_varint_is_the_canonical_one(data: bytes, bound: int):
 def test_garbage_raises_bitstream_error(garbage: bytes, prefix: bytes):
     with pytest.raises(BitstreamError):
         read_all(prefix + garbage)
+
+
+# ---------------------------------------------------------------- audio record
+
+
+def test_round_trip_with_and_without_audio():
+    segments = make_segments([4, 4, 1])
+    for audio in (None, b"x", AUDIO, bytes(70_000)):
+        reader = BitstreamReader(make_file(segments, audio=audio))
+        assert reader.audio_size == (len(audio) if audio else 0)
+        assert reader.read_audio() == audio
+        assert [reader.read_segment(k) for k in (2, 0, 1)] == [segments[2], segments[0], segments[1]]
+    out = AppendOnly()  # the audio is written at close(), in order: still no seek
+    writer = BitstreamWriter(out, HEADER)
+    for segment in segments:
+        writer.write_segment(segment)
+    writer.close(audio=AUDIO)
+    assert b"".join(out.chunks) == make_file(segments, audio=AUDIO)
+
+
+def test_writer_checks_the_audio_size():
+    writer = BitstreamWriter(io.BytesIO(), HEADER)
+    writer.write_segment(make_segments([4])[0])
+    with pytest.raises(ValueError, match="audio size 0 is out of range"):
+        writer.close(audio=b"")
+
+
+def test_a_corrupted_audio_record_leaves_the_segments_readable():
+    layout = Layout.parse(AUDIO_FILE)
+    for data in (flip(AUDIO_FILE, Layout.parse(AUDIO_FILE).payload_offset(1) + 12 + 100),  # in the audio
+                 rewrite_index(AUDIO_FILE, audio_crc=zlib.crc32(AUDIO) ^ 1)):
+        reader = BitstreamReader(data)
+        assert [reader.read_segment(k) for k in range(2)] == [layout_segment(layout, k) for k in range(2)]
+        with pytest.raises(BitstreamError, match=r"^audio record is corrupted \(CRC mismatch\)$"):
+            reader.read_audio()
+
+
+def flip(data: bytes, offset: int) -> bytes:
+    return data[:offset] + bytes([data[offset] ^ 0x01]) + data[offset + 1:]
+
+
+def layout_segment(layout: Layout, k: int) -> Segment:
+    fields, payload = layout.records[k], layout.payloads[k]
+    return Segment(fields["frame_count"], fields["quality"], fields["f_symbols"], fields["z_symbols"],
+                   payload[:fields["f_len"]], payload[fields["f_len"]:])
+
+
+A = len(AUDIO)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [({"audio_len": A + 1}, "segments and audio record do not exactly fill"),
+     ({"audio_len": A - 1}, "segments and audio record do not exactly fill"),
+     ({"audio_len": 0}, "segments do not exactly fill"),  # the record is there, the index does not count it
+     ({"audio_len": A + 4}, "segments and audio record do not exactly fill"),
+     ({"audio_len": A, "sizes": [S0, S1 + 4]}, "segments and audio record do not exactly fill"),
+     ({"audio_len": A - 4, "sizes": [S0, S1 + 4]}, "segment 1 is corrupted"),  # fills exactly: found by its record
+     ({"audio_len": 2**31}, "does not fit the file|do not exactly fill")],
+)
+def test_audio_size_that_does_not_fit(change: dict, message: str):
+    with pytest.raises(BitstreamError, match=message):
+        read_all(rewrite_index(AUDIO_FILE, **change))
+
+
+def test_audio_size_without_an_audio_record():
+    with pytest.raises(BitstreamError, match="segments and audio record do not exactly fill"):
+        BitstreamReader(rewrite_index(SMALL_FILE, audio_len=5))
+    # a file whose last 9 bytes of segment pass for a 5-byte audio record: the segment no longer fills its record
+    with pytest.raises(BitstreamError):
+        read_all(rewrite_index(SMALL_FILE, audio_len=5, sizes=[S0, S1 - 9]))
+
+
+def test_every_single_byte_change_and_truncation_of_a_file_with_audio_is_detected():
+    for offset in range(len(AUDIO_FILE)):
+        with pytest.raises(BitstreamError):
+            read_all(flip(AUDIO_FILE, offset))
+    for length in range(len(AUDIO_FILE)):
+        with pytest.raises(BitstreamError):
+            read_all(AUDIO_FILE[:length])
+    with pytest.raises(BitstreamError):
+        read_all(AUDIO_FILE + b"\x00")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_fuzzed_files_with_audio_raise_only_bitstream_error(data):
+    """Bit flips, insertions, deletions and crafted index fields (CRC redone) of a file with sound: every read
+    returns what was written or raises BitstreamError."""
+    original = bytearray(AUDIO_FILE)
+    kind = data.draw(st.sampled_from(["flip", "insert", "delete", "index", "audio"]))
+    if kind == "flip":
+        for position in data.draw(st.lists(st.integers(0, 8 * len(original) - 1), min_size=1, max_size=8)):
+            original[position // 8] ^= 1 << position % 8
+    elif kind == "insert":
+        position = data.draw(st.integers(0, len(original)))
+        original[position:position] = data.draw(st.binary(min_size=1, max_size=16))
+    elif kind == "delete":
+        position = data.draw(st.integers(0, len(original) - 1))
+        del original[position:position + data.draw(st.integers(1, 16))]
+    elif kind == "index":
+        values = st.integers(0, 2**32) | st.binary(min_size=1, max_size=6) | st.integers(A - 20, A + 20)
+        fields = data.draw(st.fixed_dictionaries({}, optional={
+            "audio_len": values, "sizes": st.lists(values, max_size=3), "count": values,
+            "index_size": st.integers(0, len(original))}))
+        original = bytearray(rewrite_index(AUDIO_FILE, **fields))
+    else:  # the audio replaced by any bytes, its CRC and size redone: opaque here, so it must read back
+        audio = data.draw(st.binary(min_size=1, max_size=600))
+        assert BitstreamReader(rewrite_index(AUDIO_FILE, audio=audio)).read_audio() == audio
+        return
+    try:
+        segments = read_all(bytes(original))
+    except BitstreamError:
+        return
+    assert bytes(original) == AUDIO_FILE or len(segments) == 2

@@ -8,9 +8,13 @@ e.g. "torch 2.14.1, AVX512"). Elsewhere the test checks what must still hold to 
 file's size within 1% and the decoded frames' PSNR against the clip within 0.05 dB of the recorded figures.
 `--write` records the cases that have no entry and keeps the others; `--write-all` records every case anew
 on this platform (only for a deliberate change of a model or of the format, or to move the reference to a new
-platform: review the diff):
+platform: review the diff). `--rewrite-files` re-records only the files' digests and sizes, after a change of the
+container that leaves what the models code alone (format version 5 added a byte to the index): it refuses unless
+this platform is the recorded one and every decoded-frame digest and PSNR is unchanged. On a CPU with more than
+AVX2, `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2` makes torch run the recorded platform's kernels:
 
     python tests/test_reference_digests.py --write
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python tests/test_reference_digests.py --rewrite-files
 """
 from __future__ import annotations
 
@@ -100,11 +104,34 @@ def test_shipped_models_code_as_recorded(model_name, clip_name, recorded, test_c
         assert measured["psnr"] == pytest.approx(reference["psnr"], abs=0.05), f"{key}: decoded PSNR"
 
 
+def rewrite_files(table: dict, test_clips: dict[str, np.ndarray]) -> dict:
+    """`table` with every case's file digests and sizes measured anew, its frames, PSNR and platform checked
+    unchanged (SystemExit naming the first case that is not)."""
+    out = {}
+    for name, clip in cases():
+        key = f"{name}/{clip}"
+        measured, recorded = digests(name, test_clips[clip]), table[key]
+        for field in ("platform", "frames", "psnr"):
+            if measured[field] != recorded[field]:
+                raise SystemExit(f"{key}: its {field} changed ({recorded[field]} -> {measured[field]}); "
+                                 f"--rewrite-files only re-records files whose decoded frames are unchanged")
+        out[key] = {**recorded, "file": measured["file"], "bytes": measured["bytes"]}
+        print(f"{key}: bytes {recorded['bytes']} -> {measured['bytes']}, frames unchanged")
+    return out
+
+
 def main(argv: list[str]) -> None:
-    if argv not in (["--write"], ["--write-all"]):
+    if argv not in (["--write"], ["--write-all"], ["--rewrite-files"]):
         raise SystemExit("usage: python tests/test_reference_digests.py --write      (records the cases that have "
-                         "none)\n       python tests/test_reference_digests.py --write-all  (records every case anew)")
+                         "none)\n       python tests/test_reference_digests.py --write-all  (records every case anew)"
+                         "\n       python tests/test_reference_digests.py --rewrite-files  (files' digests only, "
+                         "frames unchanged)")
     test_clips = clips()
+    if argv == ["--rewrite-files"]:
+        table = rewrite_files(json.loads(DIGESTS.read_text()), test_clips)
+        DIGESTS.write_text(json.dumps(table, indent=1) + "\n")
+        print(f"re-recorded the files of {len(table)} reference digests in {DIGESTS}")
+        return
     table = json.loads(DIGESTS.read_text()) if DIGESTS.exists() and argv == ["--write"] else {}
     for name, clip in cases():  # recorded digests are kept: a change must show as a failing test first
         table.setdefault(f"{name}/{clip}", digests(name, test_clips[clip]))

@@ -51,6 +51,7 @@ def decode_or_reject(data: bytes) -> np.ndarray | None:
     try:
         decoder = codec.Decoder(data)
         frames = np.concatenate(list(decoder))
+        decoder.reader.read_audio()
     except (BitstreamError, zoo.UnknownModelError):
         return None
     header = decoder.header
@@ -76,7 +77,7 @@ def mutations(draw: st.DrawFn, original: bytes) -> bytes:
     data = bytearray(original)
     segments = len(BitstreamReader(original))
     kind = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "header", "version", "model", "index",
-                                 "record", "payload", "geometry"]))
+                                 "record", "payload", "geometry", "audio"]))
     if kind == "flip":
         for position in draw(st.lists(st.integers(0, 8 * len(data) - 1), min_size=1, max_size=8)):
             data[position // 8] ^= 1 << position % 8
@@ -118,6 +119,10 @@ def mutations(draw: st.DrawFn, original: bytes) -> bytes:
         for position in draw(st.lists(st.integers(start, start + size - 1), min_size=1, max_size=8)):
             data[position] = draw(st.integers(0, 255))
         data = bytearray(rewrite_record(bytes(data), k))
+    elif kind == "audio":  # an audio record (any bytes, or damaged), its size in the index anything
+        fields = draw(st.fixed_dictionaries({"audio": st.binary(min_size=1, max_size=64)}, optional={
+            "audio_len": FIELD_VALUES | st.integers(0, 80), "audio_crc": st.integers(0, 2**32 - 1)}))
+        data = bytearray(rewrite_index(original, **fields))
     else:  # "geometry": a consistent file declaring another frame size, maybe far beyond the limit
         sizes = st.sampled_from([1, 17, 64, 300, 16384])
         data = bytearray(with_geometry(original, draw(sizes), draw(sizes)))
