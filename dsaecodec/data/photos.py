@@ -160,6 +160,17 @@ class PhotoClips(Dataset):
                 self.photos.append(photo)
         if not self.photos:
             raise ValueError(f"no photo is at least {crop}x{crop}")
+        self._sources: dict[tuple[int, bool], torch.Tensor] = {}  # made when first needed, then kept
+
+    def _source(self, index: int, half: bool = False) -> torch.Tensor:
+        """Photo `index` as float (3, H, W) in [0, 1] for sampling; `half`: first averaged over 2x2 pixels and
+        rounded to 8 bits (3, H/2, W/2). Kept once made (about 4 bytes a pixel over the collection)."""
+        if (index, half) not in self._sources:
+            photo = self.photos[index]
+            if half:
+                photo = F.avg_pool2d(photo[None].float(), 2)[0].round().to(torch.uint8)
+            self._sources[index, half] = photo.float().div(255.0)
+        return self._sources[index, half]
 
     def __len__(self) -> int:
         return self.length
@@ -180,45 +191,45 @@ class PhotoClips(Dataset):
                                         size))
         return matrices
 
-    def _render(self, photo: torch.Tensor, matrices: list[torch.Tensor], size: int) -> torch.Tensor:
-        """Sample (N, 3, size, size) views of `photo` (uint8 (3, H, W)) with bilinear interpolation."""
+    def _render(self, source: torch.Tensor, matrices: list[torch.Tensor], size: int) -> torch.Tensor:
+        """Sample (N, 3, size, size) views of `source` (float (3, H, W), `_source`) with bilinear interpolation."""
         theta = torch.stack(matrices)
         grid = F.affine_grid(theta, [len(matrices), 3, size, size], align_corners=False)
-        source = photo.float().div(255.0)[None].expand(len(matrices), -1, -1, -1)
+        source = source[None].expand(len(matrices), -1, -1, -1)
         return F.grid_sample(source, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         rng = np.random.default_rng((self.seed, index))
-        photo = self.photos[rng.integers(len(self.photos))]
-        height, width = photo.shape[1:]
+        photo = rng.integers(len(self.photos))
+        height, width = self.photos[photo].shape[1:]
         field = self.crop * math.exp(rng.uniform(0.0, math.log(min(3.0, min(height, width) / self.crop))))
-        if field >= 2 * self.crop:  # pre-filter what bilinear sampling would alias
-            photo = F.avg_pool2d(photo[None].float(), 2)[0].round().to(torch.uint8)
+        half = field >= 2 * self.crop  # pre-filter what bilinear sampling would alias
+        if half:
             field, height, width = field / 2, height // 2, width // 2
-        views = self._render(photo, self._path(rng, (width, height), field), self.crop)
+        views = self._render(self._source(photo, half), self._path(rng, (width, height), field), self.crop)
         for _ in range(rng.integers(1, 3) if rng.random() < 0.5 else 0):
-            other = self.photos[rng.integers(len(self.photos))]
+            other_index = rng.integers(len(self.photos))
+            other = self.photos[other_index]
             radius = rng.uniform(0.15, 0.4)  # of the crop
             size = round(2 * radius * self.crop)  # a rigid object: one still view of `other`, moved below
             centre = np.array([rng.uniform(0, other.shape[2]), rng.uniform(0, other.shape[1])])
-            patch = self._render(other, [_affine(centre, 2 * radius * field, 0.0, (other.shape[2], other.shape[1]))],
-                                 size)[0]
+            patch = self._render(self._source(other_index),
+                                 [_affine(centre, 2 * radius * field, 0.0, (other.shape[2], other.shape[1]))], size)[0]
             ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
             aspect = rng.uniform(0.6, 1.0)
             mask = (1 - (xs ** 2 + (ys / aspect) ** 2)).clamp(0, 0.1) * 10  # soft elliptical edge
             start = rng.uniform(0, self.crop - size, 2)
             velocity = rng.normal(0.0, 1.5, 2)  # crop pixels per frame, independent of the camera
-            canvas = torch.zeros_like(views)
-            alpha = torch.zeros_like(views[:, :1])
-            for n in range(len(views)):
-                time = n // self.shutter_samples + 0.5 * (n % self.shutter_samples) / self.shutter_samples
-                shift = start + velocity * time
-                theta = torch.tensor([[self.crop / size, 0, 0], [0, self.crop / size, 0]], dtype=torch.float32)
-                theta[:, 2] = torch.tensor((self.crop / 2 - shift - size / 2) / size * 2, dtype=torch.float32)
-                grid = F.affine_grid(theta[None], [1, 4, self.crop, self.crop], align_corners=False)
-                placed = F.grid_sample(torch.cat([patch * mask, mask[None]])[None], grid, align_corners=False)[0]
-                canvas[n], alpha[n] = placed[:3], placed[3:]
-            views = views * (1 - alpha) + canvas
+            times = [n // self.shutter_samples + 0.5 * (n % self.shutter_samples) / self.shutter_samples
+                     for n in range(len(views))]
+            theta = torch.tensor([[self.crop / size, 0, 0], [0, self.crop / size, 0]],
+                                 dtype=torch.float32).repeat(len(views), 1, 1)
+            theta[:, :, 2] = torch.tensor(np.stack([(self.crop / 2 - (start + velocity * time) - size / 2) / size * 2
+                                                    for time in times]), dtype=torch.float32)
+            grid = F.affine_grid(theta, [len(views), 4, self.crop, self.crop], align_corners=False)
+            placed = F.grid_sample(torch.cat([patch * mask, mask[None]])[None].expand(len(views), -1, -1, -1), grid,
+                                   align_corners=False)
+            views = views * (1 - placed[:, 3:]) + placed[:, :3]
         clip = views.unflatten(0, (self.frames, self.shutter_samples)).mean(dim=1)  # motion blur
         drift = 1 + rng.uniform(-0.015, 0.015) * torch.arange(self.frames, dtype=torch.float32)
         clip = clip * drift[:, None, None, None]
