@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from dsaecodec.models.dsae import DSAEConfig
+from dsaecodec.models.dsae import DSAEConfig, widen_z
 from dsaecodec.models.frame import FrameConfig
 from dsaecodec.models.rnn import RNNConfig
 from dsaecodec.zoo import FAMILIES, load_weights, resize_table_buffers, save_weights
@@ -77,7 +77,8 @@ def argument_parser() -> argparse.ArgumentParser:
         help="sprites, dsae with f: infer z_1:T from a clip of another character in the same motion (keeps "
              "the content out of z_1:T; with --paired-content the target is the true swap of the two partners)")
     add("--init", type=Path, default=None,
-        help="start from this weights file (fine-tuning; same model options) instead of a random initialisation; "
+        help="start from this weights file (fine-tuning; same model options, or a spatial DSAE with fewer "
+             "--z-channels, whose new channels start unused) instead of a random initialisation; "
              "a checkpoint found by --resume takes precedence")
     add("--family", choices=sorted(FAMILIES), default="dsae",
         help="dsae; frame: frame-by-frame VAE with a hyperprior; rnn: deterministic recurrent codec")
@@ -356,11 +357,16 @@ def main(argv: list[str] | None = None) -> None:
             initial = load_weights(args.init)
         except Exception as error:  # missing, not a weights file, unknown family
             raise SystemExit(f"--init {args.init}: not a weights file ({error})") from None
-        if initial.config != config:
-            raise SystemExit(f"{args.init} holds a model with other options ({initial.config}); "
-                             f"--init needs the model options it was trained with")
         resize_table_buffers(model, initial.state_dict())
-        model.load_state_dict(initial.state_dict())
+        if initial.config == config:
+            model.load_state_dict(initial.state_dict())
+        else:
+            try:  # the one change of options a trained model can start: a wider z
+                widen_z(initial, model)
+            except ValueError:
+                raise SystemExit(f"{args.init} holds a model with other options ({initial.config}); --init needs "
+                                 f"the model options it was trained with (or a spatial DSAE's, with more --z-channels)"
+                                 ) from None
         if rank == 0:
             print(f"initialised from {args.init}")
 

@@ -14,7 +14,7 @@ import torch
 
 from dsaecodec import train, zoo
 from dsaecodec.data.sprites import Partners
-from dsaecodec.models.dsae import DSAE, DSAEConfig
+from dsaecodec.models.dsae import DSAE, DSAEConfig, widen_z
 from dsaecodec.videoio import VideoWriter
 from helpers import synthetic_clip
 
@@ -113,10 +113,40 @@ def test_init_starts_from_a_weights_file(tmp_path):
     b = torch.load(second / "model.pt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(SystemExit, match="other options"):
-        train.main(tiny_run(second, *common, "--steps", "1", "--init", str(first / "model.pt"), "--z-channels", "3"))
+        train.main(tiny_run(second, *common, "--steps", "1", "--init", str(first / "model.pt"), "--f-channels", "5"))
     (tmp_path / "junk.pt").write_bytes(b"not weights")
     with pytest.raises(SystemExit, match="not a weights file"):
         train.main(tiny_run(second, *common, "--steps", "1", "--init", str(tmp_path / "junk.pt")))
+
+
+def test_init_grows_the_dynamic_latent_of_a_trained_dsae(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    common = ["--dataset", "balls", "--validate-every", "0"]
+    train.main(tiny_run(first, *common, "--steps", "2"))
+    train.main(tiny_run(second, *common, "--steps", "1", "--init", str(first / "model.pt"), "--z-channels", "5"))
+    assert zoo.load_weights(second / "model.pt").config.z_channels == 5
+    with pytest.raises(SystemExit, match="other options"):  # z only grows
+        train.main(tiny_run(second, *common, "--steps", "1", "--init", str(second / "model.pt"), "--z-channels", "3"))
+
+
+def test_a_widened_dsae_decodes_as_the_trained_one_until_it_trains():
+    torch.manual_seed(0)
+    trained = DSAE(DSAEConfig(channels=8, f_channels=4, z_channels=2))
+    wider = DSAE(DSAEConfig(channels=8, f_channels=4, z_channels=6))
+    widen_z(trained, wider)
+    trained.eval(), wider.eval()
+    x = torch.rand(1, 3, 3, 32, 32)
+    with torch.no_grad():
+        before, after = trained(x, 1), wider(x, 1)
+    torch.testing.assert_close(after["x_hat"], before["x_hat"])
+    assert torch.equal(after["f_bits"], before["f_bits"])
+    new_rows = wider.dynamics[2].weight[2:]
+    assert new_rows.abs().sum() > 0 and not wider.g_s[0].weight[:, 2:6].any()  # new z written, not yet read
+    for config in (DSAEConfig(channels=8, f_channels=4, z_channels=1),
+                   DSAEConfig(channels=8, f_channels=5, z_channels=6)):
+        with pytest.raises(ValueError):
+            widen_z(trained, DSAE(config))
 
 
 @pytest.mark.parametrize("levers", [[], ["--data-workers", "1", "--bf16", "--channels-last"]])

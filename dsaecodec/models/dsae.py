@@ -34,7 +34,7 @@ LSTM. (Both geometries still run g_a on a whole segment at once.)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -274,3 +274,51 @@ class DSAE(CodecModel):
         h, w = shape
         f_symbols = self.config.f_channels * h * w if self.config.use_f else 0
         return f_symbols, frames * self.config.z_channels * h * w
+
+
+def widen_z(trained: DSAE, wider: DSAE) -> None:
+    """Load a trained spatial DSAE into `wider`, the same model with more z channels (C_z -> C_z').
+
+    Every tensor of `trained` is kept. The new channels z[C_z:] come from fresh rows of the dynamics
+    network scaled by 0.1 (so that they mostly round to 0 and cost few bits at first); the synthesis and
+    the z prior start blind to them (zero weights where they read them), and the prior gives them mean 0
+    and the mean scale bias of the old channels. So `wider` decodes exactly as `trained` does until
+    training teaches it what the new channels should carry.
+    Raises ValueError unless the two are DSAEs with spatial latents that differ only by a larger z_channels.
+    """
+    old, new = trained.config, wider.config
+    if not (isinstance(old, DSAEConfig) and isinstance(new, DSAEConfig)):
+        raise ValueError("only a DSAE's z can grow")
+    c0, c1 = old.z_channels, new.z_channels
+    if old.frame_size or c1 <= c0 or replace(old, z_channels=c1) != new:
+        raise ValueError("only the z_channels of a spatial DSAE can grow")
+    state = {name: tensor.clone() for name, tensor in wider.state_dict().items()}
+    trained_state = trained.state_dict()
+
+    def place(name: str, dim: int, blocks: list[tuple[int, int, str]]) -> None:
+        """Copy `name` block by block along `dim`: each block (old size, new size, fill of the grown part:
+        'fresh' keeps the new initialisation, 'small' a tenth of it, 'zero', 'mean' of the block's old entries)."""
+        source, target = trained_state[name].movedim(dim, 0), state[name].movedim(dim, 0)
+        s = t = 0
+        for old_size, new_size, fill in blocks:
+            target[t:t + old_size] = source[s:s + old_size]
+            if fill == "small":
+                target[t + old_size:t + new_size] *= 0.1
+            elif fill == "zero":
+                target[t + old_size:t + new_size] = 0
+            elif fill == "mean":
+                target[t + old_size:t + new_size] = source[s:s + old_size].mean(dim=0)
+            s, t = s + old_size, t + new_size
+
+    z_first = [(c0, c1, "zero")]
+    for name, tensor in trained_state.items():
+        if tensor.shape == state[name].shape:
+            state[name] = tensor.clone()
+    place("z_log_gain", 1, [(c0, c1, "mean")])
+    place("dynamics.2.weight", 0, [(c0, c1, "small")])
+    place("dynamics.2.bias", 0, [(c0, c1, "small")])
+    place("g_s.0.weight", 1, z_first + ([(old.f_channels,) * 2 + ("fresh",)] if old.use_f else []))
+    place("z_prior.cell.gates.weight", 1, z_first + [(old.hidden_channels,) * 2 + ("fresh",)])
+    place("z_prior.head.2.weight", 0, [(c0, c1, "zero"), (c0, c1, "zero")])  # rows: mean, then scale
+    place("z_prior.head.2.bias", 0, [(c0, c1, "zero"), (c0, c1, "mean")])
+    wider.load_state_dict(state)
