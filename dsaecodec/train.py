@@ -65,6 +65,9 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--batch", type=int, default=8, help="clips per step (global, split over torchrun processes)")
     add("--frames", type=int, default=8, help="frames per clip (the segment length T)")
     add("--crop", type=int, default=64, help="clips and balls: frame side in pixels (multiple of 16)")
+    add("--photo-field", type=float, default=3.0,
+        help="clips from photos: the camera's widest field of view, in crops (views range log-uniformly from "
+             "1x to this; wider views show a photo's detail as densely as low-resolution video does)")
     add("--lr", type=float, default=3e-4, help="peak learning rate; cosine decay to lr/10 after the warm-up")
     add("--warmup", type=int, default=200, help="linear warm-up steps of the learning rate")
     add("--rate-warmup", type=int, default=0,
@@ -170,7 +173,8 @@ def build_dataset(args: argparse.Namespace, split: str, length: int, seed: int, 
         from dsaecodec.data.clips import training_clips
 
         try:
-            return training_clips(args.data, frames=args.frames, crop=args.crop, length=length, seed=seed)
+            return training_clips(args.data, frames=args.frames, crop=args.crop, length=length, seed=seed,
+                                  photo_field=args.photo_field)
         except (OSError, ValueError) as error:  # a missing path, an evaluation clip, no media, a bad file
             raise SystemExit(f"--data: {error}") from None
     if args.dataset == "sprites":

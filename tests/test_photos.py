@@ -41,6 +41,21 @@ def test_photo_clips_are_deterministic_moving_8_bit_clips(photo_folder):
     assert sum(change > 0.03 for change in changes) >= 8, changes
 
 
+def test_a_wider_field_shows_pre_filtered_photos_with_more_detail_per_pixel(photo_folder):
+    near, wide = (PhotoClips(image_paths(photo_folder), frames=2, crop=16, length=40, seed=1, max_field=field)
+                  for field in (1.0, 8.0))
+    assert all(near[i].shape == wide[i].shape == (2, 3, 16, 16) for i in range(40))
+    assert {factor for _, factor in near._sources} == {1}
+    assert {2, 4} <= {factor for _, factor in wide._sources}  # views 2-8x the crop, each from its pre-filtered photo
+    photo = next(index for index, factor in wide._sources if factor == 4)
+    assert wide._source(photo, 4).shape[1:] == tuple(n // 4 for n in wide.photos[photo].shape[1:])
+
+    def roughness(clips):  # mean |horizontal gradient| of the first frames
+        return torch.stack([clips[i][0].diff(dim=-1).abs().mean() for i in range(40)]).mean()
+
+    assert roughness(wide) > 1.2 * roughness(near)
+
+
 def test_near_duplicates_share_a_hash():
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).resize((192, 128))

@@ -140,18 +140,19 @@ class PhotoClips(Dataset):
     """(T, 3, crop, crop) float clips in [0, 1] made from still photos by synthetic camera and object motion.
 
     Photos are held in memory as uint8 (3, H, W). Items are a pure function of (seed, index). Per clip:
-    the camera's field of view is 1x-3x the crop (so detail appears at several scales), it pans at up to
+    the camera's field of view is 1x-`max_field`x the crop, log-uniform (so detail appears at several scales;
+    a photo is first averaged over 2x2, 4x4 or 8x8 pixels when the view shrinks it by 2, 4 or 8), it pans at up to
     ~2 output pixels per frame, zooms by up to +-2% and turns by up to +-0.4 degrees per frame; brightness
     drifts by up to +-1.5% per frame; with probability 1/2 one to two objects move across it; frames average
     `shutter_samples` positions over half the frame interval (motion blur); Gaussian noise of 0-2 levels.
     """
 
     def __init__(self, paths: list[Path], frames: int = 8, crop: int = 64, length: int = 100_000, seed: int = 0,
-                 shutter_samples: int = 3):
+                 shutter_samples: int = 3, max_field: float = 3.0):
         if not paths:
             raise FileNotFoundError("no photos given")
         self.frames, self.crop, self.length, self.seed = frames, crop, length, seed
-        self.shutter_samples = shutter_samples
+        self.shutter_samples, self.max_field = shutter_samples, max_field
         self.photos = []
         for path in paths:
             with Image.open(path) as image:
@@ -160,17 +161,17 @@ class PhotoClips(Dataset):
                 self.photos.append(photo)
         if not self.photos:
             raise ValueError(f"no photo is at least {crop}x{crop}")
-        self._sources: dict[tuple[int, bool], torch.Tensor] = {}  # made when first needed, then kept
+        self._sources: dict[tuple[int, int], torch.Tensor] = {}  # made when first needed, then kept
 
-    def _source(self, index: int, half: bool = False) -> torch.Tensor:
-        """Photo `index` as float (3, H, W) in [0, 1] for sampling; `half`: first averaged over 2x2 pixels and
-        rounded to 8 bits (3, H/2, W/2). Kept once made (about 4 bytes a pixel over the collection)."""
-        if (index, half) not in self._sources:
+    def _source(self, index: int, factor: int = 1) -> torch.Tensor:
+        """Photo `index` as float (3, H, W) in [0, 1] for sampling, first averaged over `factor` x `factor`
+        pixels and rounded to 8 bits (3, H/factor, W/factor). Kept once made (about 4 bytes a pixel)."""
+        if (index, factor) not in self._sources:
             photo = self.photos[index]
-            if half:
-                photo = F.avg_pool2d(photo[None].float(), 2)[0].round().to(torch.uint8)
-            self._sources[index, half] = photo.float().div(255.0)
-        return self._sources[index, half]
+            if factor > 1:
+                photo = F.avg_pool2d(photo[None].float(), factor)[0].round().to(torch.uint8)
+            self._sources[index, factor] = photo.float().div(255.0)
+        return self._sources[index, factor]
 
     def __len__(self) -> int:
         return self.length
@@ -202,19 +203,22 @@ class PhotoClips(Dataset):
         rng = np.random.default_rng((self.seed, index))
         photo = rng.integers(len(self.photos))
         height, width = self.photos[photo].shape[1:]
-        field = self.crop * math.exp(rng.uniform(0.0, math.log(min(3.0, min(height, width) / self.crop))))
-        half = field >= 2 * self.crop  # pre-filter what bilinear sampling would alias
-        if half:
-            field, height, width = field / 2, height // 2, width // 2
-        views = self._render(self._source(photo, half), self._path(rng, (width, height), field), self.crop)
+        field = self.crop * math.exp(rng.uniform(0.0, math.log(min(self.max_field, min(height, width) / self.crop))))
+        factor = 2 ** min(3, int(math.log2(field / self.crop)))  # pre-filter what bilinear sampling would alias
+        view = field / factor  # the field in pixels of the pre-filtered photo
+        views = self._render(self._source(photo, factor),
+                             self._path(rng, (width // factor, height // factor), view), self.crop)
         for _ in range(rng.integers(1, 3) if rng.random() < 0.5 else 0):
             other_index = rng.integers(len(self.photos))
             other = self.photos[other_index]
             radius = rng.uniform(0.15, 0.4)  # of the crop
             size = round(2 * radius * self.crop)  # a rigid object: one still view of `other`, moved below
             centre = np.array([rng.uniform(0, other.shape[2]), rng.uniform(0, other.shape[1])])
-            patch = self._render(self._source(other_index),
-                                 [_affine(centre, 2 * radius * field, 0.0, (other.shape[2], other.shape[1]))], size)[0]
+            # An object spans 2 * radius * view pixels of an unfiltered photo up to a 2x shrink (as runs with the
+            # default field were trained), of one pre-filtered like the scene's beyond it.
+            o = factor if factor >= 4 else 1
+            patch = self._render(self._source(other_index, o), [_affine(
+                centre / o, 2 * radius * view, 0.0, (other.shape[2] // o, other.shape[1] // o))], size)[0]
             ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
             aspect = rng.uniform(0.6, 1.0)
             mask = (1 - (xs ** 2 + (ys / aspect) ** 2)).clamp(0, 0.1) * 10  # soft elliptical edge
