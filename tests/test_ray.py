@@ -40,8 +40,9 @@ def files(folder: Path) -> dict[str, bytes]:
 
 def summary(result) -> list[str]:
     """The summary table of a folder run and its count line, the coding times left out."""
-    table = result.stdout.split("\n\n", 1)[1]
-    return [re.sub(r", [0-9.]+ s$", "", line) for line in table.splitlines()]
+    lines = result.stdout.splitlines()
+    table = lines[next(i for i, line in enumerate(lines) if line.startswith("file ")):]
+    return [re.sub(r", [0-9.]+ s$", "", line) for line in table]
 
 
 class FakeRay(types.ModuleType):
