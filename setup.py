@@ -23,6 +23,9 @@ setup(
         "scipy",
     ],
     # compressai: tests check that dsaecodec.entropy and the GDN layers compute what CompressAI's do
-    extras_require={"test": ["pytest", "hypothesis", "compressai"], "bench": ["matplotlib", "bjontegaard"]},
+    # ray: `dsaecodec encode DIR --ray ADDRESS` codes a folder on a Ray cluster (tests/test_ray.py skips its Ray test
+    # without it, so that `test` stays lean)
+    extras_require={"test": ["pytest", "hypothesis", "compressai"], "bench": ["matplotlib", "bjontegaard"],
+                    "ray": ["ray>=2"]},
     entry_points={"console_scripts": ["dsaecodec=dsaecodec.cli:main"]},
 )

@@ -5,9 +5,12 @@ a bad option value) ends in one line on stderr and exit code 2; outputs are writ
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,16 +18,23 @@ import click
 
 if TYPE_CHECKING:
     from dsaecodec.codec import Decoder
+    from dsaecodec.zoo import ModelCard
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from bitstream.format import BitstreamError
     from dsaecodec.audio import AudioError
+    from dsaecodec.cluster import ClusterError
     from dsaecodec.fileutil import OutputExistsError
     from dsaecodec.videoio import VideoError
     from dsaecodec.zoo import UnknownModelError
 
-    return (BitstreamError, VideoError, AudioError, OutputExistsError, UnknownModelError, ValueError, OSError)
+    return (BitstreamError, VideoError, AudioError, OutputExistsError, UnknownModelError, ClusterError, ValueError,
+            OSError)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _one_line_errors(command):
@@ -35,8 +45,7 @@ def _one_line_errors(command):
         try:
             return command(*args, **kwargs)
         except _expected_errors() as error:
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            click.echo(f"dsaecodec: error: {message}", err=True)
+            click.echo(f"dsaecodec: error: {_first_line(error)}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("dsaecodec: interrupted; no output written", err=True)
@@ -107,50 +116,111 @@ VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpe
 @click.option("--no-audio", is_flag=True,
               help="Leave the sound out. By default the input's first audio stream is stored in the file (its "
                    "packets copied, or re-encoded to Opus if MP4 cannot carry its codec).")
+@click.option("--ray", "ray_address", metavar="ADDRESS",
+              help="Code a folder INPUT on a Ray cluster, one task per file (on one CPU; one GPU with --device cuda): "
+                   "ADDRESS is auto (the cluster running here), HOST:PORT or ray://HOST:PORT, or local (a Ray "
+                   "instance started for this run with --jobs CPUs [default: every core]). The tasks read the "
+                   "inputs and write the outputs themselves: every node must see INPUT, the output folder and the "
+                   "model's weights at the same paths (a shared file system). The files are the same as without "
+                   "--ray. Needs Ray: pip install -e '.[ray]'.")
 @JOBS_OPTION
 @DEVICE_OPTION
 @FORCE_OPTION
 @_one_line_errors
 def encode(input_path: Path, output: Path | None, quality: float | None, bitrate: str | None,
-           target_psnr: float | None, segment_length: int, model_name: str, no_audio: bool, jobs: int | None,
-           device: str, force: bool) -> None:
+           target_psnr: float | None, segment_length: int, model_name: str, no_audio: bool, ray_address: str | None,
+           jobs: int | None, device: str, force: bool) -> None:
     """Compress the video INPUT (anything FFmpeg reads) into a .dsae file.
 
     \b
     INPUT may be a folder: every video in it and its subfolders (by suffix: .mp4, .mkv, .mov, .y4m, ...) is
     coded to the same relative path under the output folder, with .dsae. A file that fails is reported and
     the others are carried on; a summary table ends the run, and the exit code is 2 if any file failed.
-    Outputs that exist are skipped unless --force.
+    Outputs that exist are skipped unless --force. With --ray the folder is coded on a Ray cluster.
     """
-    from dsaecodec.audio import extract
-    from dsaecodec.codec import DEFAULT_QUALITY, Target
-    from dsaecodec.videoio import VideoReader
+    from dsaecodec import zoo
+    from dsaecodec.codec import DEFAULT_QUALITY
 
     if sum(option is not None for option in (quality, bitrate, target_psnr)) > 1:
         raise ValueError("give one of --quality, --bitrate and --target-psnr")
-    bits_per_second = None if bitrate is None else _bitrate(bitrate)
+    if ray_address is not None:
+        from dsaecodec.cluster import check_address
 
-    def code(source: Path, target_path: Path) -> str:
-        """Encode one file; returns the line that reports it."""
-        with VideoReader(source) as video:
-            sound = None if no_audio else extract(source, video.start_time)  # here, not in workers: same bytes
-            target = (Target(bits_per_frame=bits_per_second / video.fps) if bits_per_second is not None
-                      else Target(psnr=target_psnr) if target_psnr is not None else None)
-            return _encode_video(video, target_path, force, model_name=model_name,
-                                 quality=DEFAULT_QUALITY if quality is None else quality, target=target,
-                                 segment_length=segment_length, device=_device(device), jobs=_jobs(jobs, device),
-                                 audio=sound)
-
+        check_address(ray_address)
+        if not input_path.is_dir():
+            raise ValueError(f"--ray codes a folder, and {input_path} is not one (code a single file without --ray)")
+    options = EncodeOptions(card=zoo.registered_card(model_name),
+                            quality=DEFAULT_QUALITY if quality is None else quality,
+                            bits_per_second=None if bitrate is None else _bitrate(bitrate), target_psnr=target_psnr,
+                            segment_length=segment_length, audio=not no_audio, device=device,
+                            jobs=_jobs(jobs, device), force=force)
     if input_path.is_dir():
         folder = input_path.resolve()
-        _encode_folder(folder, output or folder.with_name(folder.name + "-dsae"), force, code)
+        encode_files = (functools.partial(_encode_here, options) if ray_address is None
+                        else functools.partial(_encode_on_ray, options, ray_address, jobs))
+        _encode_folder(folder, output or folder.with_name(folder.name + "-dsae"), force, encode_files)
         return
     output = output or input_path.with_suffix(".dsae")
     _check_not_input(input_path, output)
     from dsaecodec.fileutil import check_output
 
     check_output(output, force)
-    click.echo(code(input_path, output))
+    click.echo(_encode_video_file(options, input_path, output))
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodeOptions:
+    """How `encode` codes each file. It pickles, so that Ray tasks get it."""
+
+    card: ModelCard
+    quality: float
+    bits_per_second: float | None  # --bitrate
+    target_psnr: float | None
+    segment_length: int
+    audio: bool
+    device: str
+    jobs: int  # worker processes per file
+    force: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class FileOutcome:
+    """One row of folder mode's summary table."""
+
+    source: Path
+    status: str  # "ok", "skipped" or "FAILED"
+    detail: str  # the table's result column: size and time, why skipped, or the error
+    line: str | None = None  # the line that reports a coded file
+
+
+def _encode_video_file(options: EncodeOptions, source: Path, target: Path) -> str:
+    """Encode the video file `source` into `target`; returns the line that reports it."""
+    from dsaecodec import zoo
+    from dsaecodec.audio import extract
+    from dsaecodec.codec import Target
+    from dsaecodec.videoio import VideoReader
+
+    zoo.MODELS.setdefault(options.card.name, options.card)  # a Ray worker learns the model (or weights file) here
+    with VideoReader(source) as video:
+        sound = extract(source, video.start_time) if options.audio else None  # here, not in workers: same bytes
+        target_rate = (Target(bits_per_frame=options.bits_per_second / video.fps) if options.bits_per_second is not None
+                       else Target(psnr=options.target_psnr) if options.target_psnr is not None else None)
+        return _encode_video(video, target, options.force, model_name=options.card.name, quality=options.quality,
+                             target=target_rate, segment_length=options.segment_length, device=_device(options.device),
+                             jobs=options.jobs, audio=sound)
+
+
+def encode_file(options: EncodeOptions, source: Path, target: Path) -> FileOutcome:
+    """Folder mode's work on one file, in this process or in a Ray task: code `source` into `target` (creating its
+    folder); an error a user can cause is the outcome FAILED, with its message."""
+    start = time.perf_counter()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        line = _encode_video_file(options, source, target)
+    except _expected_errors() as error:
+        return FileOutcome(source, "FAILED", _first_line(error).replace(f"{source} ", "", 1))  # the row names the file
+    return FileOutcome(source, "ok", f"{line.split(': ', 1)[1].split(' (')[0]}, {time.perf_counter() - start:.1f} s",
+                       line)
 
 
 def _encode_video(video, output: Path, force: bool, **options) -> str:
@@ -193,11 +263,11 @@ def _encode_video(video, output: Path, force: bool, **options) -> str:
     return line
 
 
-def _encode_folder(folder: Path, out_folder: Path, force: bool, code) -> None:
-    """Folder mode of `encode`: `code(source, target)` for every video under `folder`, into `out_folder`;
-    failures are reported and carried on, then a summary; exit 2 if any file failed."""
-    import time
-
+def _encode_folder(folder: Path, out_folder: Path, force: bool,
+                   encode_files: Callable[[list[tuple[Path, Path]]], Iterable[FileOutcome]]) -> None:
+    """Folder mode of `encode`: every video under `folder` into `out_folder`, by `encode_files((source, target)
+    pairs)`, which yields their outcomes in any order; failures are reported and carried on, then a summary; exit 2
+    if any file failed. Output folders that this run created and left empty are removed, even on Ctrl-C."""
     if out_folder.resolve().is_relative_to(folder.resolve()):
         raise ValueError(f"the output folder {out_folder} must not be inside the input folder {folder}")
     if out_folder.exists() and not out_folder.is_dir():
@@ -205,38 +275,58 @@ def _encode_folder(folder: Path, out_folder: Path, force: bool, code) -> None:
     videos = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
     if not videos:
         raise ValueError(f"{folder} holds no videos ({', '.join(sorted(VIDEO_SUFFIXES))})")
-    rows = []  # (input, status, detail)
+    outcomes: dict[Path, FileOutcome] = {}
+    to_code = []  # (source, target)
     for source in videos:
         target = out_folder / source.relative_to(folder).with_suffix(".dsae")
         if target.exists() and not force:
-            rows.append((source, "skipped", f"{target} exists (--force overwrites)"))
-            continue
-        start = time.perf_counter()
-        made = [parent for parent in reversed(target.relative_to(out_folder).parents) if not (out_folder / parent).exists()]
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            line = code(source, target)
-        except _expected_errors() as error:
-            for parent in reversed(made):  # leave no folder that only this file's output would have filled
-                if not any((out_folder / parent).iterdir()):
-                    (out_folder / parent).rmdir()
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            message = message.replace(f"{source} ", "", 1)  # the row names the file already
-            click.echo(f"dsaecodec: error: {source}: {message}", err=True)
-            rows.append((source, "FAILED", message))
-            continue
-        click.echo(line)
-        rows.append((source, "ok", f"{line.split(': ', 1)[1].split(' (')[0]}, {time.perf_counter() - start:.1f} s"))
-    width = max(len(str(source.relative_to(folder))) for source, _, _ in rows)
+            outcomes[source] = FileOutcome(source, "skipped", f"{target} exists (--force overwrites)")
+        else:
+            to_code.append((source, target))
+    new_folders = {parent for _, target in to_code for parent in target.parents
+                   if parent.is_relative_to(out_folder) and not parent.exists()}
+    try:
+        for outcome in encode_files(to_code):
+            if outcome.status == "FAILED":
+                click.echo(f"dsaecodec: error: {outcome.source}: {outcome.detail}", err=True)
+            else:
+                click.echo(outcome.line)
+            outcomes[outcome.source] = outcome
+    finally:
+        for new_folder in sorted(new_folders, key=lambda path: len(path.parts), reverse=True):
+            if new_folder.is_dir() and not any(new_folder.iterdir()):
+                new_folder.rmdir()
+    rows = [outcomes[source] for source in videos]
+    width = max(len(str(row.source.relative_to(folder))) for row in rows)
     click.echo(f"\n{'file'.ljust(width)}  status   result")
-    for source, status, detail in rows:
-        click.echo(f"{str(source.relative_to(folder)).ljust(width)}  {status.ljust(7)}  {detail}")
-    failed = [str(source) for source, status, _ in rows if status == "FAILED"]
-    counts = {status: sum(row[1] == status for row in rows) for status in ("ok", "skipped", "FAILED")}
+    for row in rows:
+        click.echo(f"{str(row.source.relative_to(folder)).ljust(width)}  {row.status.ljust(7)}  {row.detail}")
+    failed = [str(row.source) for row in rows if row.status == "FAILED"]
+    counts = {status: sum(row.status == status for row in rows) for status in ("ok", "skipped", "FAILED")}
     click.echo(f"{counts['ok']} coded, {counts['skipped']} skipped, {counts['FAILED']} failed")
     if failed:
         click.echo(f"dsaecodec: error: {len(failed)} of {len(rows)} files failed: {', '.join(failed)}", err=True)
         sys.exit(2)
+
+
+def _encode_here(options: EncodeOptions, pairs: list[tuple[Path, Path]]) -> Iterator[FileOutcome]:
+    """`encode_file` of each (source, target) pair in turn, in this process."""
+    return (encode_file(options, source, target) for source, target in pairs)
+
+
+def _encode_on_ray(options: EncodeOptions, address: str, cpus: int | None,
+                   pairs: list[tuple[Path, Path]]) -> Iterator[FileOutcome]:
+    """`encode_file` of each (source, target) pair as a Ray task coding with one worker process (the same bytes),
+    connected to Ray (`cluster.connection`) if there is anything to code; the outcomes as the tasks end."""
+    from dsaecodec import cluster
+    from dsaecodec.parallel import available_cores
+
+    if not pairs:
+        return
+    task_options = dataclasses.replace(options, jobs=1)
+    with cluster.connection(address, cpus=cpus or available_cores()):
+        yield from cluster.run_tasks(encode_file, [(task_options, source, target) for source, target in pairs],
+                                     gpu=options.device == "cuda")
 
 
 @main.command()

@@ -145,11 +145,16 @@ def checked_weights(card: ModelCard) -> Path:
     return path
 
 
-def load_model(name: str) -> tuple[nn.Module, ModelCard]:
-    """A shipped model by name, its weights checked against the registered sha256."""
+def registered_card(name: str) -> ModelCard:
+    """The card of a registered model, or UnknownModelError."""
     if name not in MODELS:
         raise UnknownModelError(f"unknown model {name!r}; shipped models: {', '.join(MODELS)}")
-    card = MODELS[name]
+    return MODELS[name]
+
+
+def load_model(name: str) -> tuple[nn.Module, ModelCard]:
+    """A shipped model by name, its weights checked against the registered sha256."""
+    card = registered_card(name)
     return load_weights(checked_weights(card)), card
 
 
