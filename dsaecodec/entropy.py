@@ -377,7 +377,8 @@ class GaussianCoder:
     @staticmethod
     def decode_symbols(coder: SymbolDecoder, index: Tensor) -> Tensor:
         """Decode the symbols (int64, the shape of `index`)."""
-        return torch.from_numpy(coder.gaussian(index.flatten().cpu().numpy())).long().reshape(index.shape).to(index.device)
+        symbols = torch.from_numpy(coder.gaussian(index.flatten().cpu().numpy())).long()
+        return symbols.reshape(index.shape).to(index.device)
 
     @staticmethod
     def sample_symbols(index: Tensor, rng: np.random.Generator) -> Tensor:

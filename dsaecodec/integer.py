@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 import math
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from fractions import Fraction
 
 import torch
@@ -54,7 +54,13 @@ EXACT_BOUND = 2**53 - 1  # every integer of at most this magnitude is a float64
 SCALE_BITS = 24  # scales (softplus outputs): value = integer / 2^24, finer for the small scales of large gains
 TABLE_BITS = 6  # nonlinearity tables: one entry per 2^-6
 TABLE_RANGE = 16  # ... over [-16, 16]; beyond, sigmoid and tanh are +-1 and softplus(x) is x or 0 to < 2^-23
-_DECIMAL = Context(prec=40)  # 40 digits: far more than the 24 bits any table entry keeps
+_DECIMAL = Context(prec=40, rounding=ROUND_HALF_EVEN)  # every decimal operation here runs in this context (not the
+# thread's, which a caller may change): 40 digits, far more than the 24 bits any table entry keeps
+
+
+def _nearest_integer(value: Decimal) -> int:
+    """`value` rounded half to even."""
+    return int(value.to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 def round_shift(x: Tensor, bits: int) -> Tensor:
@@ -90,17 +96,17 @@ class IntegerConv2d:
             raise ValueError("IntegerConv2d converts ungrouped, zero-padded convolutions only")
         largest = float(weight.abs().max())
         self.shift = WEIGHT_BITS - math.frexp(largest)[1] if largest > 0 else 0  # |w| * 2^shift < 2^15
-        taps_of_output = 1 if self.transposed else 0  # weight (out, in, kh, kw), transposed (in, out, kh, kw)
+        out_dim = 1 if self.transposed else 0  # weight (out, in, kh, kw), transposed (in, out, kh, kw)
         while True:
             integer_weight = torch.round(weight * 2.0**self.shift)
-            reduce = tuple(d for d in range(4) if d != taps_of_output)
+            reduce = tuple(d for d in range(4) if d != out_dim)
             tap_sum = int(integer_weight.abs().sum(dim=reduce).max())  # S_o, exact: integers below 2^53
             if tap_sum * INPUT_BOUND <= EXACT_BOUND:
                 break
             self.shift -= 1
         self.weight = integer_weight.to(layer.weight.device)
         self.tap_sum = tap_sum
-        bias = layer.bias if layer.bias is not None else torch.zeros(self.weight.shape[taps_of_output])
+        bias = layer.bias if layer.bias is not None else torch.zeros(self.weight.shape[out_dim])
         self.bias = to_fixed(bias.detach())[None, :, None, None].to(layer.weight.device)
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -151,15 +157,15 @@ def convert(layer: nn.Module) -> IntegerConv2d | IntegerLeakyReLU | IntegerSeque
 
 # --- nonlinearities by table ----------------------------------------------------------------------
 def _sigmoid(x: Decimal) -> Decimal:
-    return 1 / (1 + _DECIMAL.exp(-x))
+    return 1 / (1 + (-x).exp())
 
 
 def _tanh(x: Decimal) -> Decimal:
-    return 1 - 2 / (1 + _DECIMAL.exp(2 * x))
+    return 1 - 2 / (1 + (2 * x).exp())
 
 
 def _softplus(x: Decimal) -> Decimal:
-    return _DECIMAL.ln(1 + _DECIMAL.exp(x))
+    return (1 + x.exp()).ln()
 
 
 _FUNCTIONS = {"sigmoid": _sigmoid, "tanh": _tanh, "softplus": _softplus}
@@ -171,12 +177,10 @@ def table(name: str, bits: int) -> Tensor:
     one entry past TABLE_RANGE for the interpolation at its end. Decimal arithmetic at 40 digits, then rounded
     half to even: the same integers on every platform."""
     function = _FUNCTIONS[name]
-    with_context = _DECIMAL.copy()
-    entries = []
-    for k in range(2 * TABLE_RANGE * (1 << TABLE_BITS) + 2):
-        x = Decimal(k - TABLE_RANGE * (1 << TABLE_BITS)) / (1 << TABLE_BITS)  # exact: a binary fraction
-        value = function(x) * (1 << bits)
-        entries.append(int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN, context=with_context)))
+    with localcontext(_DECIMAL):
+        points = (Decimal(k - TABLE_RANGE * (1 << TABLE_BITS)) / (1 << TABLE_BITS)  # exact: binary fractions
+                  for k in range(2 * TABLE_RANGE * (1 << TABLE_BITS) + 2))
+        entries = [_nearest_integer(function(x) * (1 << bits)) for x in points]
     return torch.tensor(entries, dtype=torch.int64)
 
 
@@ -221,10 +225,11 @@ class IntegerGain:
         lower = min(int(quality), len(levels) - 1)
         weight = Fraction(quality) - lower
         steps = []
-        for c, low in enumerate(levels[lower]):
-            log_gain_q = Fraction(low) if weight == 0 else (1 - weight) * Fraction(low) + weight * Fraction(levels[lower + 1][c])
-            step = _DECIMAL.exp(-Decimal(log_gain_q.numerator) / Decimal(log_gain_q.denominator)) * ONE
-            steps.append(int(step.quantize(Decimal(1), rounding=ROUND_HALF_EVEN, context=_DECIMAL)))
+        with localcontext(_DECIMAL):
+            for c, low in enumerate(levels[lower]):
+                high = levels[lower + 1][c] if weight else 0.0
+                log_gain_q = (1 - weight) * Fraction(low) + weight * Fraction(high)  # exact rationals
+                steps.append(_nearest_integer((-Decimal(log_gain_q.numerator) / log_gain_q.denominator).exp() * ONE))
         if min(steps) < 1 or max(steps) > INPUT_BOUND:
             raise ValueError(f"quantisation steps must lie in [2^-{FRACTION_BITS}, {ACTIVATION_LIMIT}]")
         self.step = torch.tensor(steps, dtype=torch.int64, device=log_gain.device)

@@ -44,10 +44,10 @@ def reference_conv_transpose(x: np.ndarray, weight: np.ndarray, stride: int, pad
     full = np.zeros((b, weight.shape[1], (height - 1) * stride + k, (width - 1) * stride + k), dtype=np.int64)
     for i in range(height):
         for j in range(width):
-            full[:, :, i * stride:i * stride + k, j * stride:j * stride + k] += np.einsum("bc,cohw->bohw", x[:, :, i, j], weight)
-    size = ((height - 1) * stride - 2 * padding + k + output_padding, (width - 1) * stride - 2 * padding + k + output_padding)
+            contribution = np.einsum("bc,cohw->bohw", x[:, :, i, j], weight)
+            full[:, :, i * stride:i * stride + k, j * stride:j * stride + k] += contribution
     full = np.pad(full, ((0, 0), (0, 0), (0, output_padding), (0, output_padding)))
-    return full[:, :, padding:padding + size[0], padding:padding + size[1]]
+    return full[:, :, padding:full.shape[2] - padding, padding:full.shape[3] - padding]
 
 
 def random_activations(shape, generator: torch.Generator) -> torch.Tensor:
