@@ -10,7 +10,7 @@ twice, so the writer never seeks.
 | part     | field           | type          | notes                                            |
 |----------|-----------------|---------------|--------------------------------------------------|
 | header   | magic           | 4 B           | b"DSAE"                                          |
-|          | version         | u8            | FORMAT_VERSION (5)                               |
+|          | version         | u8            | FORMAT_VERSION (6)                               |
 |          | name_len        | u8            | 1..64                                            |
 |          | model_name      | name_len B    | printable ASCII                                  |
 |          | weights_fingerprint | 8 B       | first 8 bytes of the weights file's sha256       |
@@ -49,8 +49,8 @@ dsae-sprites-f64's, 64 f and 256 z symbols) takes 39 B of header, 11 B of record
 1 to 4 B more of index.
 
 A reader checks every field against these bounds and every length against the file size before reading, so any
-malformed input ends in one `BitstreamError`. A file of another version (version 2 included: its files are not
-read) gets "unsupported format version N". The payloads are opaque here; `bitstream.coder` writes them
+malformed input ends in one `BitstreamError`. A file of another version (versions 2 to 5 included: their files
+are not read) gets "unsupported format version N". The payloads are opaque here; `bitstream.coder` writes them
 (big-endian 32-bit words, trailing zero bytes dropped). So is the audio: `BitstreamWriter.close(audio=...)` stores
 bytes, `BitstreamReader.read_audio()` gives them back, CRC checked; only `dsaecodec.audio` (PyAV) looks inside.
 """
@@ -64,9 +64,11 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 MAGIC = b"DSAE"
-FORMAT_VERSION = 5  # 3: varint fields, 8-byte weights fingerprint, frame count and record sizes in the index;
+FORMAT_VERSION = 6  # 3: varint fields, 8-byte weights fingerprint, frame count and record sizes in the index;
 # 4: the quality is a segment's, in steps of 1/QUALITY_STEPS level (it was the header's, a whole level);
-# 5: an optional audio record after the last segment, its size in the index
+# 5: an optional audio record after the last segment, its size in the index;
+# 6: the same container; the payloads are coded under integer entropy models (dsaecodec/integer.py), so that
+# they decode on any machine
 
 MAX_NAME_LENGTH = 64
 MAX_DIMENSION = 16384

@@ -31,6 +31,8 @@ from torch import Tensor, nn
 
 from bitstream.coder import SCALE_TABLE as _SCALE_TABLE_NP
 from bitstream.coder import SYMBOL_BOUND, SymbolDecoder, SymbolEncoder
+from dsaecodec import integer
+from dsaecodec.integer import IntegerGain
 
 SCALE_TABLE = torch.tensor(_SCALE_TABLE_NP, dtype=torch.float32)
 SCALE_MIN = float(_SCALE_TABLE_NP[0])
@@ -271,35 +273,55 @@ class FactorisedCoder(nn.Module):
         return [np.diff(cdf[c, : n + 1]).astype(np.float64) for c, n in enumerate(lengths)]
 
     # --- coding -------------------------------------------------------------------------------------
+    # The *_symbols methods code table symbols (B, C, h, w), int64: value (symbol + `_offset[c]`) + median, gained
+    # domain. `encode`, `decode` and `sample` dequantise them in float (physical); `dequantise_fixed` exactly, for
+    # a network whose output the entropy decoder depends on (the frame VAE's hyper-synthesis).
     def _dequantise(self, symbols: Tensor, gain: Tensor) -> Tensor:
         """Table symbols (B, C, h, w) -> y_hat, physical, float32 and contiguous: the encoder's symbols inherit
         g_a's channels-last strides, and convolutions round differently per layout."""
         offsets = self._offset.long()[None, :, None, None]
         return (symbols + offsets + self._medians()).float().contiguous() / gain
 
-    def encode(self, y: Tensor, gain: Tensor, coder: SymbolEncoder) -> Tensor:
+    def dequantise_fixed(self, symbols: Tensor, gain: IntegerGain) -> Tensor:
+        """Table symbols (B, C, h, w) -> y_hat, physical, as int64 activations (integer.py), the same on every
+        machine: (symbol + offset + median) * step, the median rounded to the activations' grid."""
+        offsets = self._offset.long()[None, :, None, None].to(symbols.device)
+        return gain.dequantise(symbols + offsets, integer.to_fixed(self._medians()))
+
+    def encode_symbols(self, y: Tensor, gain: Tensor, coder: SymbolEncoder) -> Tensor:
         """Code y (B, C, h, w), physical, into `coder`, each channel's values in one call, clamped into the
-        channel's table; returns y_hat as the decoder has it."""
+        channel's table; returns the table symbols."""
         pmfs = self.pmfs()
         symbols = torch.round(y * gain - self._medians()).long() - self._offset.long()[None, :, None, None]
         largest = torch.tensor([len(pmf) - 1 for pmf in pmfs], device=y.device)[None, :, None, None]
         symbols = torch.minimum(symbols.clamp_min(0), largest)
         for c, pmf in enumerate(pmfs):
             coder.categorical(symbols[:, c].flatten().cpu().numpy(), pmf)
-        return self._dequantise(symbols, gain)
+        return symbols
+
+    def decode_symbols(self, coder: SymbolDecoder, shape: tuple[int, int, int]) -> Tensor:
+        """Decode the table symbols (B, C, h, w), `shape` = (B, h, w)."""
+        count = int(np.prod(shape))
+        return torch.stack([torch.from_numpy(coder.categorical(pmf, count)).long().reshape(shape)
+                            for pmf in self.pmfs()], dim=1)
+
+    def sample_symbols(self, shape: tuple[int, int, int], rng: np.random.Generator) -> Tensor:
+        """Table symbols (B, C, h, w), `shape` = (B, h, w), drawn from the coded tables."""
+        symbols = np.stack([rng.choice(len(pmf), size=shape, p=pmf / pmf.sum()) for pmf in self.pmfs()], axis=1)
+        return torch.from_numpy(symbols)
+
+    def encode(self, y: Tensor, gain: Tensor, coder: SymbolEncoder) -> Tensor:
+        """Code y (B, C, h, w), physical (see `encode_symbols`); returns y_hat as the decoder has it."""
+        return self._dequantise(self.encode_symbols(y, gain, coder), gain)
 
     def decode(self, coder: SymbolDecoder, shape: tuple[int, int, int], gain: Tensor) -> Tensor:
         """Decode y_hat (B, C, h, w), physical, `shape` = (B, h, w)."""
-        count = int(np.prod(shape))
-        symbols = torch.stack([torch.from_numpy(coder.categorical(pmf, count)).long().reshape(shape)
-                               for pmf in self.pmfs()], dim=1)
-        return self._dequantise(symbols.to(gain.device), gain)
+        return self._dequantise(self.decode_symbols(coder, shape).to(gain.device), gain)
 
     def sample(self, shape: tuple[int, int, int], gain: Tensor, rng: np.random.Generator) -> Tensor:
         """y_hat (B, C, h, w), physical, `shape` = (B, h, w), drawn from the coded tables (as decode would
         give it)."""
-        symbols = np.stack([rng.choice(len(pmf), size=shape, p=pmf / pmf.sum()) for pmf in self.pmfs()], axis=1)
-        return self._dequantise(torch.from_numpy(symbols).to(gain.device), gain)
+        return self._dequantise(self.sample_symbols(shape, rng).to(gain.device), gain)
 
 
 class GaussianCoder:
@@ -341,24 +363,44 @@ class GaussianCoder:
         y_hat_gained = symbols.float() if mu_gained is None else symbols.float() + mu_gained
         return y_hat_gained.contiguous() / gain
 
+    # The *_symbols methods code integers under given scale indices (any shape, int64): the integer path, where
+    # the model computes the indices and the dequantisation itself. encode / decode / sample take float means and
+    # scales (the RNN codec's path).
+    @staticmethod
+    def encode_symbols(symbols: Tensor, index: Tensor, coder: SymbolEncoder) -> Tensor:
+        """Code integer-valued `symbols`, clamped to +-SYMBOL_BOUND, under the Gaussians of `index` (same shape);
+        returns the clamped symbols (int64)."""
+        symbols = symbols.clamp(-SYMBOL_BOUND, SYMBOL_BOUND).long()
+        coder.gaussian(symbols.flatten().cpu().numpy(), index.flatten().cpu().numpy())
+        return symbols
+
+    @staticmethod
+    def decode_symbols(coder: SymbolDecoder, index: Tensor) -> Tensor:
+        """Decode the symbols (int64, the shape of `index`)."""
+        symbols = torch.from_numpy(coder.gaussian(index.flatten().cpu().numpy())).long()
+        return symbols.reshape(index.shape).to(index.device)
+
+    @staticmethod
+    def sample_symbols(index: Tensor, rng: np.random.Generator) -> Tensor:
+        """Symbols (int64, the shape of `index`) drawn from the quantised Gaussians of `index`."""
+        std = _SCALE_TABLE_NP[index.flatten().cpu().numpy()]
+        symbols = np.clip(np.round(rng.normal(0.0, std)), -SYMBOL_BOUND, SYMBOL_BOUND).astype(np.int64)
+        return torch.from_numpy(symbols).reshape(index.shape).to(index.device)
+
     def encode(self, y: Tensor, mu: Tensor | None, scale: Tensor, gain: Tensor, coder: SymbolEncoder) -> Tensor:
         """Code `round(y * gain - mu * gain)`, clamped to +-SYMBOL_BOUND, into `coder`; returns y_hat as the
         decoder has it."""
         mu_gained, index = self._coding_parameters(mu, scale, gain)
         centred = y * gain if mu_gained is None else y * gain - mu_gained
-        symbols = torch.round(centred).clamp(-SYMBOL_BOUND, SYMBOL_BOUND).to(torch.int32)
-        coder.gaussian(symbols.flatten().cpu().numpy(), index.flatten().cpu().numpy())
+        symbols = self.encode_symbols(torch.round(centred), index, coder)
         return self._dequantise(symbols, mu_gained, gain)
 
     def decode(self, coder: SymbolDecoder, mu: Tensor | None, scale: Tensor, gain: Tensor) -> Tensor:
         """Decode y_hat of the shape of `scale * gain`, physical."""
         mu_gained, index = self._coding_parameters(mu, scale, gain)
-        symbols = torch.from_numpy(coder.gaussian(index.flatten().cpu().numpy()))
-        return self._dequantise(symbols.reshape(index.shape).to(index.device), mu_gained, gain)
+        return self._dequantise(self.decode_symbols(coder, index), mu_gained, gain)
 
     def sample(self, mu: Tensor | None, scale: Tensor, gain: Tensor, rng: np.random.Generator) -> Tensor:
         """y_hat drawn from the quantised Gaussians the coder would code it under (as decode would give it)."""
         mu_gained, index = self._coding_parameters(mu, scale, gain)
-        std = _SCALE_TABLE_NP[index.flatten().cpu().numpy()]
-        symbols = np.clip(np.round(rng.normal(0.0, std)), -SYMBOL_BOUND, SYMBOL_BOUND).astype(np.int32)
-        return self._dequantise(torch.from_numpy(symbols).reshape(index.shape).to(index.device), mu_gained, gain)
+        return self._dequantise(self.sample_symbols(index, rng), mu_gained, gain)

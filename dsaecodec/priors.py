@@ -1,5 +1,6 @@
-"""Priors shared by the models: the ConvLSTM cell and the stochastic prior of the dynamic latents, and the
-thread rule under which the codec runs them. The entropy coders they parametrise are in dsaecodec/entropy.py.
+"""Priors shared by the models: the ConvLSTM cell and the stochastic prior of the dynamic latents, their integer
+counterparts that coding runs (dsaecodec/integer.py), and the thread rule under which the codec runs the rest.
+The entropy coders they parametrise are in dsaecodec/entropy.py.
 """
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dsaecodec import integer
 from dsaecodec.entropy import in_float32
+from dsaecodec.integer import FRACTION_BITS, INPUT_BOUND, IntegerConv2d, IntegerSequential, round_shift
 
 
 @contextlib.contextmanager
@@ -50,6 +53,32 @@ class ConvLSTMCell(nn.Module):
         return h, c
 
 
+class IntegerConvLSTMCell:
+    """A `ConvLSTMCell` in integer arithmetic: input and state int64 activations (value / 2^FRACTION_BITS).
+
+    The gates' convolution is an `IntegerConv2d`, sigmoid and tanh are tables, products are rounded half up.
+    The cell state is clamped to +-ACTIVATION_LIMIT (it grows by at most 1 per step; the float cell is not
+    clamped, but the next convolution would clamp its input there anyway).
+    """
+
+    def __init__(self, cell: ConvLSTMCell):
+        self.hidden_channels = cell.hidden_channels
+        self.gates = IntegerConv2d(cell.gates)
+
+    def zero_state(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        b, _, h, w = like.shape
+        zeros = like.new_zeros(b, self.hidden_channels, h, w, dtype=torch.int64)
+        return zeros, zeros
+
+    def __call__(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        h, c = state
+        i, f, o, g = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        c = round_shift(integer.sigmoid(f) * c + integer.sigmoid(i) * integer.tanh(g), FRACTION_BITS)
+        c = c.clamp(-INPUT_BOUND, INPUT_BOUND)
+        h = round_shift(integer.sigmoid(o) * integer.tanh(c), FRACTION_BITS)
+        return h, c
+
+
 class DynamicsPrior(nn.Module):
     """Stochastic ConvLSTM prior p(z_t | z_<t) = N(mu_t, scale_t), in the physical domain.
 
@@ -76,3 +105,27 @@ class DynamicsPrior(nn.Module):
         state = self.cell(z_prev, state)
         mu, scale_raw = self.head(state[0]).chunk(2, dim=1)
         return mu, F.softplus(scale_raw), state
+
+    def integer(self) -> IntegerDynamicsPrior:
+        """The prior in integer arithmetic, from the current weights, for coding."""
+        return IntegerDynamicsPrior(self)
+
+
+class IntegerDynamicsPrior:
+    """`DynamicsPrior.step` in integer arithmetic, what the codec runs: the same on every machine.
+
+    `step(z_prev, state)`: z_prev (B, C_z, h, w) int64 activations (the dequantised previous latent, value /
+    2^FRACTION_BITS) -> (mu, int64 activations: the mean the symbols are centred on; scale, int64 / 2^SCALE_BITS;
+    the new state, two int64 activation maps).
+    """
+
+    def __init__(self, prior: DynamicsPrior):
+        self.cell = IntegerConvLSTMCell(prior.cell)
+        self.head = IntegerSequential(prior.head)
+
+    def step(self, z_prev: Tensor, state: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
+        if state is None:
+            state = self.cell.zero_state(z_prev)
+        state = self.cell(z_prev, state)
+        mu, scale_raw = self.head(state[0]).chunk(2, dim=1)
+        return mu, integer.softplus(scale_raw), state

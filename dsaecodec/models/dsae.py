@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
 from dsaecodec.entropy import FactorisedCoder, GaussianCoder
+from dsaecodec.integer import IntegerGain, to_float
 from dsaecodec.models.base import CodecModel, Streams, saved_config
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
@@ -198,20 +199,24 @@ class DSAE(CodecModel):
             coder.update(refit_quantiles=bool(self.frame_size))
 
     # --- coding one segment -----------------------------------------------------------------------
-    def _roll_out_z(self, frames: int, shape: tuple[int, int],
-                    take_latent: Callable[[int, Tensor, Tensor], Tensor]) -> Tensor:
-        """The z prior run exactly as the decoder runs it, frame by frame, on dequantised latents.
+    def _roll_out_z(self, quality: float, frames: int, shape: tuple[int, int],
+                    take_symbols: Callable[[int, Tensor, Tensor, IntegerGain], Tensor]) -> Tensor:
+        """The z prior run exactly as the decoder runs it, frame by frame, in integer arithmetic (integer.py), so
+        that means, scale indices and the prior's state are the same on every machine.
 
-        `take_latent(t, mu, scale)` returns the dequantised z_hat_t (1, C_z, h, w) of frame t under the prior
-        N(mu, scale): the encoder codes it, the decoder decodes it. Returns z_hat (1, T, C_z, h, w).
+        `take_symbols(t, mu, index, z_gain)` returns the integer symbols (1, C_z, h, w) of frame t, coded around
+        the mean `mu` (int64 activations) under the scale indices `index`: the encoder codes them, the decoder
+        decodes them, `sample` draws them. z_hat_t = mu + symbols * step, exactly. Returns z_hat (1, T, C_z, h, w),
+        float32.
         """
-        z_prev = self.z_log_gain.new_zeros(1, self.config.z_channels, *shape)
+        prior, z_gain = self.z_prior.integer(), IntegerGain(self.z_log_gain, quality)
+        z_prev = self.z_log_gain.new_zeros(1, self.config.z_channels, *shape, dtype=torch.int64)
         state, z_hats = None, []
         for t in range(frames):
-            mu, scale, state = self.z_prior.step(z_prev, state)
-            z_prev = take_latent(t, mu, scale)
+            mu, scale, state = prior.step(z_prev, state)
+            z_prev = mu + z_gain.dequantise(take_symbols(t, mu, z_gain.scale_index(scale), z_gain))
             z_hats.append(z_prev)
-        return torch.stack(z_hats, dim=1)
+        return to_float(torch.stack(z_hats, dim=1))
 
     @torch.no_grad()
     def compress_segment(self, x: Tensor, quality: float) -> tuple[Streams, Tensor]:
@@ -225,9 +230,9 @@ class DSAE(CodecModel):
             f_hat = self.f_entropy[nearest_level(quality)].encode(f, gain(self.f_log_gain, quality), f_encoder)
             f_count = f.numel()
 
-        z, z_gain, z_encoder = self.infer_z(features, f_hat), gain(self.z_log_gain, quality), SymbolEncoder()
-        z_hat = self._roll_out_z(x.shape[0], features.shape[-2:],
-                                 lambda t, mu, scale: self.z_coder.encode(z[:, t], mu, scale, z_gain, z_encoder))
+        z, z_encoder = self.infer_z(features, f_hat), SymbolEncoder()
+        z_hat = self._roll_out_z(quality, x.shape[0], features.shape[-2:], lambda t, mu, index, z_gain:
+                                 self.z_coder.encode_symbols(z_gain.quantise(z[:, t], mu), index, z_encoder))
         x_hat = self.synthesise(z_hat, f_hat)[0].clamp(0, 1)
         streams = Streams(frames=x.shape[0], static=f_encoder.to_bytes(), dynamic=z_encoder.to_bytes(),
                           static_symbols=f_count, dynamic_symbols=z_hat.numel())
@@ -242,9 +247,9 @@ class DSAE(CodecModel):
 
     def decode_z(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
         """The dynamic latents z_hat (1, T, C_z, h, w) of a coded segment."""
-        z_gain, z_decoder = gain(self.z_log_gain, quality), SymbolDecoder(streams.dynamic)
-        return self._roll_out_z(streams.frames, shape,
-                                lambda t, mu, scale: self.z_coder.decode(z_decoder, mu, scale, z_gain))
+        z_decoder = SymbolDecoder(streams.dynamic)
+        return self._roll_out_z(quality, streams.frames, shape,
+                                lambda t, mu, index, z_gain: self.z_coder.decode_symbols(z_decoder, index))
 
     @torch.no_grad()
     def decompress_segment(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
@@ -259,8 +264,8 @@ class DSAE(CodecModel):
 
     def sample_z(self, quality: float, frames: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """z_hat (1, T, C_z, h, w) drawn from the ConvLSTM prior, each step fed the previous sample."""
-        z_gain = gain(self.z_log_gain, quality)
-        return self._roll_out_z(frames, shape, lambda t, mu, scale: self.z_coder.sample(mu, scale, z_gain, rng))
+        return self._roll_out_z(quality, frames, shape,
+                                lambda t, mu, index, z_gain: self.z_coder.sample_symbols(index, rng))
 
     @torch.no_grad()
     def sample(self, frames: int, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:

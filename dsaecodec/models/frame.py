@@ -37,7 +37,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
+from dsaecodec import integer
 from dsaecodec.entropy import FactorisedCoder, GaussianCoder
+from dsaecodec.integer import IntegerGain
 from dsaecodec.models.base import CodecModel, Streams, saved_config
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
@@ -147,14 +149,20 @@ class FrameVAE(CodecModel):
             coder.update(refit_quantiles=bool(self.frame_size))
 
     # --- coding one segment -----------------------------------------------------------------------
-    def _synthesise_coded(self, z_hat: Tensor, quality: float, shape: tuple[int, int],
-                          take_y: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
-        """The decoder's path from dequantised hyper-latents z_hat (T, N, h', w') to frames (T, 3, 16h, 16w).
+    def _synthesise_coded(self, z_symbols: Tensor, quality: float, shape: tuple[int, int],
+                          take_y: Callable[[Tensor, IntegerGain], Tensor]) -> Tensor:
+        """The decoder's path from the hyper-latents' table symbols (T, N, h', w') to frames (T, 3, 16h, 16w).
 
-        `take_y(scale, y_gain)` returns the dequantised y_hat (T, N, h, w) under the zero-mean Gaussians of
-        std `scale`: the encoder codes it, the decoder decodes it.
+        The hyper-synthesis runs in integer arithmetic (integer.py), so that the scale indices of y are the same
+        on every machine. `take_y(index, y_gain)` returns y's integer symbols (T, N, h, w) under the zero-mean
+        Gaussians of those indices: the encoder codes them, the decoder decodes them, `sample` draws them.
         """
-        y_hat = take_y(self.hyper_synthesise(z_hat, shape), gain(self.y_log_gain, quality))
+        z_entropy = self.z_entropy[nearest_level(quality)]
+        z_hat = z_entropy.dequantise_fixed(z_symbols, IntegerGain(self.z_log_gain, quality))
+        h_s = integer.IntegerSequential(self.h_s)
+        scale = integer.softplus(h_s(z_hat))[..., : shape[0], : shape[1]]
+        y_gain = IntegerGain(self.y_log_gain, quality)
+        y_hat = integer.to_float(y_gain.dequantise(take_y(y_gain.scale_index(scale), y_gain))).contiguous()
         return framewise(self.g_s, y_hat).clamp(0, 1)
 
     @torch.no_grad()
@@ -162,9 +170,10 @@ class FrameVAE(CodecModel):
         """Frames (T, 3, H, W) in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
         y = framewise(self.g_a, x)
         encoder = SymbolEncoder()
-        z_hat = self.z_entropy[nearest_level(quality)].encode(self.hyper_analyse(y), gain(self.z_log_gain, quality), encoder)
-        x_hat = self._synthesise_coded(z_hat, quality, y.shape[-2:],
-                                       lambda scale, y_gain: self.y_coder.encode(y, None, scale, y_gain, encoder))
+        z_symbols = self.z_entropy[nearest_level(quality)].encode_symbols(
+            self.hyper_analyse(y), gain(self.z_log_gain, quality), encoder)
+        x_hat = self._synthesise_coded(z_symbols, quality, y.shape[-2:], lambda index, y_gain:
+                                       self.y_coder.encode_symbols(y_gain.quantise(y), index, encoder))
         symbols = self.symbol_counts(x.shape[0], y.shape[-2:])[1]
         return Streams(frames=x.shape[0], dynamic=encoder.to_bytes(), dynamic_symbols=symbols), x_hat
 
@@ -172,18 +181,18 @@ class FrameVAE(CodecModel):
     def decompress_segment(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
         """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
         decoder = SymbolDecoder(streams.dynamic)
-        z_hat = self.z_entropy[nearest_level(quality)].decode(decoder, (streams.frames, *self._hyper_shape(shape)),
-                                               gain(self.z_log_gain, quality))
-        return self._synthesise_coded(z_hat, quality, shape,
-                                      lambda scale, y_gain: self.y_coder.decode(decoder, None, scale, y_gain))
+        z_symbols = self.z_entropy[nearest_level(quality)].decode_symbols(
+            decoder, (streams.frames, *self._hyper_shape(shape)))
+        return self._synthesise_coded(z_symbols, quality, shape,
+                                      lambda index, y_gain: self.y_coder.decode_symbols(decoder, index))
 
     @torch.no_grad()
     def sample(self, frames: int, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """Frames (T, 3, 16h, 16w) in [0, 1] drawn from the priors, each frame independently: its hyper-latent
         from the learned density, then y from the Gaussian that the hyper-latent gives."""
-        z_hat = self.z_entropy[nearest_level(quality)].sample((frames, *self._hyper_shape(shape)), gain(self.z_log_gain, quality), rng)
-        return self._synthesise_coded(z_hat, quality, shape,
-                                      lambda scale, y_gain: self.y_coder.sample(None, scale, y_gain, rng))
+        z_symbols = self.z_entropy[nearest_level(quality)].sample_symbols((frames, *self._hyper_shape(shape)), rng)
+        return self._synthesise_coded(z_symbols, quality, shape,
+                                      lambda index, y_gain: self.y_coder.sample_symbols(index, rng))
 
     def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
         """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""

@@ -1,0 +1,264 @@
+"""Integer networks (Ballé, Johnston & Minnen 2019): the numbers the entropy decoder depends on, computed the
+same on every machine.
+
+A float network's output depends on the order in which its kernels sum, and PyTorch picks kernels by instruction
+set, thread count and device: one flipped scale index desynchronises the range decoder. So the networks that set
+scale indices and means (the DSAE's z prior, the frame VAE's hyper-synthesis) are converted from their trained
+float weights into fixed-point ones for coding:
+
+    activations     int64 tensors, value = integer / 2^FRACTION_BITS; each convolution clamps its input to
+                    +-ACTIVATION_LIMIT (so |integer| <= INPUT_BOUND = 2^26)
+    weights         integers, value = integer / 2^shift, one power-of-two scale per layer, |integer| <= 2^WEIGHT_BITS
+    biases          integers at the activations' scale
+    convolution     the integer tensors convolved in float64 by PyTorch's ordinary kernels, converted to int64 and
+                    rescaled by 2^-shift, rounding half up (an arithmetic shift)
+    leaky ReLU      slope rounded to a multiple of 2^-FRACTION_BITS, product rounded half up
+    sigmoid, tanh,  tables on a grid of 2^-TABLE_BITS over [-TABLE_RANGE, TABLE_RANGE], interpolated linearly in
+    softplus        integers; the tables come from Python's `decimal` (exp and ln correctly rounded), not from a
+                    libm whose last bit differs between platforms, so they are the same everywhere
+
+Why the float64 convolution is exact, whatever the kernel. An output of channel o is a sum of products w * x over
+the taps of its kernel, |x| <= INPUT_BOUND. Conversion checks S_o * INPUT_BOUND <= EXACT_BOUND = 2^53 - 1, where
+S_o = sum over the taps of |w|: then every product and every partial sum, in any order, blocking or grouping and
+with or without fused multiply-adds, is an integer of magnitude <= S_o * INPUT_BOUND, which float64 holds exactly,
+so no operation rounds and every kernel returns the same integer. (For the shipped models S_o <= 2^15 * fan-in,
+fan-in <= 720 < 2^10, so the bound is at most 2^51: kept with room. Conversion lowers a layer's weight precision
+if a layer ever needs it.) This needs kernels that form sums of products: PyTorch's CPU convolutions of float64
+are im2col/col2im and GEMM (mkldnn, NNPACK and XNNPACK take no float64, so ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA
+and the thread count only change the order of exact operations); on CUDA the layers run with cuDNN off (its FFT
+and Winograd algorithms would round), which is GEMM again. Everything after the convolution is int64 arithmetic.
+
+The quantities coding needs besides the networks are fixed-point too: `IntegerGain` holds each channel's
+quantisation step at a quality (from the float log gains by exact rational arithmetic and a correctly rounded
+exp) and maps fixed-point scales to scale indices by integer comparison.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from fractions import Fraction
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bitstream.coder import SCALE_TABLE
+
+FRACTION_BITS = 16  # activations: value = integer / 2^16
+ONE = 1 << FRACTION_BITS
+ACTIVATION_LIMIT = 1 << 10  # |value| of a convolution's input, enforced by clamping
+INPUT_BOUND = ACTIVATION_LIMIT * ONE  # 2^26
+WEIGHT_BITS = 15  # |integer weight| <= 2^15
+EXACT_BOUND = 2**53 - 1  # every integer of at most this magnitude is a float64
+SCALE_BITS = 24  # scales (softplus outputs): value = integer / 2^24, finer for the small scales of large gains
+TABLE_BITS = 6  # nonlinearity tables: one entry per 2^-6
+TABLE_RANGE = 16  # ... over [-16, 16]; beyond, sigmoid and tanh are +-1 and softplus(x) is x or 0 to < 2^-23
+_DECIMAL = Context(prec=40, rounding=ROUND_HALF_EVEN)  # every decimal operation here runs in this context (not the
+# thread's, which a caller may change): 40 digits, far more than the 24 bits any table entry keeps
+
+
+def _nearest_integer(value: Decimal) -> int:
+    """`value` rounded half to even."""
+    return int(value.to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def round_shift(x: Tensor, bits: int) -> Tensor:
+    """x / 2^bits (int64) rounded half up; bits <= 0 multiplies by 2^-bits."""
+    if bits <= 0:
+        return x * (1 << -bits)
+    return (x + (1 << (bits - 1))) >> bits
+
+
+def to_fixed(x: Tensor, bits: int = FRACTION_BITS) -> Tensor:
+    """A float tensor as int64 integers / 2^bits, rounded half to even (exact: scaling by 2^bits does not round)."""
+    return torch.round(x.double() * 2.0**bits).long()
+
+
+def to_float(x: Tensor, bits: int = FRACTION_BITS) -> Tensor:
+    """int64 integers / 2^bits as a float32 tensor (correctly rounded, so the same everywhere)."""
+    return (x.double() / 2.0**bits).float()
+
+
+# --- convolutions -----------------------------------------------------------------------------------
+class IntegerConv2d:
+    """A Conv2d or ConvTranspose2d with integer weights, on int64 activations (B, C_in, h, w) -> (B, C_out, h', w').
+
+    Not an `nn.Module`: it is made from a float layer for coding (`convert`) and never saved.
+    """
+
+    def __init__(self, layer: nn.Conv2d | nn.ConvTranspose2d):
+        weight = layer.weight.detach().double().cpu()
+        self.transposed = isinstance(layer, nn.ConvTranspose2d)
+        self.stride, self.padding, self.dilation = layer.stride, layer.padding, layer.dilation
+        self.output_padding = layer.output_padding if self.transposed else None
+        if layer.groups != 1 or layer.padding_mode != "zeros":
+            raise ValueError("IntegerConv2d converts ungrouped, zero-padded convolutions only")
+        largest = float(weight.abs().max())
+        self.shift = WEIGHT_BITS - math.frexp(largest)[1] if largest > 0 else 0  # |w| * 2^shift < 2^15
+        out_dim = 1 if self.transposed else 0  # weight (out, in, kh, kw), transposed (in, out, kh, kw)
+        while True:
+            integer_weight = torch.round(weight * 2.0**self.shift)
+            reduce = tuple(d for d in range(4) if d != out_dim)
+            tap_sum = int(integer_weight.abs().sum(dim=reduce).max())  # S_o, exact: integers below 2^53
+            if tap_sum * INPUT_BOUND <= EXACT_BOUND:
+                break
+            self.shift -= 1
+        self.weight = integer_weight.to(layer.weight.device)
+        self.tap_sum = tap_sum
+        bias = layer.bias if layer.bias is not None else torch.zeros(self.weight.shape[out_dim])
+        self.bias = to_fixed(bias.detach())[None, :, None, None].to(layer.weight.device)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        x = x.clamp(-INPUT_BOUND, INPUT_BOUND).double()
+        with torch.backends.cudnn.flags(enabled=False):
+            if self.transposed:
+                total = F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, self.output_padding,
+                                           1, self.dilation)
+            else:
+                total = F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation)
+        return round_shift(total.long(), self.shift) + self.bias
+
+
+class IntegerLeakyReLU:
+    """max(x, 0) + slope * min(x, 0) on int64 activations, the slope a multiple of 2^-FRACTION_BITS (0: ReLU)."""
+
+    def __init__(self, slope: float):
+        self.slope = round(slope * ONE)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return torch.where(x >= 0, x, round_shift(x * self.slope, FRACTION_BITS))
+
+
+class IntegerSequential:
+    """`nn.Sequential` of convolutions (plain and transposed), ReLUs and leaky ReLUs, converted layer by layer."""
+
+    def __init__(self, network: nn.Sequential):
+        self.layers = [convert(layer) for layer in network]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def convert(layer: nn.Module) -> IntegerConv2d | IntegerLeakyReLU | IntegerSequential:
+    """The integer counterpart of a float layer; ValueError for a layer without one."""
+    if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+        return IntegerConv2d(layer)
+    if isinstance(layer, nn.LeakyReLU):
+        return IntegerLeakyReLU(layer.negative_slope)
+    if isinstance(layer, nn.ReLU):
+        return IntegerLeakyReLU(0.0)
+    if isinstance(layer, nn.Sequential):
+        return IntegerSequential(layer)
+    raise ValueError(f"no integer counterpart for {type(layer).__name__}")
+
+
+# --- nonlinearities by table ----------------------------------------------------------------------
+def _sigmoid(x: Decimal) -> Decimal:
+    return 1 / (1 + (-x).exp())
+
+
+def _tanh(x: Decimal) -> Decimal:
+    return 1 - 2 / (1 + (2 * x).exp())
+
+
+def _softplus(x: Decimal) -> Decimal:
+    return (1 + x.exp()).ln()
+
+
+_FUNCTIONS = {"sigmoid": _sigmoid, "tanh": _tanh, "softplus": _softplus}
+
+
+@functools.lru_cache(maxsize=None)
+def table(name: str, bits: int) -> Tensor:
+    """int64 (2 * TABLE_RANGE * 2^TABLE_BITS + 2,): round(f(x) * 2^bits) at x = -TABLE_RANGE + k / 2^TABLE_BITS,
+    one entry past TABLE_RANGE for the interpolation at its end. Decimal arithmetic at 40 digits, then rounded
+    half to even: the same integers on every platform."""
+    function = _FUNCTIONS[name]
+    with localcontext(_DECIMAL):
+        points = (Decimal(k - TABLE_RANGE * (1 << TABLE_BITS)) / (1 << TABLE_BITS)  # exact: binary fractions
+                  for k in range(2 * TABLE_RANGE * (1 << TABLE_BITS) + 2))
+        entries = [_nearest_integer(function(x) * (1 << bits)) for x in points]
+    return torch.tensor(entries, dtype=torch.int64)
+
+
+def lookup(x: Tensor, name: str, bits: int = FRACTION_BITS) -> Tensor:
+    """f(x) of int64 activations (value / 2^FRACTION_BITS) as int64 value / 2^bits: the table of `name`,
+    interpolated linearly between its entries, the input clamped to +-TABLE_RANGE."""
+    values = table(name, bits).to(x.device)
+    step_bits = FRACTION_BITS - TABLE_BITS
+    position = x.clamp(-TABLE_RANGE * ONE, TABLE_RANGE * ONE) + TABLE_RANGE * ONE  # 0 .. 2 * TABLE_RANGE * ONE
+    index, fraction = position >> step_bits, position & ((1 << step_bits) - 1)
+    low = values[index]
+    return low + round_shift((values[index + 1] - low) * fraction, step_bits)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """sigmoid of int64 activations, int64 activations in [0, ONE]."""
+    return lookup(x, "sigmoid")
+
+
+def tanh(x: Tensor) -> Tensor:
+    """tanh of int64 activations, int64 activations in [-ONE, ONE]."""
+    return lookup(x, "tanh")
+
+
+def softplus(x: Tensor) -> Tensor:
+    """softplus of int64 activations, as int64 scales (value / 2^SCALE_BITS); x itself above TABLE_RANGE."""
+    return torch.where(x > TABLE_RANGE * ONE, x << (SCALE_BITS - FRACTION_BITS), lookup(x, "softplus", SCALE_BITS))
+
+
+# --- quantisation steps and scale indices ---------------------------------------------------------
+class IntegerGain:
+    """Each channel's quantisation step 1 / gain at a quality, in fixed point, and what coding does with it.
+
+    `step` int64 (C,): round(exp(-log_gain_q) * 2^FRACTION_BITS), log_gain_q the float32 log gains of the two
+    trained levels around `quality` interpolated as `layers.gain` does, in exact rational arithmetic (a file's
+    quality is a multiple of 1/16), exp correctly rounded by `decimal`. The float `layers.gain` may differ in its
+    last bit between platforms; these integers do not.
+    """
+
+    def __init__(self, log_gain: Tensor, quality: float):
+        levels = log_gain.detach().cpu().tolist()
+        lower = min(int(quality), len(levels) - 1)
+        weight = Fraction(quality) - lower
+        steps = []
+        with localcontext(_DECIMAL):
+            for c, low in enumerate(levels[lower]):
+                high = levels[lower + 1][c] if weight else 0.0
+                log_gain_q = (1 - weight) * Fraction(low) + weight * Fraction(high)  # exact rationals
+                steps.append(_nearest_integer((-Decimal(log_gain_q.numerator) / log_gain_q.denominator).exp() * ONE))
+        if min(steps) < 1 or max(steps) > INPUT_BOUND:
+            raise ValueError(f"quantisation steps must lie in [2^-{FRACTION_BITS}, {ACTIVATION_LIMIT}]")
+        self.step = torch.tensor(steps, dtype=torch.int64, device=log_gain.device)
+        # Index i counts the table entries below the gained scale, scale / step > SCALE_TABLE[t] for t < 63
+        # (as `entropy.scale_index`); for integer scales s / 2^SCALE_BITS that is s > floor(SCALE_TABLE[t] *
+        # step * 2^(SCALE_BITS - FRACTION_BITS)), exact in rationals.
+        entries = [Fraction(float(entry)) for entry in SCALE_TABLE[:-1]]
+        unit = 1 << (SCALE_BITS - FRACTION_BITS)
+        self.thresholds = torch.tensor([[math.floor(entry * step * unit) for entry in entries] for step in steps],
+                                       dtype=torch.int64, device=log_gain.device)
+
+    def _channel(self) -> Tensor:
+        return self.step[None, :, None, None]
+
+    def scale_index(self, scale: Tensor) -> Tensor:
+        """Scale indices (int64) of physical scales (B, C, h, w), int64 value / 2^SCALE_BITS: the smallest table
+        entry >= scale * gain, as `entropy.scale_index` picks it."""
+        by_channel = scale.transpose(0, 1).reshape(scale.shape[1], -1).contiguous()
+        index = torch.searchsorted(self.thresholds, by_channel)  # entries < scale
+        return index.reshape(scale.shape[1], scale.shape[0], *scale.shape[2:]).transpose(0, 1)
+
+    def quantise(self, y: Tensor, mean: Tensor | None = None) -> Tensor:
+        """Encoder side: the integers nearest (y - mean) / step (float64, unclamped), y physical (B, C, h, w), the
+        mean int64 activations or None. Any rounding here is the encoder's choice; `dequantise` decides."""
+        centred = y.double() if mean is None else y.double() - mean.double() / ONE
+        return torch.round(centred * ONE / self._channel().double())
+
+    def dequantise(self, symbols: Tensor, gained_offset: Tensor | None = None) -> Tensor:
+        """(symbols + gained_offset) * step (B, C, h, w) as int64 activations, exact; `gained_offset`, int64
+        activations (1, C, 1, 1) or None, is added in the gained domain (a factorised coder's medians)."""
+        value = symbols.long() * self._channel()
+        return value if gained_offset is None else value + round_shift(gained_offset * self._channel(), FRACTION_BITS)

@@ -1,0 +1,226 @@
+"""The integer entropy models (dsaecodec/integer.py): exact layers, tables the same everywhere, indices that no
+float rounding moves, and files that decode under other CPU kernels in fresh processes."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dsaecodec import integer
+from dsaecodec.entropy import scale_index
+from dsaecodec.integer import INPUT_BOUND, IntegerConv2d, IntegerGain, round_shift
+from dsaecodec.priors import DynamicsPrior
+from tests.helpers import synthetic_clip
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def reference_conv(x: np.ndarray, weight: np.ndarray, stride: int, padding: int) -> np.ndarray:
+    """Plain int64 cross-correlation (B, C_in, H, W) x (C_out, C_in, k, k), zero padding."""
+    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    k = weight.shape[-1]
+    height, width = (x.shape[2] - k) // stride + 1, (x.shape[3] - k) // stride + 1
+    out = np.zeros((x.shape[0], weight.shape[0], height, width), dtype=np.int64)
+    for i in range(height):
+        for j in range(width):
+            patch = x[:, :, i * stride:i * stride + k, j * stride:j * stride + k]
+            out[:, :, i, j] = np.einsum("bchw,ochw->bo", patch, weight)
+    return out
+
+
+def reference_conv_transpose(x: np.ndarray, weight: np.ndarray, stride: int, padding: int,
+                             output_padding: int) -> np.ndarray:
+    """Plain int64 transposed convolution (B, C_in, H, W) x (C_in, C_out, k, k): each input scattered."""
+    b, _, height, width = x.shape
+    k = weight.shape[-1]
+    full = np.zeros((b, weight.shape[1], (height - 1) * stride + k, (width - 1) * stride + k), dtype=np.int64)
+    for i in range(height):
+        for j in range(width):
+            contribution = np.einsum("bc,cohw->bohw", x[:, :, i, j], weight)
+            full[:, :, i * stride:i * stride + k, j * stride:j * stride + k] += contribution
+    full = np.pad(full, ((0, 0), (0, 0), (0, output_padding), (0, output_padding)))
+    return full[:, :, padding:full.shape[2] - padding, padding:full.shape[3] - padding]
+
+
+def random_activations(shape, generator: torch.Generator) -> torch.Tensor:
+    """int64 activations over the whole allowed range, some beyond it (which the layers clamp)."""
+    return torch.randint(-2 * INPUT_BOUND, 2 * INPUT_BOUND, shape, generator=generator, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_integer_conv_equals_an_int64_reference(stride):
+    torch.manual_seed(0)
+    layer = nn.Conv2d(6, 5, 3, stride=stride, padding=1)
+    x = random_activations((2, 6, 7, 9), torch.Generator().manual_seed(1))
+    converted = IntegerConv2d(layer)
+    weight = converted.weight.numpy().astype(np.int64)
+    assert np.abs(weight).max() <= 2**integer.WEIGHT_BITS and np.array_equal(weight, converted.weight.numpy())
+    expected = reference_conv(x.clamp(-INPUT_BOUND, INPUT_BOUND).numpy(), weight, stride, 1)
+    expected = round_shift(torch.from_numpy(expected), converted.shift) + converted.bias
+    assert torch.equal(converted(x), expected)
+
+
+def test_integer_transposed_conv_equals_an_int64_reference():
+    torch.manual_seed(0)
+    layer = nn.ConvTranspose2d(4, 3, 5, stride=2, padding=2, output_padding=1)
+    x = random_activations((1, 4, 3, 4), torch.Generator().manual_seed(2))
+    converted = IntegerConv2d(layer)
+    expected = reference_conv_transpose(x.clamp(-INPUT_BOUND, INPUT_BOUND).numpy(),
+                                        converted.weight.numpy().astype(np.int64), 2, 2, 1)
+    expected = round_shift(torch.from_numpy(expected), converted.shift) + converted.bias
+    assert torch.equal(converted(x), expected)
+
+
+def test_conversion_keeps_every_partial_sum_below_2_to_the_53():
+    layer = nn.Conv2d(64, 1, 9, padding=4, bias=False)  # fan-in 5184 > 2^12: the weights lose precision to fit
+    nn.init.constant_(layer.weight, 0.5)
+    converted = IntegerConv2d(layer)
+    assert converted.tap_sum * INPUT_BOUND <= 2**53 - 1 < 2 * converted.tap_sum * INPUT_BOUND
+    x = torch.full((1, 64, 9, 9), 10 * INPUT_BOUND, dtype=torch.int64)  # clamped to INPUT_BOUND
+    centre = converted(x)[0, 0, 4, 4]
+    assert centre == round_shift(torch.tensor(converted.tap_sum * INPUT_BOUND), converted.shift)
+
+
+def test_a_different_summation_order_gives_the_same_integers():
+    torch.manual_seed(0)
+    layer = nn.Conv2d(12, 8, 3, padding=1)
+    x = random_activations((1, 12, 6, 6), torch.Generator().manual_seed(3))
+    order = torch.randperm(12)
+    shuffled = nn.Conv2d(12, 8, 3, padding=1)
+    with torch.no_grad():
+        shuffled.weight.copy_(layer.weight[:, order])
+        shuffled.bias.copy_(layer.bias)
+    assert torch.equal(IntegerConv2d(layer)(x), IntegerConv2d(shuffled)(x[:, order]))
+
+
+def test_tables_are_pinned_and_close_to_the_functions():
+    digest = hashlib.sha256()
+    for name, bits in (("sigmoid", 16), ("tanh", 16), ("softplus", 24)):
+        digest.update(integer.table(name, bits).numpy().tobytes())
+    # decimal arithmetic: these integers are the same on every platform (a change here changes every file)
+    assert digest.hexdigest()[:16] == "09de57bb529a2388"
+    x = torch.linspace(-20, 20, 4001, dtype=torch.float64)
+    fixed = integer.to_fixed(x)
+    for function, reference, bits in ((integer.sigmoid, torch.sigmoid, 16), (integer.tanh, torch.tanh, 16),
+                                      (integer.softplus, torch.nn.functional.softplus, 24)):
+        error = (function(fixed).double() / 2**bits - reference(fixed.double() / 2**16)).abs().max()
+        assert error < 3 * 2**-16, function.__name__  # interpolation (<= 2.3e-5 for tanh) and rounding
+
+
+def test_leaky_relu_rounds_its_slope_product():
+    x = torch.tensor([-65536 * 3, -7, 0, 5], dtype=torch.int64)
+    assert integer.IntegerLeakyReLU(0.1)(x).tolist() == [round(-3 * 6554), -1, 0, 5]
+    assert integer.IntegerLeakyReLU(0.0)(x).tolist() == [0, 0, 0, 5]
+
+
+def test_integer_gain_interpolates_exactly_and_picks_the_float_scale_index():
+    log_gain = torch.tensor([[-1.5, 0.0, 2.0], [0.25, 0.5, 3.0]])
+    half = IntegerGain(log_gain, 0.5)
+    expected = [round(float(np.exp(-(a + b) / 2) * 2**16)) for a, b in zip(*log_gain.double().tolist())]
+    assert half.step.tolist() == expected
+    scale = torch.exp(torch.linspace(-6, 7, 3 * 400, dtype=torch.float64)).reshape(1, 3, 20, 20)
+    gain = 2.0**16 / half.step.double()[None, :, None, None]
+    fixed_index = half.scale_index(integer.to_fixed(scale, integer.SCALE_BITS))
+    float_index = scale_index((scale * gain).float())
+    assert (fixed_index != float_index).float().mean() < 0.01  # only at the float32 table's edges
+
+
+def test_one_ulp_of_float_noise_moves_no_index_and_no_mean():
+    # The float latents a platform computes (z_hat for the synthesis, or a float prior's inputs) may differ in the
+    # last bit; read onto the fixed-point grid they are the same integers, so the same means and indices follow.
+    # (The weights need no such margin: they are converted from the file's float32 values, the same bits on every
+    # machine, and a 1-ulp change of a weight does move some rounded integer weights.)
+    torch.manual_seed(0)
+    prior = DynamicsPrior(4, 8)
+    for parameter in prior.parameters():
+        nn.init.normal_(parameter, std=0.3)
+    gain = IntegerGain(torch.zeros(1, 4), 0.0)
+    z_int = torch.randint(-3 * 2**16, 3 * 2**16, (2, 1, 4, 5, 6), generator=torch.Generator().manual_seed(4))
+
+    def roll_out(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Means and scale indices of two steps of the integer prior on float latents."""
+        integer_prior, state, out = prior.integer(), None, []
+        for z in inputs:
+            mu, scale, state = integer_prior.step(integer.to_fixed(z), state)
+            out += [mu, gain.scale_index(scale)]
+        return out
+
+    exact = [integer.to_float(z) for z in z_int]
+    reference = roll_out(exact)
+    assert len(torch.unique(reference[-1])) > 5  # indices of many scales
+    for direction in (-np.inf, np.inf):
+        noisy = [torch.nextafter(z, torch.tensor(direction)) for z in exact]
+        assert all((a != b).all() for a, b in zip(noisy, exact))
+        assert all(torch.equal(a, b) for a, b in zip(roll_out(noisy), reference))
+
+
+# --- fresh processes under other kernels --------------------------------------------------------------------
+DECODE_SCRIPT = """
+import hashlib, json, sys
+import numpy as np, torch
+if sys.argv[1] == "no-mkldnn, 2 threads":
+    torch.backends.mkldnn.enabled = False
+    torch.set_num_threads(2)
+from bitstream import coder
+from dsaecodec import codec
+seen = hashlib.sha256()
+def recording(method):
+    def wrapper(self, *args):
+        symbols = method(self, *args)
+        for value in (*args, symbols):
+            seen.update(np.ascontiguousarray(value).tobytes())
+        return symbols
+    return wrapper
+coder.SymbolDecoder.gaussian = recording(coder.SymbolDecoder.gaussian)
+coder.SymbolDecoder.categorical = recording(coder.SymbolDecoder.categorical)
+out = {}
+for path in sys.argv[2:]:
+    codec.decode(open(path, "rb").read())
+    out[path] = seen.hexdigest()
+print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "symbols": out}))
+"""
+
+KERNELS = {
+    "default": {},
+    "sse41": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},
+    "avx": {"ONEDNN_MAX_CPU_ISA": "AVX"},
+    "no-mkldnn, 2 threads": {},
+}
+
+
+def decode_in_process(kernels: str, paths: list[Path]) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **KERNELS[kernels]}
+    result = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, kernels, *map(str, paths)], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def coded_files(tmp_path_factory) -> list[Path]:
+    """A 2-frame 64x64 clip coded by dsae-natural and frame-natural (fractional quality: interpolated gains)."""
+    from dsaecodec import codec
+
+    folder, clip = tmp_path_factory.mktemp("integer"), synthetic_clip(2, 64, 64)
+    paths = []
+    for model_name in ("dsae-natural", "frame-natural"):
+        path = folder / f"{model_name}.dsae"
+        path.write_bytes(codec.encode(clip, model_name=model_name, quality=2.5625, segment_length=2))
+        paths.append(path)
+    return paths
+
+
+def test_files_decode_to_the_same_symbols_under_other_cpu_kernels(coded_files):
+    decoded = {kernels: decode_in_process(kernels, coded_files)
+               for kernels in ("default", "sse41", "avx", "no-mkldnn, 2 threads")}
+    assert decoded["sse41"]["capability"] == "DEFAULT"  # torch took the environment's kernel choice
+    for kernels, result in decoded.items():
+        assert result["symbols"] == decoded["default"]["symbols"], kernels
