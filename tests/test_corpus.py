@@ -1,24 +1,15 @@
 """`dsaecodec encode DIR -o OUTDIR`: every video of a folder, failures reported and carried on."""
 from __future__ import annotations
 
-from fractions import Fraction
-
 import pytest
 
-from dsaecodec.videoio import VideoWriter
-from helpers import synthetic_clip
+from helpers import video_folder
 from test_cli import run
 
 
 @pytest.fixture()
 def corpus(tmp_path):
-    folder = tmp_path / "clips"
-    (folder / "sub").mkdir(parents=True)
-    for name, frames in (("a.mp4", 5), ("sub/b.y4m", 3)):
-        with VideoWriter(folder / name, 32, 16, Fraction(25)) as writer:
-            for frame in synthetic_clip(frames, 16, 32):
-                writer.write(frame)
-    (folder / "broken.mp4").write_bytes(b"not a video")
+    folder = video_folder(tmp_path / "clips", {"a.mp4": 5, "sub/b.y4m": 3}, width=32, height=16)
     (folder / "notes.txt").write_text("not a video either, and not taken for one")
     return folder
 

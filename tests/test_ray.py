@@ -10,27 +10,18 @@ import logging
 import re
 import sys
 import types
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from dsaecodec.videoio import VideoWriter
-from helpers import synthetic_clip
+from helpers import video_folder
 from test_cli import assert_one_line_error, run
 
 
 @pytest.fixture()
 def clips(tmp_path) -> Path:
     """A folder of two tiny clips (one in a subfolder) and a broken file."""
-    folder = tmp_path / "clips"
-    (folder / "sub").mkdir(parents=True)
-    for name, frames in (("a.mp4", 4), ("sub/b.y4m", 2)):
-        with VideoWriter(folder / name, 64, 64, Fraction(25)) as writer:
-            for frame in synthetic_clip(frames, 64, 64):
-                writer.write(frame)
-    (folder / "broken.mp4").write_bytes(b"not a video")
-    return folder
+    return video_folder(tmp_path / "clips", {"a.mp4": 4, "sub/b.y4m": 2}, width=64, height=64)
 
 
 def files(folder: Path) -> dict[str, bytes]:
