@@ -18,7 +18,7 @@ from dsaecodec import integer
 from dsaecodec.entropy import scale_index
 from dsaecodec.integer import INPUT_BOUND, IntegerConv2d, IntegerGain, round_shift
 from dsaecodec.priors import DynamicsPrior
-from tests.helpers import synthetic_clip
+from helpers import synthetic_clip
 
 ROOT = Path(__file__).resolve().parent.parent
 
