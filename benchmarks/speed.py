@@ -24,7 +24,7 @@ overhead  Entropy-coder overhead on carphone at every quality: payload bits (and
           the ideal sum of -log2 p of the coded symbols under the integer (24-bit fixed-point) models the
           range coder used (each payload shortened as bitstream.coder.SymbolEncoder.to_bytes does, so a
           payload can by luck end a few bits below its ideal). The file is decoded by the model's own
-          decompress_segment with a SymbolDecoder that also adds up bitstream.coder.gaussian_bits /
+          decompress_segment inside bitstream.coder.tallied(), which adds up bitstream.coder.gaussian_bits /
           categorical_bits of each batch of symbols it returns. Reported next to it, the quantisation
           gap: those ideal bits against the same symbols' bits under the float models the network
           predicted. It is negative when symbols land far out in a tail: the coder gives every symbol at
@@ -41,7 +41,6 @@ caller's setting. Prints tables with PASS/MISS against the team's targets; write
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import hashlib
 import io
@@ -58,7 +57,7 @@ import time
 import warnings
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
@@ -334,46 +333,6 @@ def _child_main(spec_json: str) -> None:
 
 # --- entropy-coder overhead --------------------------------------------------------------------------------
 
-class _CountingDecoder(coder.SymbolDecoder):
-    """A SymbolDecoder that also adds up the ideal bits of the symbols it decodes, under the same models:
-    `ideal_bits` under the coder's fixed-point models, `float_bits` under the float models."""
-
-    created: list[_CountingDecoder] = []
-
-    def __init__(self, payload: bytes) -> None:
-        super().__init__(payload)
-        self.payload, self.ideal_bits, self.float_bits, self.symbols = payload, 0.0, 0.0, 0
-        _CountingDecoder.created.append(self)
-
-    def gaussian(self, scale_index: np.ndarray) -> np.ndarray:
-        symbols = super().gaussian(scale_index)
-        self.ideal_bits += coder.gaussian_bits(symbols, np.asarray(scale_index))
-        self.float_bits += coder.gaussian_bits(symbols, np.asarray(scale_index), fixed_point=False)
-        self.symbols += len(symbols)
-        return symbols
-
-    def categorical(self, pmf: np.ndarray, count: int) -> np.ndarray:
-        symbols = super().categorical(pmf, count)
-        self.ideal_bits += coder.categorical_bits(symbols, pmf)
-        self.float_bits += coder.categorical_bits(symbols, pmf, fixed_point=False)
-        self.symbols += len(symbols)
-        return symbols
-
-
-@contextlib.contextmanager
-def counting_decoder(model: torch.nn.Module) -> Iterator[None]:
-    """Make the model's module decode with _CountingDecoder (it imports SymbolDecoder by name)."""
-    module = sys.modules[type(model).__module__]
-    if getattr(module, "SymbolDecoder", None) is not coder.SymbolDecoder:
-        raise RuntimeError(f"{module.__name__} does not decode with bitstream.coder.SymbolDecoder; "
-                           "speed.py cannot count the ideal bits of its symbols")
-    module.SymbolDecoder = _CountingDecoder
-    try:
-        yield
-    finally:
-        module.SymbolDecoder = coder.SymbolDecoder
-
-
 def ideal_bits(data: bytes) -> tuple[dict, np.ndarray]:
     """Decode a .dsae file, adding up the ideal bits of its symbols per stream (f, z); also returns the frames."""
     decoder = codec.Decoder(data)
@@ -381,24 +340,22 @@ def ideal_bits(data: bytes) -> tuple[dict, np.ndarray]:
               "f_payload_bits": 0, "z_payload_bits": 0,
               "f_symbols": 0, "z_symbols": 0, "payloads": 0}
     frames = []
-    with counting_decoder(decoder.model):
-        for k in range(len(decoder)):
-            segment = decoder.reader.read_segment(k)
-            _CountingDecoder.created.clear()
+    for k in range(len(decoder)):
+        segment = decoder.reader.read_segment(k)
+        with coder.tallied() as counted:
             frames.append(decoder[k])
-            counted = list(_CountingDecoder.created)
-            for stream, payload, expected in (("f", segment.f_payload, segment.f_symbols),
-                                              ("z", segment.z_payload, segment.z_symbols)):
-                mine = [d for d in counted if d.payload == payload]
-                counted = [d for d in counted if d not in mine[:1]]
-                if not mine or mine[0].symbols != expected:
-                    raise RuntimeError(f"segment {k}: could not count the {stream} symbols of the file "
-                                       f"({mine[0].symbols if mine else 0} counted, {expected} in the file)")
-                totals[f"{stream}_ideal_bits"] += mine[0].ideal_bits
-                totals[f"{stream}_float_bits"] += mine[0].float_bits
-                totals[f"{stream}_payload_bits"] += 8 * len(payload)
-                totals[f"{stream}_symbols"] += expected
-                totals["payloads"] += 1
+        for stream, payload, expected in (("f", segment.f_payload, segment.f_symbols),
+                                          ("z", segment.z_payload, segment.z_symbols)):
+            mine = [tally for tally in counted if tally.payload == payload]
+            counted = [tally for tally in counted if tally is not (mine[0] if mine else None)]
+            if not mine or mine[0].symbols != expected:
+                raise RuntimeError(f"segment {k}: could not count the {stream} symbols of the file "
+                                   f"({mine[0].symbols if mine else 0} counted, {expected} in the file)")
+            totals[f"{stream}_ideal_bits"] += mine[0].ideal_bits
+            totals[f"{stream}_float_bits"] += mine[0].float_bits
+            totals[f"{stream}_payload_bits"] += 8 * len(payload)
+            totals[f"{stream}_symbols"] += expected
+            totals["payloads"] += 1
     return totals, np.concatenate(frames)
 
 

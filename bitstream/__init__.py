@@ -4,8 +4,10 @@ from bitstream.coder import (
     SYMBOL_BOUND,
     SymbolDecoder,
     SymbolEncoder,
+    Tally,
     categorical_bits,
     gaussian_bits,
+    tallied,
 )
 from bitstream.format import (
     FINGERPRINT_SIZE,
@@ -31,6 +33,8 @@ __all__ = [
     "Segment",
     "SymbolDecoder",
     "SymbolEncoder",
+    "Tally",
     "categorical_bits",
     "gaussian_bits",
+    "tallied",
 ]

@@ -15,8 +15,12 @@ the seal otherwise costs per payload.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import functools
 import math
+from collections.abc import Iterator
 
 import constriction
 import numpy as np
@@ -131,8 +135,12 @@ class SymbolEncoder:
         return payload
 
     def _decodes(self, payload: bytes) -> bool:
-        """Whether `payload` decodes to every symbol appended so far."""
-        decoder = SymbolDecoder(payload)
+        """Whether `payload` decodes to every symbol appended so far (a trial decode: never tallied)."""
+        token = _TALLIES.set(None)
+        try:
+            decoder = SymbolDecoder(payload)
+        finally:
+            _TALLIES.reset(token)
         try:
             for kind, symbols, parameter in self._batches:
                 decoded = (decoder.gaussian(parameter) if kind == "gaussian"
@@ -154,17 +162,29 @@ class SymbolDecoder:
     def __init__(self, payload: bytes) -> None:
         padded = payload + bytes(-len(payload) % 4)  # the trailing zero bytes to_bytes dropped
         self._decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(padded, dtype=">u4").astype(np.uint32))
+        tallies = _TALLIES.get()
+        self._tally = None if tallies is None else Tally(payload)
+        if self._tally is not None:
+            tallies.append(self._tally)
 
     def gaussian(self, scale_index: np.ndarray) -> np.ndarray:
         """Decode one symbol per scale index int (n,); returns int32 (n,)."""
-        stds = SCALE_TABLE[_scale_index(scale_index)]
-        return self._decode(_GAUSSIAN, np.zeros(len(stds)), stds)
+        scale_index = _scale_index(scale_index)
+        symbols = self._decode(_GAUSSIAN, np.zeros(len(scale_index)), SCALE_TABLE[scale_index])
+        if self._tally is not None:
+            self._tally.add(symbols, gaussian_bits(symbols, scale_index),
+                            gaussian_bits(symbols, scale_index, fixed_point=False))
+        return symbols
 
     def categorical(self, pmf: np.ndarray, count: int) -> np.ndarray:
         """Decode `count` symbols under one pmf float (K,); returns int32 (count,) in [0, K)."""
         if count < 0:
             raise ValueError(f"count must be nonnegative, got {count}")
-        return self._decode(_categorical_model(_pmf(pmf)), int(count))
+        pmf = _pmf(pmf)
+        symbols = self._decode(_categorical_model(pmf), int(count))
+        if self._tally is not None:
+            self._tally.add(symbols, categorical_bits(symbols, pmf), categorical_bits(symbols, pmf, fixed_point=False))
+        return symbols
 
     def _decode(self, *args: object) -> np.ndarray:
         """Run the range decoder, turning its complaints about the data into BitstreamError."""
@@ -172,6 +192,38 @@ class SymbolDecoder:
             return np.asarray(self._decoder.decode(*args), dtype=np.int32)
         except Exception as error:  # constriction raises AssertionError on invalid data
             raise BitstreamError(f"entropy-coded payload is corrupted ({error})") from error
+
+
+@dataclasses.dataclass
+class Tally:
+    """What one `SymbolDecoder` decoded inside `tallied()`: its payload, the number of symbols, and their
+    information content (bits) under the coder's fixed-point models (`ideal_bits`, what the payload is measured
+    against) and under the float models the networks predict (`float_bits`)."""
+
+    payload: bytes
+    symbols: int = 0
+    ideal_bits: float = 0.0
+    float_bits: float = 0.0
+
+    def add(self, symbols: np.ndarray, ideal_bits: float, float_bits: float) -> None:
+        self.symbols += len(symbols)
+        self.ideal_bits += ideal_bits
+        self.float_bits += float_bits
+
+
+_TALLIES: contextvars.ContextVar[list[Tally] | None] = contextvars.ContextVar("tallies", default=None)
+
+
+@contextlib.contextmanager
+def tallied() -> Iterator[list[Tally]]:
+    """Measure the coder: every `SymbolDecoder` created inside the block appends a `Tally` to the yielded list
+    (in creation order) and adds up the ideal bits of what it decodes. Decoding is unchanged, only slower."""
+    tallies: list[Tally] = []
+    token = _TALLIES.set(tallies)
+    try:
+        yield tallies
+    finally:
+        _TALLIES.reset(token)
 
 
 PRECISION: int = 24

@@ -27,6 +27,7 @@ from bitstream import (
     SymbolEncoder,
     categorical_bits,
     gaussian_bits,
+    tallied,
 )
 from bitstream.format import read_varint, write_varint
 
@@ -89,6 +90,31 @@ def test_mixed_round_trip_is_fifo():
     np.testing.assert_array_equal(decoder.gaussian(first_index), first)
     np.testing.assert_array_equal(decoder.categorical(pmf, len(middle)), middle)
     np.testing.assert_array_equal(decoder.gaussian(last_index), last)
+
+
+def test_tallied_counts_the_ideal_bits_of_each_decoder_and_leaves_decoding_alone():
+    rng = np.random.default_rng(3)
+    symbols, index = gaussian_sample(rng, 400)
+    middle, pmf = rng.integers(0, 3, 50), np.array([0.2, 0.3, 0.5])
+    encoder = SymbolEncoder()
+    encoder.gaussian(symbols, index)
+    encoder.categorical(middle, pmf)
+    with tallied() as tallies:
+        payload = encoder.to_bytes()  # its trial decodes are not tallied
+        assert tallies == []
+        decoder = SymbolDecoder(payload)
+        SymbolDecoder(payload)  # created, never read: an empty tally
+        np.testing.assert_array_equal(decoder.gaussian(index), symbols)
+        np.testing.assert_array_equal(decoder.categorical(pmf, len(middle)), middle)
+    after = SymbolDecoder(payload)
+    after.gaussian(index)
+    assert [tally.payload for tally in tallies] == [payload, payload]
+    tally, idle = tallies
+    assert tally.symbols == 450 and idle.symbols == 0 and idle.ideal_bits == 0
+    assert tally.ideal_bits == pytest.approx(gaussian_bits(symbols, index) + categorical_bits(middle, pmf))
+    assert tally.float_bits == pytest.approx(gaussian_bits(symbols, index, fixed_point=False)
+                                             + categorical_bits(middle, pmf, fixed_point=False))
+    assert abs(8 * len(payload) - tally.ideal_bits) < 32
 
 
 def test_empty_batches():
