@@ -608,20 +608,43 @@ def train(ctx: click.Context) -> None:
 
 
 @main.command()
-def models() -> None:
-    """List the shipped models: name, domain, quality levels, parameters, training data, sha256."""
+@click.argument("name", required=False, metavar="[NAME | WEIGHTS.pt]")
+@_one_line_errors
+def models(name: str | None) -> None:
+    """List the shipped models: name, domain, quality levels, parameters, training data, sha256. With NAME (a
+    shipped model or a weights file), that model alone and the training run its weights record: the recipe and the
+    learning curve."""
     from dsaecodec import zoo
 
-    for card in zoo.MODELS.values():
+    cards = zoo.MODELS.values() if name is None else [zoo.MODELS[zoo.resolve(name)]]
+    for card in cards:
         try:
-            zoo.checked_weights(card)
+            weights = zoo.checked_weights(card)
         except zoo.UnknownModelError as error:
             click.echo(f"{card.name}: unavailable ({error})")
             continue
         click.echo(f"{card.name}\n  family    {card.family}\n  domain    {card.domain}\n"
                    f"  qualities 0..{card.qualities - 1}\n  params    {card.parameters:,}\n"
                    f"  training  {card.training}\n  sha256    {card.sha256}")
+        if name is not None:
+            _show_training_record(zoo.training_record(weights))
 
+
+def _show_training_record(record: dict | None) -> None:
+    """The recipe of a run and the last validation pass of its learning curve, as `dsaecodec models NAME` shows."""
+    if record is None:
+        click.echo("  recipe    not recorded in the weights file (written before runs were recorded)")
+        return
+    click.echo(f"  data      {record['data']}\n  steps     {record['steps']}, "
+               + ("time not recorded" if record["seconds"] is None else f"{record['seconds']:.0f} s of training")
+               + "\n  recipe    " + "\n            ".join(f"{key} = {value!r}" for key, value in record["recipe"].items()))
+    history = record["history"]
+    if history:
+        last = history[-1]["step"]
+        click.echo(f"  learning curve: {len({row['step'] for row in history})} validation passes; at step {last}:")
+        for row in (row for row in history if row["step"] == last):
+            click.echo(f"    q{row['quality']:<3} {row['coded_bpp']:.4f} bpp (estimate {row['estimated_bpp']:.4f}), "
+                       f"PSNR {row['psnr']:.2f} dB")
 
 if __name__ == "__main__":
     main()

@@ -23,11 +23,13 @@ import argparse
 import csv
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -150,6 +152,34 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     pre.add_argument("--config", type=Path, default=None)
     recipe = pre.parse_known_args(argv)[0].config
     return argument_parser().parse_args((recipe_arguments(recipe) if recipe else []) + argv)
+
+
+NOT_RECIPE = ("config", "resume", "stop_after")  # how a run was invoked, not what it trains
+
+
+def recipe_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of a run that differ from their defaults, as a recipe file's keys ("z-channels") and values."""
+    parser = argument_parser()
+    return {key.replace("_", "-"): str(value) if isinstance(value, Path) else value
+            for key, value in vars(args).items() if key not in NOT_RECIPE and value != parser.get_default(key)}
+
+
+def command_of(recipe: dict[str, Any]) -> str:
+    """The `dsaecodec train` command line that stands for a recipe (`recipe_of`)."""
+    words = ["dsaecodec", "train"]
+    for key, value in recipe.items():
+        if value is True:
+            words.append(f"--{key}")
+        elif value is not False:
+            words += [f"--{key}", *map(str, value if isinstance(value, list) else [value])]
+    return shlex.join(words)
+
+
+def data_description(args: argparse.Namespace, dataset: Dataset) -> str:
+    """What a run trained on, in words (clips: the files behind the sources, which are paths on one machine)."""
+    if args.dataset == "clips":
+        return dataset.description
+    return f"synthetic {args.dataset}, train split, {args.frames}-frame clips drawn from seed {args.seed}"
 
 
 class _WithoutLabels(Dataset):
@@ -337,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
 
     checkpoint_path = args.out.with_name(args.out.name + ".ckpt")
     curve_path = args.out.with_suffix(".csv")
-    step = 0
+    step, seconds_before = 0, 0.0  # training seconds of earlier stages (None: a checkpoint that did not record them)
     if args.resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         parser = argument_parser()  # options added since the checkpoint was written had their defaults
@@ -350,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
         optimizer.load_state_dict(state["optimizer"])
         if aux_optimizer:
             aux_optimizer.load_state_dict(state["aux_optimizer"])
-        step = state["step"]
+        step, seconds_before = state["step"], state.get("seconds")
         torch.set_rng_state(state["rng"])
         if rank == 0:
             print(f"resumed from {checkpoint_path} at step {step}")
@@ -391,6 +421,10 @@ def main(argv: list[str] | None = None) -> None:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else nullcontext()
     progress = tqdm(total=args.steps, initial=step, desc="train", dynamic_ncols=True, disable=rank != 0)
     started, stop = time.time(), min(args.steps, step + args.stop_after) if args.stop_after else args.steps
+
+    def seconds_so_far() -> float | None:
+        return None if seconds_before is None else seconds_before + time.time() - started
+
     # steady-state speed: data + training pass + optimiser, after WARMUP_STEPS (compilation, first allocations)
     first_step, timed_seconds, timed_steps, clock = step, 0.0, 0, time.perf_counter()
     for x in batches(dataset, args, step, stop, rank, local_batch):
@@ -448,7 +482,7 @@ def main(argv: list[str] | None = None) -> None:
             tmp = checkpoint_path.with_name(checkpoint_path.name + ".tmp")
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else None, "step": step,
-                        "rng": torch.get_rng_state(), "args": vars(args)}, tmp)
+                        "rng": torch.get_rng_state(), "args": vars(args), "seconds": seconds_so_far()}, tmp)
             os.replace(tmp, checkpoint_path)
         clock = time.perf_counter()
     progress.close()
@@ -462,7 +496,13 @@ def main(argv: list[str] | None = None) -> None:
         # the entropy tables are built on the CPU, whatever trained the model; weights are saved in the usual layout
         model = model.cpu().to(memory_format=torch.contiguous_format).eval()
         model.update_tables()
-        sha = save_weights(model, args.family, args.out)
+        recipe = recipe_of(args)
+        history = list(csv.DictReader(curve_path.open())) if curve_path.exists() else []
+        training = {"recipe": recipe, "command": command_of(recipe), "data": data_description(args, dataset),
+                    "steps": step, "seconds": seconds_so_far(),
+                    "history": [{key: (int if key in ("step", "quality") else float)(value) for key, value in row.items()}
+                                for row in history]}
+        sha = save_weights(model, args.family, args.out, training)
         print(f"wrote {args.out} (sha256 {sha}) after {step} steps, {time.time() - started:.0f} s"
               + (f"; stopped at step {step} of {args.steps}, continue with --resume" if step < args.steps else ""))
     if distributed:

@@ -73,10 +73,16 @@ def shipped_cards(folder: Path) -> dict[str, ModelCard]:
 MODELS: dict[str, ModelCard] = shipped_cards(WEIGHTS_DIR)
 
 
-def write_card(weights: Path, domain: str, training: str) -> ModelCard:
+def write_card(weights: Path, domain: str, training: str | None = None) -> ModelCard:
     """Ship a weights file: write its card `<name>.json` next to it (name = file stem; family, quality levels,
-    parameters and sha256 read from the file) and return the card."""
+    parameters and sha256 read from the file; the training note, unless given, from the run the file records)
+    and return the card."""
     weights = Path(weights)
+    if training is None:
+        record = training_record(weights)
+        if record is None:
+            raise ValueError(f"{weights} records no training run: give the card's training note")
+        training = training_summary(record)
     model = load_weights(weights)
     family = next(name for name, (model_class, _) in families().items() if type(model) is model_class)
     card = ModelCard(name=weights.stem, family=family, domain=domain, weights=weights.name, sha256=sha256_of(weights),
@@ -99,15 +105,34 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_weights(model: nn.Module, family: str, path: Path) -> str:
-    """Write a weights file atomically; returns its sha256 (hex)."""
+def save_weights(model: nn.Module, family: str, path: Path, training: dict | None = None) -> str:
+    """Write a weights file atomically; returns its sha256 (hex). `training`: the run that made it (see
+    `training_record`)."""
     import torch
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"family": family, "config": model.config.to_dict(), "state_dict": model.state_dict()}, tmp)
+    saved = {"family": family, "config": model.config.to_dict(), "state_dict": model.state_dict()}
+    torch.save(saved if training is None else {**saved, "training": training}, tmp)
     os.replace(tmp, path)
     return sha256_of(path)
+
+
+def training_record(path: Path) -> dict | None:
+    """The run a weights file records (None for files written before runs were recorded): {"recipe": the options
+    that differ from their defaults, as recipe-file keys; "command": the `dsaecodec train` line they stand for;
+    "data": what the data sources held; "steps"; "seconds": training time over all stages (None if a stage did not
+    record it); "history": the learning curve, one dict per validation pass and quality (step, quality, coded_bpp,
+    estimated_bpp, psnr)}."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True).get("training")
+
+
+def training_summary(record: dict) -> str:
+    """A card's training note from a training record: data, steps, time and the command."""
+    seconds = "time not recorded" if record["seconds"] is None else f"{record['seconds']:.0f} s"
+    return f"{record['data']}; {record['steps']} steps, {seconds}: {record['command']}"
 
 
 def resize_table_buffers(model: nn.Module, state_dict: dict) -> None:

@@ -1,18 +1,22 @@
 """The training pipeline on tiny models: every dataset runs, resume is exact, torchrun keeps replicas identical."""
 from __future__ import annotations
 
+import csv
 import hashlib
 import itertools
 import os
 import re
+import shlex
 import subprocess
 import sys
 from fractions import Fraction
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from dsaecodec import train, zoo
+from dsaecodec.cli import main
 from dsaecodec.data.sprites import Partners
 from dsaecodec.models.dsae import DSAE, DSAEConfig, widen_z
 from dsaecodec.videoio import VideoWriter
@@ -147,6 +151,30 @@ def test_a_widened_dsae_decodes_as_the_trained_one_until_it_trains():
                    DSAEConfig(channels=8, f_channels=5, z_channels=6)):
         with pytest.raises(ValueError):
             widen_z(trained, DSAE(config))
+
+
+def test_weights_record_their_run_and_cards_and_models_show_it(tmp_path):
+    run = tiny_run(tmp_path, "--dataset", "balls", "--steps", "4", "--validate-every", "2", "--lr", "0.001")
+    train.main([*run, "--stop-after", "2"])
+    train.main([*run, "--resume"])
+    record = zoo.training_record(tmp_path / "model.pt")
+    assert record["recipe"]["lr"] == 0.001 and record["recipe"]["dataset"] == "balls" and "resume" not in record["recipe"]
+    assert "seed" not in record["recipe"]  # defaults are left out
+    command = shlex.split(record["command"])
+    assert command[:2] == ["dsaecodec", "train"]
+    assert vars(train.parse_arguments(command[2:])) == vars(train.parse_arguments(run))
+    assert record["steps"] == 4 and 0 < record["seconds"] < 600 and "synthetic balls" in record["data"]
+    with open(tmp_path / "model.csv") as curve:
+        rows = list(csv.DictReader(curve))
+    assert [(row["step"], row["quality"]) for row in record["history"]] == [(2, 0), (2, 1), (4, 0), (4, 1)]
+    assert [row["psnr"] for row in record["history"]] == [float(row["psnr"]) for row in rows]
+
+    card = zoo.write_card(tmp_path / "model.pt", domain="tests")
+    assert card.training.startswith(record["data"]) and card.training.endswith(record["command"])
+    result = CliRunner().invoke(main, ["models", str(tmp_path / "model.pt")])
+    assert result.exit_code == 0, result.output
+    assert "lr = 0.001" in result.output and "2 validation passes; at step 4" in result.output
+    assert CliRunner().invoke(main, ["models", "no-such-model"]).exit_code == 2
 
 
 @pytest.mark.parametrize("levers", [[], ["--data-workers", "1", "--bf16", "--channels-last"]])

@@ -64,6 +64,7 @@ class Mixture(Dataset):
 
     def __init__(self, parts: list[Dataset], seed: int):
         self.parts, self.seed = parts, seed
+        self.description = " | ".join(f"1/{len(parts)}: {part.description}" for part in parts)
 
     def __len__(self) -> int:
         return len(self.parts[0])
@@ -101,6 +102,8 @@ class ClipCrops(Dataset):
         self.videos = [v for v in self.videos if v.shape[0] >= frames and min(v.shape[-2:]) >= crop]
         if not self.videos:
             raise ValueError(f"no clip has {frames} frames of at least {crop}x{crop}")
+        self.description = (f"crops of {len(paths)} videos{' (and their half-size copies)' if half_scale else ''}: "
+                            + ", ".join(path.name for path in paths))
 
     def __len__(self) -> int:
         return self.length

@@ -161,6 +161,8 @@ class PhotoClips(Dataset):
                 self.photos.append(photo)
         if not self.photos:
             raise ValueError(f"no photo is at least {crop}x{crop}")
+        self.description = (f"camera-motion clips of {len(self.photos)} photos ({sum(p[0].numel() for p in self.photos):,}"
+                            f" pixels; views up to {max_field:g}x the crop)")
         self._sources: dict[tuple[int, int], torch.Tensor] = {}  # made when first needed, then kept
 
     def _source(self, index: int, factor: int = 1) -> torch.Tensor:
