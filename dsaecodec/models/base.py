@@ -16,7 +16,7 @@ and trains with `forward(x, quality) -> {"x_hat", "f_bits", "z_bits"}`, `aux_los
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import ClassVar
 
 from torch import nn
 
@@ -36,14 +36,19 @@ class Streams:
     dynamic_symbols: int = 0
 
 
-def saved_config(config: Any, vector_fields: tuple[str, ...] = ("frame_size",)) -> dict:
-    """A model config as saved in weights files: `asdict(config)`, less `vector_fields` when `frame_size` is 0,
-    so that spatial models' files stay byte-identical to those written before vector latents existed."""
-    saved = asdict(config)
-    if not config.frame_size:
-        for name in vector_fields:
-            del saved[name]
-    return saved
+class CodecConfig:
+    """Base of the model configs (dataclasses with `lambdas` and `frame_size`). `to_dict` is the config as saved
+    in weights files: `asdict(config)`, less `vector_fields` when `frame_size` is 0, so that spatial models' files
+    stay byte-identical to those written before vector latents existed."""
+
+    vector_fields: ClassVar[tuple[str, ...]] = ("frame_size",)
+
+    def to_dict(self) -> dict:
+        saved = asdict(self)
+        if not self.frame_size:
+            for name in self.vector_fields:
+                del saved[name]
+        return saved
 
 
 class CodecModel(nn.Module):

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from bitstream.coder import SymbolDecoder, SymbolEncoder
 from dsaecodec.entropy import FactorisedCoder, GaussianCoder
 from dsaecodec.integer import IntegerGain, to_float
-from dsaecodec.models.base import CodecModel, Streams, saved_config
+from dsaecodec.models.base import CodecConfig, CodecModel, Streams
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
     analysis_transform,
@@ -61,7 +61,7 @@ from dsaecodec.models.layers import log_gains as _log_gains
 from dsaecodec.priors import DynamicsPrior
 
 @dataclass
-class DSAEConfig:
+class DSAEConfig(CodecConfig):
     """Sizes of a DSAE. `lambdas[q]` weights distortion (MSE on 0..255 pixels) against bits per pixel at quality q."""
 
     channels: int = 64
@@ -72,9 +72,6 @@ class DSAEConfig:
     lambdas: tuple[float, ...] = field(default=(0.0016, 0.0032, 0.0064, 0.0128, 0.0256))
     use_f: bool = True  # False: the ablation without f (f_channels and the variant are then moot)
     frame_size: int = 0  # 0: latents are maps at 1/16, any frame size; S: vector latents, S x S frames only
-
-    def to_dict(self) -> dict:
-        return saved_config(self)
 
 
 class DSAE(CodecModel):

@@ -40,7 +40,7 @@ from bitstream.coder import SymbolDecoder, SymbolEncoder
 from dsaecodec import integer
 from dsaecodec.entropy import FactorisedCoder, GaussianCoder
 from dsaecodec.integer import IntegerGain
-from dsaecodec.models.base import CodecModel, Streams, saved_config
+from dsaecodec.models.base import CodecConfig, CodecModel, Streams
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
     analysis_transform,
@@ -59,7 +59,7 @@ HYPER_STRIDE = 4  # down-sampling of h_a relative to y
 
 
 @dataclass
-class FrameConfig:
+class FrameConfig(CodecConfig):
     """Sizes of a frame-by-frame VAE: `channels` (N) for g_a, g_s, h_a, h_s, y and z.
     `lambdas[q]` weights distortion (MSE on 0..255 pixels) against bits per pixel at quality q."""
 
@@ -68,8 +68,7 @@ class FrameConfig:
     frame_size: int = 0  # 0: latent maps at 1/16 of N channels, any frame size; S: vectors, S x S frames only
     latent_channels: int = 256  # vector latents only: the size C_y of y_t and z_t
 
-    def to_dict(self) -> dict:
-        return saved_config(self, ("frame_size", "latent_channels"))
+    vector_fields = ("frame_size", "latent_channels")  # saved only for vector latents
 
 
 def _deconv(cin: int, cout: int) -> nn.ConvTranspose2d:

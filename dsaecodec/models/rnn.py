@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
 from dsaecodec.entropy import GaussianCoder
-from dsaecodec.models.base import CodecModel, Streams, saved_config
+from dsaecodec.models.base import CodecConfig, CodecModel, Streams
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
     analysis_transform,
@@ -50,7 +50,7 @@ State = tuple[Tensor, Tensor]
 
 
 @dataclass
-class RNNConfig:
+class RNNConfig(CodecConfig):
     """Sizes of the recurrent codec: `channels` for g_a and g_s, `latent_channels` for y_t, `hidden_channels`
     for the ConvLSTM, `feature_channels` for the encoder of past reconstructions.
     `lambdas[q]` weights distortion (MSE on 0..255 pixels) against bits per pixel at quality q."""
@@ -61,9 +61,6 @@ class RNNConfig:
     feature_channels: int = 32
     lambdas: tuple[float, ...] = field(default=(0.0016, 0.0032, 0.0064, 0.0128, 0.0256))
     frame_size: int = 0  # 0: latent maps at 1/16, any frame size; S: vector latents, S x S frames only
-
-    def to_dict(self) -> dict:
-        return saved_config(self)
 
 
 class RNNCodec(CodecModel):
