@@ -632,11 +632,13 @@ def models(name: str | None) -> None:
 
 def _show_training_record(record: dict | None) -> None:
     """The recipe of a run and the last validation pass of its learning curve, as `dsaecodec models NAME` shows."""
+    from dsaecodec import zoo
+
     if record is None:
         click.echo("  recipe    not recorded in the weights file (written before runs were recorded)")
         return
     click.echo(f"  data      {record['data']}\n  steps     {record['steps']}, "
-               + ("time not recorded" if record["seconds"] is None else f"{record['seconds']:.0f} s of training")
+               + f"{zoo.training_time(record)} of training"
                + "\n  recipe    " + "\n            ".join(f"{key} = {value!r}" for key, value in record["recipe"].items()))
     history = record["history"]
     if history:

@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
 
     checkpoint_path = args.out.with_name(args.out.name + ".ckpt")
     curve_path = args.out.with_suffix(".csv")
-    step, seconds_before = 0, 0.0  # training seconds of earlier stages (None: a checkpoint that did not record them)
+    step, earlier_stages = 0, []  # the runs this one continues: {"from", "to" (steps), "seconds" (None: not recorded)}
     if args.resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         parser = argument_parser()  # options added since the checkpoint was written had their defaults
@@ -380,7 +380,8 @@ def main(argv: list[str] | None = None) -> None:
         optimizer.load_state_dict(state["optimizer"])
         if aux_optimizer:
             aux_optimizer.load_state_dict(state["aux_optimizer"])
-        step, seconds_before = state["step"], state.get("seconds")
+        step = state["step"]
+        earlier_stages = state.get("stages", [{"from": 0, "to": step, "seconds": None}])  # older checkpoints: no record
         torch.set_rng_state(state["rng"])
         if rank == 0:
             print(f"resumed from {checkpoint_path} at step {step}")
@@ -422,8 +423,8 @@ def main(argv: list[str] | None = None) -> None:
     progress = tqdm(total=args.steps, initial=step, desc="train", dynamic_ncols=True, disable=rank != 0)
     started, stop = time.time(), min(args.steps, step + args.stop_after) if args.stop_after else args.steps
 
-    def seconds_so_far() -> float | None:
-        return None if seconds_before is None else seconds_before + time.time() - started
+    def stages() -> list[dict]:
+        return [*earlier_stages, {"from": first_step, "to": step, "seconds": round(time.time() - started, 1)}]
 
     # steady-state speed: data + training pass + optimiser, after WARMUP_STEPS (compilation, first allocations)
     first_step, timed_seconds, timed_steps, clock = step, 0.0, 0, time.perf_counter()
@@ -482,7 +483,7 @@ def main(argv: list[str] | None = None) -> None:
             tmp = checkpoint_path.with_name(checkpoint_path.name + ".tmp")
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else None, "step": step,
-                        "rng": torch.get_rng_state(), "args": vars(args), "seconds": seconds_so_far()}, tmp)
+                        "rng": torch.get_rng_state(), "args": vars(args), "stages": stages()}, tmp)
             os.replace(tmp, checkpoint_path)
         clock = time.perf_counter()
     progress.close()
@@ -499,7 +500,7 @@ def main(argv: list[str] | None = None) -> None:
         recipe = recipe_of(args)
         history = list(csv.DictReader(curve_path.open())) if curve_path.exists() else []
         training = {"recipe": recipe, "command": command_of(recipe), "data": data_description(args, dataset),
-                    "steps": step, "seconds": seconds_so_far(),
+                    "steps": step, "stages": stages(),
                     "history": [{key: (int if key in ("step", "quality") else float)(value) for key, value in row.items()}
                                 for row in history]}
         sha = save_weights(model, args.family, args.out, training)

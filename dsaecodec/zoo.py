@@ -121,8 +121,8 @@ def save_weights(model: nn.Module, family: str, path: Path, training: dict | Non
 def training_record(path: Path) -> dict | None:
     """The run a weights file records (None for files written before runs were recorded): {"recipe": the options
     that differ from their defaults, as recipe-file keys; "command": the `dsaecodec train` line they stand for;
-    "data": what the data sources held; "steps"; "seconds": training time over all stages (None if a stage did not
-    record it); "history": the learning curve, one dict per validation pass and quality (step, quality, coded_bpp,
+    "data": what the data sources held; "steps"; "stages": the runs it took (--resume), each {"from", "to": steps;
+    "seconds": its time, None where a run did not record it}; "history": the learning curve, one dict per validation pass and quality (step, quality, coded_bpp,
     estimated_bpp, psnr)}."""
     import torch
 
@@ -131,8 +131,14 @@ def training_record(path: Path) -> dict | None:
 
 def training_summary(record: dict) -> str:
     """A card's training note from a training record: data, steps, time and the command."""
-    seconds = "time not recorded" if record["seconds"] is None else f"{record['seconds']:.0f} s"
-    return f"{record['data']}; {record['steps']} steps, {seconds}: {record['command']}"
+    return f"{record['data']}; {record['steps']} steps, {training_time(record)}: {record['command']}"
+
+
+def training_time(record: dict) -> str:
+    """A training record's time in words: the total over its stages, and how many stages."""
+    times = [stage["seconds"] for stage in record["stages"]]
+    total = f"{sum(t for t in times if t is not None):.0f} s" + (" (and stages of unrecorded time)" if None in times else "")
+    return total + (f" in {len(times)} stages" if len(times) > 1 else "")
 
 
 def resize_table_buffers(model: nn.Module, state_dict: dict) -> None:

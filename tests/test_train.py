@@ -163,7 +163,9 @@ def test_weights_record_their_run_and_cards_and_models_show_it(tmp_path):
     command = shlex.split(record["command"])
     assert command[:2] == ["dsaecodec", "train"]
     assert vars(train.parse_arguments(command[2:])) == vars(train.parse_arguments(run))
-    assert record["steps"] == 4 and 0 < record["seconds"] < 600 and "synthetic balls" in record["data"]
+    assert record["steps"] == 4 and "synthetic balls" in record["data"]
+    assert [(stage["from"], stage["to"]) for stage in record["stages"]] == [(0, 2), (2, 4)]
+    assert all(0 < stage["seconds"] < 600 for stage in record["stages"])
     with open(tmp_path / "model.csv") as curve:
         rows = list(csv.DictReader(curve))
     assert [(row["step"], row["quality"]) for row in record["history"]] == [(2, 0), (2, 1), (4, 0), (4, 1)]
@@ -187,9 +189,12 @@ def test_resume_continues_exactly(tmp_path, levers):
     assert torch.load(split / "model.pt.ckpt", weights_only=False)["step"] == 3
     assert zoo.load_weights(split / "model.pt").qualities == 2  # the stage's weights, tables built
     state = torch.load(split / "model.pt.ckpt", weights_only=False)
-    del state["args"]["paired_motion"]  # checkpoints of older versions lack options added since
+    del state["args"]["paired_motion"], state["stages"]  # checkpoints of older versions lack what was added since
     torch.save(state, split / "model.pt.ckpt")
     train.main(tiny_run(split, *common, "--resume"))
+    stages = zoo.training_record(split / "model.pt")["stages"]
+    assert stages[0] == {"from": 0, "to": 3, "seconds": None} and stages[1]["from"] == 3 and stages[1]["to"] == 6
+    assert "unrecorded" in zoo.training_time(zoo.training_record(split / "model.pt"))
     a = torch.load(straight / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(split / "model.pt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
