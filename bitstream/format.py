@@ -10,7 +10,7 @@ twice, so the writer never seeks.
 | part     | field           | type          | notes                                            |
 |----------|-----------------|---------------|--------------------------------------------------|
 | header   | magic           | 4 B           | b"DSAE"                                          |
-|          | version         | u8            | FORMAT_VERSION (6)                               |
+|          | version         | u8            | FORMAT_VERSION (7)                               |
 |          | name_len        | u8            | 1..64                                            |
 |          | model_name      | name_len B    | printable ASCII                                  |
 |          | weights_fingerprint | 8 B       | first 8 bytes of the weights file's sha256       |
@@ -64,11 +64,12 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 MAGIC = b"DSAE"
-FORMAT_VERSION = 6  # 3: varint fields, 8-byte weights fingerprint, frame count and record sizes in the index;
+FORMAT_VERSION = 7  # 3: varint fields, 8-byte weights fingerprint, frame count and record sizes in the index;
 # 4: the quality is a segment's, in steps of 1/QUALITY_STEPS level (it was the header's, a whole level);
 # 5: an optional audio record after the last segment, its size in the index;
 # 6: the same container; the payloads are coded under integer entropy models (dsaecodec/integer.py), so that
-# they decode on any machine
+# they decode on any machine;
+# 7: the same container; the RNN codecs' payloads are coded by their decoding loop run in integer arithmetic
 
 MAX_NAME_LENGTH = 64
 MAX_DIMENSION = 16384

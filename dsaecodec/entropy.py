@@ -365,7 +365,7 @@ class GaussianCoder:
 
     # The *_symbols methods code integers under given scale indices (any shape, int64): the integer path, where
     # the model computes the indices and the dequantisation itself. encode / decode / sample take float means and
-    # scales (the RNN codec's path).
+    # scales (a float prior's path; every shipped model codes through the integer one).
     @staticmethod
     def encode_symbols(symbols: Tensor, index: Tensor, coder: SymbolEncoder) -> Tensor:
         """Code integer-valued `symbols`, clamped to +-SYMBOL_BOUND, under the Gaussians of `index` (same shape);

@@ -3,8 +3,9 @@ same on every machine.
 
 A float network's output depends on the order in which its kernels sum, and PyTorch picks kernels by instruction
 set, thread count and device: one flipped scale index desynchronises the range decoder. So the networks that set
-scale indices and means (the DSAE's z prior, the frame VAE's hyper-synthesis) are converted from their trained
-float weights into fixed-point ones for coding:
+scale indices and means (the DSAE's z prior, the frame VAE's hyper-synthesis, and the RNN codec's whole decoding
+loop, whose state reads its reconstructions) are converted from their trained float weights into fixed-point ones
+for coding:
 
     activations     int64 tensors, value = integer / 2^FRACTION_BITS; each convolution clamps its input to
                     +-ACTIVATION_LIMIT (so |integer| <= INPUT_BOUND = 2^26)
@@ -16,6 +17,8 @@ float weights into fixed-point ones for coding:
     sigmoid, tanh,  tables on a grid of 2^-TABLE_BITS over [-TABLE_RANGE, TABLE_RANGE], interpolated linearly in
     softplus        integers; the tables come from Python's `decimal` (exp and ln correctly rounded), not from a
                     libm whose last bit differs between platforms, so they are the same everywhere
+    inverse GDN     squares and norm clamped, the square root the exact integer floor (see IntegerInverseGDN)
+    batch norm      (eval) a per-channel affine map, its factor an integer / 2^shift like a weight
 
 Why the float64 convolution is exact, whatever the kernel. An output of channel o is a sum of products w * x over
 the taps of its kernel, |x| <= INPUT_BOUND. Conversion checks S_o * INPUT_BOUND <= EXACT_BOUND = 2^53 - 1, where
@@ -130,8 +133,72 @@ class IntegerLeakyReLU:
         return torch.where(x >= 0, x, round_shift(x * self.slope, FRACTION_BITS))
 
 
+class IntegerAffine:
+    """An eval-mode `nn.BatchNorm2d` as the per-channel map x * a + b on int64 activations: a an integer / 2^shift
+    (|integer| < 2^WEIGHT_BITS), b at the activations' scale; the input clamped to +-INPUT_BOUND."""
+
+    def __init__(self, norm: nn.BatchNorm2d):
+        scale = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).detach().double().cpu()
+        offset = (norm.bias - norm.running_mean * scale.to(norm.bias)).detach()
+        largest = float(scale.abs().max())
+        self.shift = WEIGHT_BITS - math.frexp(largest)[1] if largest > 0 else 0
+        device = norm.weight.device
+        self.scale = torch.round(scale * 2.0**self.shift).long()[None, :, None, None].to(device)
+        self.offset = to_fixed(offset)[None, :, None, None].to(device)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return round_shift(x.clamp(-INPUT_BOUND, INPUT_BOUND) * self.scale, self.shift) + self.offset
+
+
+class IntegerInverseGDN:
+    """Inverse GDN, y_i = x_i * sqrt(beta_i + sum_j gamma_ij x_j^2), on int64 activations.
+
+    x is clamped to +-INPUT_BOUND and each x_j^2 to ACTIVATION_LIMIT (|x_j| <= 32: beyond, the layer saturates);
+    the norm, a 1x1 `IntegerConv2d` of the squares with bias beta, is clamped to [0, NORM_LIMIT]; its square root is
+    the exact integer floor(sqrt(norm * 2^FRACTION_BITS)) (float64 square root, corrected by integer comparison),
+    so y = x * root / 2^FRACTION_BITS with every intermediate below 2^53."""
+
+    NORM_LIMIT = 1 << 20  # |value| of the norm: root < 2^(10 + FRACTION_BITS), x * root < 2^52
+
+    def __init__(self, gdn: nn.Module):
+        if not gdn.inverse:
+            raise ValueError("only the inverse GDN has an integer counterpart (synthesis transforms)")
+        channels = gdn.beta.shape[0]
+        norm = nn.Conv2d(channels, channels, 1).to(gdn.beta.device)
+        with torch.no_grad():
+            norm.weight.copy_(gdn.gamma_reparam(gdn.gamma).reshape(channels, channels, 1, 1))
+            norm.bias.copy_(gdn.beta_reparam(gdn.beta))
+        self.norm = IntegerConv2d(norm)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        x = x.clamp(-INPUT_BOUND, INPUT_BOUND)
+        squares = round_shift(x * x, FRACTION_BITS)  # the conv clamps them to INPUT_BOUND
+        norm = self.norm(squares).clamp(0, self.NORM_LIMIT * ONE) << FRACTION_BITS  # value * 2^32 < 2^52
+        root = torch.sqrt(norm.double()).floor().long()
+        root = root - (root * root > norm).long() + ((root + 1) * (root + 1) <= norm).long()
+        return round_shift(x * root, FRACTION_BITS)
+
+
+class IntegerPixelShuffle:
+    """`nn.PixelShuffle`: a rearrangement, exact on integers."""
+
+    def __init__(self, factor: int):
+        self.factor = factor
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return F.pixel_shuffle(x, self.factor)
+
+
+class IntegerSigmoid:
+    """`nn.Sigmoid` on int64 activations (by table, see `sigmoid`)."""
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return sigmoid(x)
+
+
 class IntegerSequential:
-    """`nn.Sequential` of convolutions (plain and transposed), ReLUs and leaky ReLUs, converted layer by layer."""
+    """`nn.Sequential` of convolutions (plain and transposed), (leaky) ReLUs, eval-mode batch norms, inverse GDNs,
+    pixel shuffles and sigmoids, converted layer by layer."""
 
     def __init__(self, network: nn.Sequential):
         self.layers = [convert(layer) for layer in network]
@@ -142,14 +209,28 @@ class IntegerSequential:
         return x
 
 
-def convert(layer: nn.Module) -> IntegerConv2d | IntegerLeakyReLU | IntegerSequential:
-    """The integer counterpart of a float layer; ValueError for a layer without one."""
+IntegerLayer = (IntegerConv2d | IntegerLeakyReLU | IntegerAffine | IntegerInverseGDN | IntegerPixelShuffle
+                | IntegerSigmoid | IntegerSequential)
+
+
+def convert(layer: nn.Module) -> IntegerLayer:
+    """The integer counterpart of a float layer (batch norms in eval mode); ValueError for a layer without one."""
+    from dsaecodec.models.layers import GDN  # layers imports entropy, which imports this module
+
     if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
         return IntegerConv2d(layer)
     if isinstance(layer, nn.LeakyReLU):
         return IntegerLeakyReLU(layer.negative_slope)
     if isinstance(layer, nn.ReLU):
         return IntegerLeakyReLU(0.0)
+    if isinstance(layer, nn.BatchNorm2d):
+        return IntegerAffine(layer)
+    if isinstance(layer, GDN):
+        return IntegerInverseGDN(layer)
+    if isinstance(layer, nn.PixelShuffle):
+        return IntegerPixelShuffle(layer.upscale_factor)
+    if isinstance(layer, nn.Sigmoid):
+        return IntegerSigmoid()
     if isinstance(layer, nn.Sequential):
         return IntegerSequential(layer)
     raise ValueError(f"no integer counterpart for {type(layer).__name__}")

@@ -500,7 +500,7 @@ def test_round_trip_of_full_segments_and_empty_payloads_and_largest_fields():
 def test_layout_matches_the_documented_table():
     segments = make_segments([4, 1], payload_words=1)
     name = HEADER.model_name.encode()
-    header = (MAGIC + bytes([6, len(name)]) + name + bytes(range(8))
+    header = (MAGIC + bytes([7, len(name)]) + name + bytes(range(8))
               + bytes([64, 48, 0xB0, 0xEA, 0x01, 0xE9, 0x07, 4]))  # 64, 48, 30000, 1001 (LEB128), 4
     header += struct.pack("<I", zlib.crc32(header))
     records = []
@@ -513,7 +513,7 @@ def test_layout_matches_the_documented_table():
     with_audio = index + leb128(len(AUDIO))
     index += leb128(0)  # no audio record
     index += struct.pack("<I", zlib.crc32(index))
-    assert FORMAT_VERSION == 6 and len(header) == HEADER_SIZE
+    assert FORMAT_VERSION == 7 and len(header) == HEADER_SIZE
     assert SMALL_FILE == header + b"".join(records) + index + struct.pack("<I", len(index)) + b"DSAE"
     audio = AUDIO + struct.pack("<I", zlib.crc32(AUDIO))
     with_audio += struct.pack("<I", zlib.crc32(with_audio))
@@ -637,9 +637,9 @@ def test_foreign_older_and_newer_files():
         BitstreamReader(b"\x1aE\xdf\xa3" + SMALL_FILE[4:])  # Matroska's magic
     with pytest.raises(BitstreamError, match="bad magic"):
         BitstreamReader(b"X")
-    for version in (1, 2, 3, 4, 5, 7, 255):  # version 2 to 5 files are not read either
+    for version in (1, 2, 3, 4, 5, 6, 8, 255):  # version 2 to 6 files are not read either
         with pytest.raises(BitstreamError, match=rf"^unsupported format version {version} \(this decoder reads "
-                                                 r"version 6\)$"):
+                                                 r"version 7\)$"):
             BitstreamReader(SMALL_FILE[:4] + bytes([version]) + SMALL_FILE[5:])
 
 
@@ -648,7 +648,7 @@ def test_a_version_2_file_gets_the_version_error():
     v2 = MAGIC + bytes([2, 12]) + b"dsae-sprites" + bytes(range(32)) + struct.pack("<IIIIIHB", 64, 48, 5, 30000,
                                                                                      1001, 4, 3)
     v2 += struct.pack("<I", zlib.crc32(v2))
-    with pytest.raises(BitstreamError, match=r"unsupported format version 2 \(this decoder reads version 6\)"):
+    with pytest.raises(BitstreamError, match=r"unsupported format version 2 \(this decoder reads version 7\)"):
         BitstreamReader(v2 + SMALL_FILE[HEADER_SIZE:])
 
 

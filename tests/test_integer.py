@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from torch import nn
 from dsaecodec import integer
 from dsaecodec.entropy import scale_index
 from dsaecodec.integer import INPUT_BOUND, IntegerConv2d, IntegerGain, round_shift
+from dsaecodec.models.layers import GDN
 from dsaecodec.priors import DynamicsPrior
 from helpers import synthetic_clip
 
@@ -121,6 +123,39 @@ def test_leaky_relu_rounds_its_slope_product():
     assert integer.IntegerLeakyReLU(0.0)(x).tolist() == [0, 0, 0, 5]
 
 
+def test_integer_square_root_of_the_inverse_gdn_is_exact_at_the_edges():
+    torch.manual_seed(0)
+    gdn = GDN(3, inverse=True)
+    layer = integer.IntegerInverseGDN(gdn)
+    roots = torch.tensor([0, 1, 2**13, 2**26 - 1, 2**26 - 2, 46341], dtype=torch.int64)
+    # norm * 2^16 = root^2 + offset for offsets -1, 0, +1 (the norm itself is what the conv returns: pin it)
+    for offset in (-1, 0, 1):
+        target = (roots * roots + offset).clamp(min=0)
+        layer.norm = lambda squares, target=target: target.reshape(1, -1, 1, 1) >> integer.FRACTION_BITS
+        shifted = (target >> integer.FRACTION_BITS) << integer.FRACTION_BITS
+        x = torch.full((1, len(roots), 1, 1), integer.ONE, dtype=torch.int64)  # 1.0: y is the root / 2^16
+        expected = torch.tensor([math.isqrt(int(n)) for n in shifted])
+        assert torch.equal(layer(x).flatten(), round_shift(integer.ONE * expected, integer.FRACTION_BITS))
+
+
+def test_integer_synthesis_layers_follow_their_float_layers():
+    """Inverse GDN, batch norm (eval), pixel shuffle and sigmoid, converted, within rounding of the float layers."""
+    torch.manual_seed(0)
+    gdn = GDN(6, inverse=True)
+    with torch.no_grad():
+        gdn.gamma.copy_(gdn.gamma_reparam.init(torch.rand(6, 6) * 0.2))
+    norm = nn.BatchNorm2d(6)
+    norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2), nn.init.normal_(norm.weight)
+    network = nn.Sequential(nn.Conv2d(6, 24, 3, padding=1), nn.PixelShuffle(2), gdn, norm.eval(), nn.Sigmoid())
+    x = torch.randn(2, 6, 5, 7)
+    with torch.no_grad():
+        expected = network(x)
+    got = integer.to_float(integer.convert(network)(integer.to_fixed(x)))
+    assert got.shape == expected.shape and (got - expected).abs().max() < 2e-3
+    with pytest.raises(ValueError, match="inverse GDN"):
+        integer.convert(GDN(6))
+
+
 def test_integer_gain_interpolates_exactly_and_picks_the_float_scale_index():
     log_gain = torch.tensor([[-1.5, 0.0, 2.0], [0.25, 0.5, 3.0]])
     half = IntegerGain(log_gain, 0.5)
@@ -181,11 +216,11 @@ def recording(method):
     return wrapper
 coder.SymbolDecoder.gaussian = recording(coder.SymbolDecoder.gaussian)
 coder.SymbolDecoder.categorical = recording(coder.SymbolDecoder.categorical)
-out = {}
+symbols, frames = {}, {}
 for path in sys.argv[2:]:
-    codec.decode(open(path, "rb").read())
-    out[path] = seen.hexdigest()
-print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "symbols": out}))
+    decoded = codec.decode(open(path, "rb").read())
+    symbols[path], frames[path] = seen.hexdigest(), hashlib.sha256(decoded.tobytes()).hexdigest()
+print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "symbols": symbols, "frames": frames}))
 """
 
 KERNELS = {
@@ -206,12 +241,13 @@ def decode_in_process(kernels: str, paths: list[Path]) -> dict:
 
 @pytest.fixture(scope="module")
 def coded_files(tmp_path_factory) -> list[Path]:
-    """A 2-frame 64x64 clip coded by dsae-natural and frame-natural (fractional quality: interpolated gains)."""
+    """A 2-frame 64x64 clip coded by a DSAE, a frame VAE and the RNN codecs, spatial and vector (fractional quality:
+    interpolated gains)."""
     from dsaecodec import codec
 
     folder, clip = tmp_path_factory.mktemp("integer"), synthetic_clip(2, 64, 64)
     paths = []
-    for model_name in ("dsae-natural", "frame-natural"):
+    for model_name in ("dsae-natural", "frame-natural", "rnn-natural", "rnn-sprites"):
         path = folder / f"{model_name}.dsae"
         path.write_bytes(codec.encode(clip, model_name=model_name, quality=2.5625, segment_length=2))
         paths.append(path)
@@ -224,3 +260,8 @@ def test_files_decode_to_the_same_symbols_under_other_cpu_kernels(coded_files):
     assert decoded["sse41"]["capability"] == "DEFAULT"  # torch took the environment's kernel choice
     for kernels, result in decoded.items():
         assert result["symbols"] == decoded["default"]["symbols"], kernels
+        # the RNN codecs decode in integer arithmetic throughout (their state reads the reconstructions): the same
+        # frames too
+        rnn_frames = {path: digest for path, digest in result["frames"].items() if Path(path).name.startswith("rnn-")}
+        assert len(rnn_frames) == 2
+        assert rnn_frames == {path: decoded["default"]["frames"][path] for path in rnn_frames}, kernels

@@ -30,7 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
+from dsaecodec import integer
 from dsaecodec.entropy import GaussianCoder
+from dsaecodec.integer import IntegerGain
 from dsaecodec.models.base import CodecConfig, CodecModel, Streams
 from dsaecodec.models.layers import (
     GLOBAL_INITIAL_GAIN,
@@ -44,7 +46,7 @@ from dsaecodec.models.layers import (
     log_gains,
     synthesis_transform,
 )
-from dsaecodec.priors import ConvLSTMCell
+from dsaecodec.priors import ConvLSTMCell, IntegerConvLSTMCell
 
 State = tuple[Tensor, Tensor]
 
@@ -147,28 +149,39 @@ class RNNCodec(CodecModel):
 
     # --- coding one segment -----------------------------------------------------------------------
     def _roll_out(self, quality: float, frames: int, shape: tuple[int, int],
-                  take_latent: Callable[[int, Tensor, Tensor, Tensor, Tensor], Tensor]) -> Tensor:
-        """The decoder's loop, frame by frame with batch 1. `take_latent(t, h_t, mu, scale, y_gain)` returns
-        the dequantised y_hat_t (1, C_y, h, w) of frame t under the prior N(mu, scale): the encoder codes it,
-        the decoder decodes it. Returns x_hat (T, 3, 16h, 16w) in [0, 1]."""
-        y_gain = gain(self.y_log_gain, quality)
-        like = self.y_log_gain.new_zeros(1, 1, *shape)
+                  take_symbols: Callable[[int, Tensor, Tensor, Tensor], Tensor]) -> Tensor:
+        """The decoder's loop, frame by frame with batch 1, in integer arithmetic (integer.py): the state, the means
+        and scale indices of y and the reconstructions the state reads back are the same on every machine.
+
+        `take_symbols(t, h_t, mu, index)` returns the integer symbols (1, C_y, h, w) of frame t, coded around the mean
+        `mu` (int64 activations) under the scale indices `index`: the encoder codes them, the decoder decodes them,
+        `sample` draws them; h_t is the state (int64 activations). Returns x_hat (T, 3, 16h, 16w) in [0, 1].
+        """
+        past, prior, g_s = (integer.convert(network) for network in (self.past, self.prior, self.g_s))
+        cell, y_gain = IntegerConvLSTMCell(self.cell), IntegerGain(self.y_log_gain, quality)
         state, x_prev, x_hats = None, None, []
         for t in range(frames):
-            state = self.advance(x_prev, state, like)
-            mu, scale = self.entropy_parameters(state[0])
-            x_prev = self.synthesise(take_latent(t, state[0], mu, scale, y_gain), state[0]).clamp(0, 1)
+            if x_prev is None:
+                inputs = self.y_log_gain.new_zeros(1, self.config.feature_channels, *shape, dtype=torch.int64)
+            else:
+                inputs = past(x_prev)
+            state = cell(inputs, state if state is not None else cell.zero_state(inputs))
+            mu, scale_raw = prior(state[0]).chunk(2, dim=1)
+            index = y_gain.scale_index(integer.softplus(scale_raw))
+            y_hat = mu + y_gain.dequantise(take_symbols(t, state[0], mu, index))
+            x_prev = g_s(torch.cat([y_hat, state[0]], dim=1)).clamp(0, integer.ONE)
             x_hats.append(x_prev)
-        return torch.cat(x_hats)
+        return integer.to_float(torch.cat(x_hats))
 
     @torch.no_grad()
     def compress_segment(self, x: Tensor, quality: float) -> tuple[Streams, Tensor]:
         """Frames (T, 3, H, W) in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
         features = framewise(self.g_a, x)
-        encoder = SymbolEncoder()
+        encoder, y_gain = SymbolEncoder(), IntegerGain(self.y_log_gain, quality)
 
-        def encode_frame(t: int, hidden: Tensor, mu: Tensor, scale: Tensor, y_gain: Tensor) -> Tensor:
-            return self.y_coder.encode(self.infer_y(features[t:t + 1], hidden), mu, scale, y_gain, encoder)
+        def encode_frame(t: int, hidden: Tensor, mu: Tensor, index: Tensor) -> Tensor:
+            y = self.infer_y(features[t:t + 1], integer.to_float(hidden))
+            return self.y_coder.encode_symbols(y_gain.quantise(y, mu), index, encoder)
 
         x_hat = self._roll_out(quality, x.shape[0], features.shape[-2:], encode_frame)
         symbols = self.symbol_counts(x.shape[0], features.shape[-2:])[1]
@@ -179,14 +192,13 @@ class RNNCodec(CodecModel):
         """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
         decoder = SymbolDecoder(streams.dynamic)
         return self._roll_out(quality, streams.frames, shape,
-                              lambda t, hidden, mu, scale, y_gain: self.y_coder.decode(decoder, mu, scale, y_gain))
+                              lambda t, hidden, mu, index: self.y_coder.decode_symbols(decoder, index))
 
     @torch.no_grad()
     def sample(self, frames: int, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """Frames (T, 3, 16h, 16w) in [0, 1] drawn from the prior: each y_t from the Gaussian that the
         reconstructions so far predict, decoded and fed back as the decoder does."""
-        return self._roll_out(quality, frames, shape,
-                              lambda t, hidden, mu, scale, y_gain: self.y_coder.sample(mu, scale, y_gain, rng))
+        return self._roll_out(quality, frames, shape, lambda t, hidden, mu, index: self.y_coder.sample_symbols(index, rng))
 
     def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
         """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""
