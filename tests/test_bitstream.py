@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import struct
 import subprocess
@@ -165,6 +166,16 @@ def test_bytes_are_deterministic_and_pinned():
 
     # Pinned: if this changes (e.g. a new constriction), files written before no longer decode.
     assert encode() == encode() == bytes.fromhex("efcc58cdf8d1c4b23b")
+
+
+def test_every_gaussian_cdf_is_pinned():
+    """Every symbol under every scale index, coded: the bytes depend on each symbol's interval in constriction's
+    quantised Gaussians, which it computes in floating point from SCALE_TABLE. Pinned, so that a platform or a
+    constriction whose tables differ in one unit fails here instead of writing files that others cannot decode."""
+    encoder = SymbolEncoder()
+    encoder.gaussian(np.tile(np.arange(-B, B + 1), len(SCALE_TABLE)), np.repeat(np.arange(len(SCALE_TABLE)), 2 * B + 1))
+    digest = hashlib.sha256(encoder.to_bytes()).hexdigest()
+    assert digest == "bfda4e44c43d1092b74651fbd81a6fc085e6c7077782aee5467620efccc92f24"
 
 
 def test_gaussian_rate_within_a_hundredth_of_a_percent_of_the_coded_model():

@@ -198,7 +198,10 @@ def test_one_ulp_of_float_noise_moves_no_index_and_no_mean():
 
 
 # --- fresh processes under other kernels --------------------------------------------------------------------
-DECODE_SCRIPT = """
+# Each entropy coder's calls hashed, one hash per coder object (a payload), in a form the encoder and the decoder
+# share: scale indices then symbols; pmf, count then symbols. A file's streams are compared as a sorted list of
+# those hashes (the DSAE decodes z before f).
+RECORDING = """
 import hashlib, json, sys
 import numpy as np, torch
 if sys.argv[1] == "no-mkldnn, 2 threads":
@@ -206,20 +209,53 @@ if sys.argv[1] == "no-mkldnn, 2 threads":
     torch.set_num_threads(2)
 from bitstream import coder
 from dsaecodec import codec
-seen = hashlib.sha256()
-def recording(method):
-    def wrapper(self, *args):
-        symbols = method(self, *args)
-        for value in (*args, symbols):
-            seen.update(np.ascontiguousarray(value).tobytes())
-        return symbols
-    return wrapper
-coder.SymbolDecoder.gaussian = recording(coder.SymbolDecoder.gaussian)
-coder.SymbolDecoder.categorical = recording(coder.SymbolDecoder.categorical)
+hashes = {}
+def note(owner, *values):
+    digest = hashes.setdefault(id(owner), (owner, hashlib.sha256()))[1]
+    for value in values:
+        value = np.asarray(value)
+        digest.update(np.ascontiguousarray(value, dtype=np.float64 if value.dtype.kind == "f" else np.int64).tobytes())
+def streams():
+    found = sorted(digest.hexdigest() for owner, digest in hashes.values())
+    hashes.clear()
+    return found
+"""
+
+DECODE_SCRIPT = RECORDING + """
+gaussian, categorical = coder.SymbolDecoder.gaussian, coder.SymbolDecoder.categorical
+def decode_gaussian(self, index):
+    symbols = gaussian(self, index)
+    note(self, index, symbols)
+    return symbols
+def decode_categorical(self, pmf, count):
+    symbols = categorical(self, pmf, count)
+    note(self, pmf, [count], symbols)
+    return symbols
+coder.SymbolDecoder.gaussian, coder.SymbolDecoder.categorical = decode_gaussian, decode_categorical
 symbols, frames = {}, {}
 for path in sys.argv[2:]:
     decoded = codec.decode(open(path, "rb").read())
-    symbols[path], frames[path] = seen.hexdigest(), hashlib.sha256(decoded.tobytes()).hexdigest()
+    symbols[path], frames[path] = streams(), hashlib.sha256(decoded.tobytes()).hexdigest()
+print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "symbols": symbols, "frames": frames}))
+"""
+
+ENCODE_SCRIPT = RECORDING + """
+from helpers import encode_with_reconstruction, synthetic_clip
+gaussian, categorical = coder.SymbolEncoder.gaussian, coder.SymbolEncoder.categorical
+def encode_gaussian(self, symbols, index):
+    gaussian(self, symbols, index)
+    note(self, index, symbols)
+def encode_categorical(self, symbols, pmf):
+    categorical(self, symbols, pmf)
+    note(self, pmf, [len(symbols)], symbols)
+coder.SymbolEncoder.gaussian, coder.SymbolEncoder.categorical = encode_gaussian, encode_categorical
+symbols, frames = {}, {}
+for path in sys.argv[2:]:
+    model_name = path.rsplit("/", 1)[-1].removesuffix(".dsae")
+    data, reconstruction = encode_with_reconstruction(synthetic_clip(2, 64, 64), model_name=model_name,
+                                                      quality=2.5625, segment_length=2)
+    open(path, "wb").write(data)
+    symbols[path], frames[path] = streams(), hashlib.sha256(reconstruction.tobytes()).hexdigest()
 print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "symbols": symbols, "frames": frames}))
 """
 
@@ -231,9 +267,9 @@ KERNELS = {
 }
 
 
-def decode_in_process(kernels: str, paths: list[Path]) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **KERNELS[kernels]}
-    result = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, kernels, *map(str, paths)], env=env,
+def run_in_process(script: str, kernels: str, paths: list[Path]) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), **KERNELS[kernels]}
+    result = subprocess.run([sys.executable, "-c", script, kernels, *map(str, paths)], env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.splitlines()[-1])
@@ -255,7 +291,7 @@ def coded_files(tmp_path_factory) -> list[Path]:
 
 
 def test_files_decode_to_the_same_symbols_under_other_cpu_kernels(coded_files):
-    decoded = {kernels: decode_in_process(kernels, coded_files)
+    decoded = {kernels: run_in_process(DECODE_SCRIPT, kernels, coded_files)
                for kernels in ("default", "sse41", "avx", "no-mkldnn, 2 threads")}
     assert decoded["sse41"]["capability"] == "DEFAULT"  # torch took the environment's kernel choice
     for kernels, result in decoded.items():
@@ -265,3 +301,17 @@ def test_files_decode_to_the_same_symbols_under_other_cpu_kernels(coded_files):
         rnn_frames = {path: digest for path, digest in result["frames"].items() if Path(path).name.startswith("rnn-")}
         assert len(rnn_frames) == 2
         assert rnn_frames == {path: decoded["default"]["frames"][path] for path in rnn_frames}, kernels
+
+
+def test_files_encoded_under_other_cpu_kernels_decode_here(tmp_path):
+    """The other direction: a file written under SSE4.1 kernels decodes here to the symbols its encoder coded (the
+    encoder's float analysis may choose other symbols there, but encoder and decoder agree on every probability),
+    and, for the RNN codecs, to the frames its encoder reconstructed."""
+    paths = [tmp_path / f"{name}.dsae" for name in ("dsae-natural", "frame-natural", "rnn-natural", "rnn-sprites")]
+    encoded = run_in_process(ENCODE_SCRIPT, "sse41", paths)
+    decoded = run_in_process(DECODE_SCRIPT, "default", paths)
+    assert encoded["capability"] == "DEFAULT" and decoded["capability"] != "DEFAULT"
+    for path in map(str, paths):
+        assert encoded["symbols"][path] == decoded["symbols"][path] and len(encoded["symbols"][path]) >= 1, path
+        if Path(path).name.startswith("rnn-"):
+            assert encoded["frames"][path] == decoded["frames"][path], path
