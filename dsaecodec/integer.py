@@ -265,15 +265,21 @@ def table(name: str, bits: int) -> Tensor:
     return torch.tensor(entries, dtype=torch.int64)
 
 
+@functools.lru_cache(maxsize=None)
+def _entries_and_steps(name: str, bits: int) -> tuple[Tensor, Tensor]:
+    """`table(name, bits)` without its last entry, and the difference of each entry to the next."""
+    values = table(name, bits)
+    return values[:-1], values[1:] - values[:-1]
+
+
 def lookup(x: Tensor, name: str, bits: int = FRACTION_BITS) -> Tensor:
     """f(x) of int64 activations (value / 2^FRACTION_BITS) as int64 value / 2^bits: the table of `name`,
     interpolated linearly between its entries, the input clamped to +-TABLE_RANGE."""
-    values = table(name, bits).to(x.device)
+    entries, steps = (t.to(x.device) for t in _entries_and_steps(name, bits))
     step_bits = FRACTION_BITS - TABLE_BITS
     position = x.clamp(-TABLE_RANGE * ONE, TABLE_RANGE * ONE) + TABLE_RANGE * ONE  # 0 .. 2 * TABLE_RANGE * ONE
     index, fraction = position >> step_bits, position & ((1 << step_bits) - 1)
-    low = values[index]
-    return low + round_shift((values[index + 1] - low) * fraction, step_bits)
+    return torch.take(entries, index) + round_shift(torch.take(steps, index) * fraction, step_bits)
 
 
 def sigmoid(x: Tensor) -> Tensor:
