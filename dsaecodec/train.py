@@ -37,6 +37,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from dsaecodec.models.base import load_with_other_levels
 from dsaecodec.models.dsae import DSAEConfig, widen_z
 from dsaecodec.models.frame import FrameConfig
 from dsaecodec.models.rnn import RNNConfig
@@ -82,7 +83,8 @@ def argument_parser() -> argparse.ArgumentParser:
         help="sprites, dsae with f: infer z_1:T from a clip of another character in the same motion (keeps "
              "the content out of z_1:T; with --paired-content the target is the true swap of the two partners)")
     add("--init", type=Path, default=None,
-        help="start from this weights file (fine-tuning; same model options, or a spatial DSAE with fewer "
+        help="start from this weights file (fine-tuning; same model options, or other --lambdas, each new quality "
+             "level starting from the trained level of the nearest lambda, or a spatial DSAE with fewer "
              "--z-channels, whose new channels start unused) instead of a random initialisation; "
              "a checkpoint found by --resume takes precedence")
     add("--family", choices=sorted(FAMILIES), default="dsae",
@@ -396,12 +398,13 @@ def main(argv: list[str] | None = None) -> None:
         if initial.config == config:
             model.load_state_dict(initial.state_dict())
         else:
-            try:  # the one change of options a trained model can start: a wider z
-                widen_z(initial, model)
+            try:  # the changes of options a trained model can start: a wider z, other quality levels
+                (widen_z if tuple(initial.config.lambdas) == tuple(config.lambdas) else load_with_other_levels)(
+                    initial, model)
             except ValueError:
                 raise SystemExit(f"{args.init} holds a model with other options ({initial.config}); --init needs "
-                                 f"the model options it was trained with (or a spatial DSAE's, with more --z-channels)"
-                                 ) from None
+                                 f"the model options it was trained with, but for other --lambdas or (a spatial "
+                                 f"DSAE's) more --z-channels") from None
         if rank == 0:
             print(f"initialised from {args.init}")
 

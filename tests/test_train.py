@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
+import math
 import os
 import re
 import shlex
@@ -132,6 +133,31 @@ def test_init_grows_the_dynamic_latent_of_a_trained_dsae(tmp_path):
     assert zoo.load_weights(second / "model.pt").config.z_channels == 5
     with pytest.raises(SystemExit, match="other options"):  # z only grows
         train.main(tiny_run(second, *common, "--steps", "1", "--init", str(second / "model.pt"), "--z-channels", "3"))
+
+
+@pytest.mark.parametrize("family, options", [("dsae", []), ("frame", []), ("rnn", []), ("dsae", ["--global-latents"])])
+def test_init_moves_a_trained_model_to_other_quality_levels(tmp_path, family, options):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    common = ["--dataset", "balls", "--validate-every", "0", "--family", family, *options]
+    train.main(tiny_run(first, *common, "--steps", "2"))  # lambdas 0.001, 0.01
+    train.main(tiny_run(second, *common, "--steps", "0", "--init", str(first / "model.pt"),
+                        "--lambdas", "0.001", "0.01", "0.04"))
+    trained, moved = zoo.load_weights(first / "model.pt"), zoo.load_weights(second / "model.pt")
+    assert moved.qualities == 3
+    clip = synthetic_clip(3, 32, 32)
+    x = torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 255
+    for quality in (0, 1):  # the trained levels code as they did
+        (a, a_hat), (b, b_hat) = trained.compress_segment(x, quality), moved.compress_segment(x, quality)
+        assert a == b and torch.equal(a_hat, b_hat)
+    gains = [name for name, _ in moved.named_parameters() if name.endswith("_log_gain")]
+    for name in gains:  # the new level: the nearest one's gains, a factor sqrt(4) = 2 finer
+        grown, source = moved.get_parameter(name), trained.get_parameter(name)
+        torch.testing.assert_close(grown[2], source[1] + 0.5 * math.log(4.0))
+    assert gains and moved.compress_segment(x, 2)[0].dynamic != trained.compress_segment(x, 1)[0].dynamic
+    with pytest.raises(SystemExit, match="other options"):  # lambdas and another option at once
+        train.main(tiny_run(second, *common, "--steps", "1", "--init", str(first / "model.pt"),
+                            "--lambdas", "0.001", "0.02", "--channels", "6"))
 
 
 def test_a_widened_dsae_decodes_as_the_trained_one_until_it_trains():

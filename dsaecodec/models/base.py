@@ -15,8 +15,12 @@ and trains with `forward(x, quality) -> {"x_hat", "f_bits", "z_bits"}`, `aux_los
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+import re
+from dataclasses import asdict, dataclass, replace
 from typing import ClassVar
+
+import torch
 
 from torch import nn
 
@@ -79,3 +83,29 @@ class CodecModel(nn.Module):
                                  f"(global latents), not {width}x{height}")
             return 1, 1
         return -(-height // STRIDE), -(-width // STRIDE)
+
+
+def load_with_other_levels(trained: CodecModel, model: CodecModel) -> None:
+    """Load a trained model into `model`, the same model with other quality levels (rate-distortion weights
+    `lambdas`). Each new level starts as the trained level of the nearest lambda (in log): its entropy model, and
+    its log gains (`*_log_gain`, (Q, C)) shifted by half the log ratio of the two lambdas (the quantisation step
+    of MSE's high-rate optimum goes as 1/sqrt(lambda)). A level whose lambda the trained model has codes as it did.
+    ValueError unless the two models are of one family and differ only in their lambdas."""
+    from dsaecodec.zoo import resize_table_buffers  # the weights-file module imports the models
+
+    old, new = trained.config, model.config
+    if type(old) is not type(new) or replace(old, lambdas=new.lambdas) != new:
+        raise ValueError("only the lambdas of a trained model can change")
+    nearest = [min(range(len(old.lambdas)), key=lambda q: abs(math.log(lam / old.lambdas[q]))) for lam in new.lambdas]
+    shift = torch.tensor([0.5 * math.log(lam / old.lambdas[q]) for lam, q in zip(new.lambdas, nearest)])
+    trained_state, state = trained.state_dict(), {}
+    for name in model.state_dict():
+        per_level = re.fullmatch(r"(\w+_entropy)\.(\d+)\.(.+)", name)  # ModuleLists of one coder per level
+        if re.fullmatch(r"\w+_log_gain", name):
+            state[name] = trained_state[name][nearest] + shift[:, None].to(trained_state[name])
+        elif per_level:
+            state[name] = trained_state[f"{per_level[1]}.{nearest[int(per_level[2])]}.{per_level[3]}"].clone()
+        else:
+            state[name] = trained_state[name].clone()
+    resize_table_buffers(model, state)
+    model.load_state_dict(state)
