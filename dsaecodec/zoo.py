@@ -3,7 +3,8 @@
 The shipped models are the cards `weights/<name>.json` (written by `write_card`) next to their weights
 `weights/<name>.pt`; a weights file from a training run is registered at run time (`resolve`).
 
-A weights file is a `torch.save`d dict: {"family": str, "config": dict, "state_dict": dict}. The
+A weights file is a `torch.save`d dict: {"family": str, "config": dict, "state_dict": dict}, and, if written by
+`dsaecodec train`, "training": the run that made it (`training_record`). The
 entropy tables of `f` are built (`update_tables`) before saving and travel in the state dict. A
 `.dsae` file names its model and a fingerprint of the weights file (the first 8 bytes of its sha256), so a
 decoder can refuse a file coded with weights it does not have.
