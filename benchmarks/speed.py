@@ -346,6 +346,8 @@ def ideal_bits(data: bytes) -> tuple[dict, np.ndarray]:
             frames.append(decoder[k])
         for stream, payload, expected in (("f", segment.f_payload, segment.f_symbols),
                                           ("z", segment.z_payload, segment.z_symbols)):
+            if expected == 0 and not payload:  # no static latent (frame-*, rnn-*): no decoder was made for it
+                continue
             mine = [tally for tally in counted if tally.payload == payload]
             counted = [tally for tally in counted if tally is not (mine[0] if mine else None)]
             if not mine or mine[0].symbols != expected:

@@ -616,7 +616,10 @@ def models(name: str | None) -> None:
     learning curve."""
     from dsaecodec import zoo
 
-    cards = zoo.MODELS.values() if name is None else [zoo.MODELS[zoo.resolve(name)]]
+    if name is None:
+        cards = list(zoo.MODELS.values())
+    else:  # a weights file is shown as it is, whatever shipped model shares its name
+        cards = [zoo.weights_card(Path(name)) if name.endswith(".pt") else zoo.registered_card(name)]
     for card in cards:
         try:
             weights = zoo.checked_weights(card)

@@ -24,8 +24,8 @@ Why the float64 convolution is exact, whatever the kernel. An output of channel 
 the taps of its kernel, |x| <= INPUT_BOUND. Conversion checks S_o * INPUT_BOUND <= EXACT_BOUND = 2^53 - 1, where
 S_o = sum over the taps of |w|: then every product and every partial sum, in any order, blocking or grouping and
 with or without fused multiply-adds, is an integer of magnitude <= S_o * INPUT_BOUND, which float64 holds exactly,
-so no operation rounds and every kernel returns the same integer. (For the shipped models S_o <= 2^15 * fan-in,
-fan-in <= 720 < 2^10, so the bound is at most 2^51: kept with room. Conversion lowers a layer's weight precision
+so no operation rounds and every kernel returns the same integer. (For the shipped models S_o * INPUT_BOUND stays
+at or below 2^49.3, the largest in the RNN codecs' synthesis: kept with room. Conversion lowers a layer's weight precision
 if a layer ever needs it.) This needs kernels that form sums of products: PyTorch's CPU convolutions of float64
 are im2col/col2im and GEMM (mkldnn, NNPACK and XNNPACK take no float64, so ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA
 and the thread count only change the order of exact operations); on CUDA the layers run with cuDNN off (its FFT
@@ -135,19 +135,33 @@ class IntegerLeakyReLU:
 
 class IntegerAffine:
     """An eval-mode `nn.BatchNorm2d` as the per-channel map x * a + b on int64 activations: a an integer / 2^shift
-    (|integer| < 2^WEIGHT_BITS), b at the activations' scale; the input clamped to +-INPUT_BOUND."""
+    (|integer| <= 2^WEIGHT_BITS), b at the activations' scale; the input clamped to +-INPUT_BOUND (|x * a| < 2^42).
+    Computed from the layer's float32 parameters in float64 on the CPU (each operation correctly rounded: the same
+    integers everywhere), b from the rounded a."""
 
     def __init__(self, norm: nn.BatchNorm2d):
-        scale = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).detach().double().cpu()
-        offset = (norm.bias - norm.running_mean * scale.to(norm.bias)).detach()
+        if norm.training or not norm.affine or norm.running_mean is None:
+            raise ValueError("a batch norm converts in eval mode, with affine parameters and running statistics")
+        weight, bias, mean, variance = (t.detach().double().cpu() for t in (norm.weight, norm.bias, norm.running_mean,
+                                                                             norm.running_var))
+        scale = weight / torch.sqrt(variance + norm.eps)
         largest = float(scale.abs().max())
         self.shift = WEIGHT_BITS - math.frexp(largest)[1] if largest > 0 else 0
-        device = norm.weight.device
-        self.scale = torch.round(scale * 2.0**self.shift).long()[None, :, None, None].to(device)
-        self.offset = to_fixed(offset)[None, :, None, None].to(device)
+        integer_scale = torch.round(scale * 2.0**self.shift)
+        offset = bias - mean * integer_scale / 2.0**self.shift
+        self.scale = integer_scale.long()[None, :, None, None].to(norm.weight.device)
+        self.offset = to_fixed(offset)[None, :, None, None].to(norm.weight.device)
 
     def __call__(self, x: Tensor) -> Tensor:
         return round_shift(x.clamp(-INPUT_BOUND, INPUT_BOUND) * self.scale, self.shift) + self.offset
+
+
+def floor_sqrt(n: Tensor) -> Tensor:
+    """floor(sqrt(n)) of int64 n in [0, 2^52], exactly: the float64 square root (correctly rounded by IEEE 754, and
+    then already exact for these n), and an integer comparison each way that would correct a square root rounded
+    one unit off (a faithful rather than correct one, as some fast-math builds give)."""
+    root = torch.sqrt(n.double()).floor().long()
+    return root - (root * root > n).long() + ((root + 1) * (root + 1) <= n).long()
 
 
 class IntegerInverseGDN:
@@ -155,16 +169,15 @@ class IntegerInverseGDN:
 
     x is clamped to +-INPUT_BOUND and each x_j^2 to ACTIVATION_LIMIT (|x_j| <= 32: beyond, the layer saturates);
     the norm, a 1x1 `IntegerConv2d` of the squares with bias beta, is clamped to [0, NORM_LIMIT]; its square root is
-    the exact integer floor(sqrt(norm * 2^FRACTION_BITS)) (float64 square root, corrected by integer comparison),
-    so y = x * root / 2^FRACTION_BITS with every intermediate below 2^53."""
+    `floor_sqrt(norm * 2^FRACTION_BITS)`, so y = x * root / 2^FRACTION_BITS with every intermediate at most 2^52."""
 
-    NORM_LIMIT = 1 << 20  # |value| of the norm: root < 2^(10 + FRACTION_BITS), x * root < 2^52
+    NORM_LIMIT = 1 << 20  # |value| of the norm: norm * 2^32 <= 2^52, root <= 2^26, x * root <= 2^52
 
     def __init__(self, gdn: nn.Module):
         if not gdn.inverse:
             raise ValueError("only the inverse GDN has an integer counterpart (synthesis transforms)")
         channels = gdn.beta.shape[0]
-        norm = nn.Conv2d(channels, channels, 1).to(gdn.beta.device)
+        norm = nn.utils.skip_init(nn.Conv2d, channels, channels, 1)  # no random initialisation: the RNG is the caller's
         with torch.no_grad():
             norm.weight.copy_(gdn.gamma_reparam(gdn.gamma).reshape(channels, channels, 1, 1))
             norm.bias.copy_(gdn.beta_reparam(gdn.beta))
@@ -173,10 +186,8 @@ class IntegerInverseGDN:
     def __call__(self, x: Tensor) -> Tensor:
         x = x.clamp(-INPUT_BOUND, INPUT_BOUND)
         squares = round_shift(x * x, FRACTION_BITS)  # the conv clamps them to INPUT_BOUND
-        norm = self.norm(squares).clamp(0, self.NORM_LIMIT * ONE) << FRACTION_BITS  # value * 2^32 < 2^52
-        root = torch.sqrt(norm.double()).floor().long()
-        root = root - (root * root > norm).long() + ((root + 1) * (root + 1) <= norm).long()
-        return round_shift(x * root, FRACTION_BITS)
+        norm = self.norm(squares).clamp(0, self.NORM_LIMIT * ONE) << FRACTION_BITS
+        return round_shift(x * floor_sqrt(norm), FRACTION_BITS)
 
 
 class IntegerPixelShuffle:

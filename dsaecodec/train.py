@@ -427,7 +427,9 @@ def main(argv: list[str] | None = None) -> None:
     started, stop = time.time(), min(args.steps, step + args.stop_after) if args.stop_after else args.steps
 
     def stages() -> list[dict]:
-        return [*earlier_stages, {"from": first_step, "to": step, "seconds": round(time.time() - started, 1)}]
+        """The stages so far, this run's included once it has taken a step."""
+        this = [{"from": first_step, "to": step, "seconds": round(time.time() - started, 1)}] if step > first_step else []
+        return [*earlier_stages, *this]
 
     # steady-state speed: data + training pass + optimiser, after WARMUP_STEPS (compilation, first allocations)
     first_step, timed_seconds, timed_steps, clock = step, 0.0, 0, time.perf_counter()

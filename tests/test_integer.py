@@ -123,19 +123,36 @@ def test_leaky_relu_rounds_its_slope_product():
     assert integer.IntegerLeakyReLU(0.0)(x).tolist() == [0, 0, 0, 5]
 
 
-def test_integer_square_root_of_the_inverse_gdn_is_exact_at_the_edges():
-    torch.manual_seed(0)
-    gdn = GDN(3, inverse=True)
-    layer = integer.IntegerInverseGDN(gdn)
-    roots = torch.tensor([0, 1, 2**13, 2**26 - 1, 2**26 - 2, 46341], dtype=torch.int64)
-    # norm * 2^16 = root^2 + offset for offsets -1, 0, +1 (the norm itself is what the conv returns: pin it)
+def test_floor_sqrt_is_exact_around_every_square_up_to_2_to_the_52():
+    roots = torch.cat([torch.arange(0, 3000), torch.arange(2**26 - 3000, 2**26 + 1),
+                       torch.randint(0, 2**26, (20_000,), generator=torch.Generator().manual_seed(0))])
     for offset in (-1, 0, 1):
-        target = (roots * roots + offset).clamp(min=0)
-        layer.norm = lambda squares, target=target: target.reshape(1, -1, 1, 1) >> integer.FRACTION_BITS
-        shifted = (target >> integer.FRACTION_BITS) << integer.FRACTION_BITS
-        x = torch.full((1, len(roots), 1, 1), integer.ONE, dtype=torch.int64)  # 1.0: y is the root / 2^16
-        expected = torch.tensor([math.isqrt(int(n)) for n in shifted])
-        assert torch.equal(layer(x).flatten(), round_shift(integer.ONE * expected, integer.FRACTION_BITS))
+        n = (roots * roots + offset).clamp(0, 2**52)
+        assert torch.equal(integer.floor_sqrt(n), torch.tensor([math.isqrt(int(v)) for v in n]))
+
+
+def test_floor_sqrt_corrects_a_square_root_one_unit_off(monkeypatch):
+    """The comparisons guard against a square root that is only faithfully rounded: fake one a unit in the last place
+    off, each way, where that moves the floor (n = k^2 and k^2 - 1 near 2^52)."""
+    k = torch.tensor([3, 4, 2**26 - 1, 2**26], dtype=torch.int64)
+    n = torch.cat([k * k, k * k - 1])
+    expected = torch.tensor([math.isqrt(int(v)) for v in n])
+    real_sqrt = torch.sqrt
+    for direction in (-math.inf, math.inf):
+        fake = lambda x, direction=direction: torch.nextafter(real_sqrt(x), torch.tensor(direction, dtype=x.dtype))  # noqa: E731
+        monkeypatch.setattr(torch, "sqrt", fake)
+        assert not torch.equal(torch.sqrt(n.double()).floor().long(), expected)  # the floor alone would be wrong
+        assert torch.equal(integer.floor_sqrt(n), expected)
+        monkeypatch.undo()
+
+
+def test_converting_a_gdn_leaves_the_random_stream_alone():
+    gdn = GDN(4, inverse=True)
+    torch.manual_seed(5)
+    integer.IntegerInverseGDN(gdn)
+    after = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(after, torch.rand(3))
 
 
 def test_integer_synthesis_layers_follow_their_float_layers():
@@ -308,6 +325,8 @@ def test_files_encoded_under_other_cpu_kernels_decode_here(tmp_path):
     encoder's float analysis may choose other symbols there, but encoder and decoder agree on every probability),
     and, for the RNN codecs, to the frames its encoder reconstructed."""
     paths = [tmp_path / f"{name}.dsae" for name in ("dsae-natural", "frame-natural", "rnn-natural", "rnn-sprites")]
+    if torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+        pytest.skip("this CPU runs the default kernels already")
     encoded = run_in_process(ENCODE_SCRIPT, "sse41", paths)
     decoded = run_in_process(DECODE_SCRIPT, "default", paths)
     assert encoded["capability"] == "DEFAULT" and decoded["capability"] != "DEFAULT"

@@ -149,13 +149,13 @@ class RNNCodec(CodecModel):
 
     # --- coding one segment -----------------------------------------------------------------------
     def _roll_out(self, quality: float, frames: int, shape: tuple[int, int],
-                  take_symbols: Callable[[int, Tensor, Tensor, Tensor], Tensor]) -> Tensor:
+                  take_symbols: Callable[[int, Tensor, Tensor, Tensor, IntegerGain], Tensor]) -> Tensor:
         """The decoder's loop, frame by frame with batch 1, in integer arithmetic (integer.py): the state, the means
         and scale indices of y and the reconstructions the state reads back are the same on every machine.
 
-        `take_symbols(t, h_t, mu, index)` returns the integer symbols (1, C_y, h, w) of frame t, coded around the mean
-        `mu` (int64 activations) under the scale indices `index`: the encoder codes them, the decoder decodes them,
-        `sample` draws them; h_t is the state (int64 activations). Returns x_hat (T, 3, 16h, 16w) in [0, 1].
+        `take_symbols(t, h_t, mu, index, y_gain)` returns the integer symbols (1, C_y, h, w) of frame t, coded around
+        the mean `mu` (int64 activations) under the scale indices `index`: the encoder codes them, the decoder decodes
+        them, `sample` draws them; h_t is the state (int64 activations). Returns x_hat (T, 3, 16h, 16w) in [0, 1].
         """
         past, prior, g_s = (integer.convert(network) for network in (self.past, self.prior, self.g_s))
         cell, y_gain = IntegerConvLSTMCell(self.cell), IntegerGain(self.y_log_gain, quality)
@@ -168,7 +168,7 @@ class RNNCodec(CodecModel):
             state = cell(inputs, state if state is not None else cell.zero_state(inputs))
             mu, scale_raw = prior(state[0]).chunk(2, dim=1)
             index = y_gain.scale_index(integer.softplus(scale_raw))
-            y_hat = mu + y_gain.dequantise(take_symbols(t, state[0], mu, index))
+            y_hat = mu + y_gain.dequantise(take_symbols(t, state[0], mu, index, y_gain))
             x_prev = g_s(torch.cat([y_hat, state[0]], dim=1)).clamp(0, integer.ONE)
             x_hats.append(x_prev)
         return integer.to_float(torch.cat(x_hats))
@@ -177,9 +177,9 @@ class RNNCodec(CodecModel):
     def compress_segment(self, x: Tensor, quality: float) -> tuple[Streams, Tensor]:
         """Frames (T, 3, H, W) in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
         features = framewise(self.g_a, x)
-        encoder, y_gain = SymbolEncoder(), IntegerGain(self.y_log_gain, quality)
+        encoder = SymbolEncoder()
 
-        def encode_frame(t: int, hidden: Tensor, mu: Tensor, index: Tensor) -> Tensor:
+        def encode_frame(t: int, hidden: Tensor, mu: Tensor, index: Tensor, y_gain: IntegerGain) -> Tensor:
             y = self.infer_y(features[t:t + 1], integer.to_float(hidden))
             return self.y_coder.encode_symbols(y_gain.quantise(y, mu), index, encoder)
 
@@ -192,13 +192,14 @@ class RNNCodec(CodecModel):
         """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
         decoder = SymbolDecoder(streams.dynamic)
         return self._roll_out(quality, streams.frames, shape,
-                              lambda t, hidden, mu, index: self.y_coder.decode_symbols(decoder, index))
+                              lambda t, hidden, mu, index, y_gain: self.y_coder.decode_symbols(decoder, index))
 
     @torch.no_grad()
     def sample(self, frames: int, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """Frames (T, 3, 16h, 16w) in [0, 1] drawn from the prior: each y_t from the Gaussian that the
         reconstructions so far predict, decoded and fed back as the decoder does."""
-        return self._roll_out(quality, frames, shape, lambda t, hidden, mu, index: self.y_coder.sample_symbols(index, rng))
+        return self._roll_out(quality, frames, shape,
+                              lambda t, hidden, mu, index, y_gain: self.y_coder.sample_symbols(index, rng))
 
     def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
         """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""
