@@ -33,7 +33,6 @@ LSTM. (Both geometries still run g_a on a whole segment at once.)
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -46,7 +45,6 @@ from dsaecodec.entropy import FactorisedCoder, GaussianCoder
 from dsaecodec.integer import IntegerGain, to_float
 from dsaecodec.models.base import CodecConfig, CodecModel, Streams
 from dsaecodec.models.layers import (
-    GLOBAL_INITIAL_GAIN,
     analysis_transform,
     check_frame_size,
     framewise,
@@ -100,13 +98,9 @@ class DSAE(CodecModel):
         self.dynamics = nn.Sequential(_conv(dyn_in, d, kernel), nn.LeakyReLU(0.1), _conv(d, cz, kernel))
         if not config.frame_size:
             self.g_s = synthesis_transform(cz + cf, n)
-        # Vector latents of random-init networks differ little from clip to clip (std ~0.04 measured on
-        # sprites): under a unit quantisation step they all round alike and the decoder learns the mean clip.
-        # So vector latents start with a finer step.
-        log_gain_offset = math.log(GLOBAL_INITIAL_GAIN) if config.frame_size else 0.0
         if config.use_f:
-            self.f_log_gain = nn.Parameter(_log_gains(config.lambdas, cf) + log_gain_offset)
-        self.z_log_gain = nn.Parameter(_log_gains(config.lambdas, cz) + log_gain_offset)
+            self.f_log_gain = nn.Parameter(_log_gains(config.lambdas, cf, vector=bool(config.frame_size)))
+        self.z_log_gain = nn.Parameter(_log_gains(config.lambdas, cz, vector=bool(config.frame_size)))
         self.f_entropy = nn.ModuleList(FactorisedCoder(cf) for _ in (config.lambdas if config.use_f else ()))
         self.z_prior = DynamicsPrior(cz, config.hidden_channels, kernel)
         self.z_coder = GaussianCoder()

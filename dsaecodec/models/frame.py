@@ -27,7 +27,6 @@ tables), then y_1:T (zero-mean Gaussians, scale indexes from h_s(z_hat)).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -42,7 +41,6 @@ from dsaecodec.entropy import FactorisedCoder, GaussianCoder
 from dsaecodec.integer import IntegerGain
 from dsaecodec.models.base import CodecConfig, CodecModel, Streams
 from dsaecodec.models.layers import (
-    GLOBAL_INITIAL_GAIN,
     analysis_transform,
     check_frame_size,
     conv,
@@ -90,16 +88,14 @@ class FrameVAE(CodecModel):
             self.g_s = global_synthesis(c, n, config.frame_size)
             self.h_a = nn.Sequential(conv(c, c, 1), nn.ReLU(), conv(c, c, 1))
             self.h_s = nn.Sequential(conv(c, c, 1), nn.ReLU(), conv(c, c, 1))
-            log_gain_offset = math.log(GLOBAL_INITIAL_GAIN)  # why: see the global DSAE
         else:
             c = n
             self.g_a = analysis_transform(n)
             self.g_s = synthesis_transform(n, n)
             self.h_a = nn.Sequential(conv(n, n), nn.ReLU(), conv(n, n, 5, 2), nn.ReLU(), conv(n, n, 5, 2))
             self.h_s = nn.Sequential(_deconv(n, n), nn.ReLU(), _deconv(n, n), nn.ReLU(), conv(n, n))
-            log_gain_offset = 0.0
-        self.y_log_gain = nn.Parameter(log_gains(config.lambdas, c) + log_gain_offset)
-        self.z_log_gain = nn.Parameter(log_gains(config.lambdas, c) + log_gain_offset)
+        self.y_log_gain = nn.Parameter(log_gains(config.lambdas, c, vector=bool(config.frame_size)))
+        self.z_log_gain = nn.Parameter(log_gains(config.lambdas, c, vector=bool(config.frame_size)))
         self.z_entropy = nn.ModuleList(FactorisedCoder(c) for _ in config.lambdas)
         self.y_coder = GaussianCoder()
 

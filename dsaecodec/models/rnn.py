@@ -20,7 +20,6 @@ state are vectors held as 1 x 1 maps (the ConvLSTM with 1x1 kernels is an LSTM, 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -35,7 +34,6 @@ from dsaecodec.entropy import GaussianCoder
 from dsaecodec.integer import IntegerGain
 from dsaecodec.models.base import CodecConfig, CodecModel, Streams
 from dsaecodec.models.layers import (
-    GLOBAL_INITIAL_GAIN,
     analysis_transform,
     check_frame_size,
     conv,
@@ -89,8 +87,7 @@ class RNNCodec(CodecModel):
             )
         self.cell = ConvLSTMCell(ce, ch, kernel)
         self.prior = nn.Sequential(conv(ch, ch, kernel), nn.LeakyReLU(0.1), conv(ch, 2 * cy, kernel))
-        log_gain_offset = math.log(GLOBAL_INITIAL_GAIN) if size else 0.0  # why: see the global DSAE
-        self.y_log_gain = nn.Parameter(log_gains(config.lambdas, cy) + log_gain_offset)
+        self.y_log_gain = nn.Parameter(log_gains(config.lambdas, cy, vector=bool(size)))
         self.y_coder = GaussianCoder()
 
     # --- the recurrence, shared by training, encoder and decoder ----------------------------------
