@@ -41,9 +41,9 @@ print(json.dumps(rows))
 
 def measure(tree: Path, model: str, frames: int, repeats: int, qualities: str) -> list[dict]:
     """Rows of `MEASURE` run on the code of `tree`."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = {**os.environ, "PYTHONPATH": str(tree)}  # and cwd: `python -c` puts the working directory first on sys.path
     result = subprocess.run([sys.executable, "-c", MEASURE, model, str(frames), str(repeats), qualities], env=env,
-                            capture_output=True, text=True, check=True)
+                            cwd=tree, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.splitlines()[-1])
 
 
