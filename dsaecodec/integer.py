@@ -84,6 +84,13 @@ def to_float(x: Tensor, bits: int = FRACTION_BITS) -> Tensor:
 
 
 # --- convolutions -----------------------------------------------------------------------------------
+def weight_shift(weight: Tensor) -> int:
+    """The power of two that scales float weights to integers of at most 2^WEIGHT_BITS: |w| * 2^shift < 2^15
+    before rounding."""
+    largest = float(weight.abs().max())
+    return WEIGHT_BITS - math.frexp(largest)[1] if largest > 0 else 0
+
+
 class IntegerConv2d:
     """A Conv2d or ConvTranspose2d with integer weights, on int64 activations (B, C_in, h, w) -> (B, C_out, h', w').
 
@@ -97,8 +104,7 @@ class IntegerConv2d:
         self.output_padding = layer.output_padding if self.transposed else None
         if layer.groups != 1 or layer.padding_mode != "zeros":
             raise ValueError("IntegerConv2d converts ungrouped, zero-padded convolutions only")
-        largest = float(weight.abs().max())
-        self.shift = WEIGHT_BITS - math.frexp(largest)[1] if largest > 0 else 0  # |w| * 2^shift < 2^15
+        self.shift = weight_shift(weight)
         out_dim = 1 if self.transposed else 0  # weight (out, in, kh, kw), transposed (in, out, kh, kw)
         while True:
             integer_weight = torch.round(weight * 2.0**self.shift)
@@ -145,8 +151,7 @@ class IntegerAffine:
         weight, bias, mean, variance = (t.detach().double().cpu() for t in (norm.weight, norm.bias, norm.running_mean,
                                                                              norm.running_var))
         scale = weight / torch.sqrt(variance + norm.eps)
-        largest = float(scale.abs().max())
-        self.shift = WEIGHT_BITS - math.frexp(largest)[1] if largest > 0 else 0
+        self.shift = weight_shift(scale)
         integer_scale = torch.round(scale * 2.0**self.shift)
         offset = bias - mean * integer_scale / 2.0**self.shift
         self.scale = integer_scale.long()[None, :, None, None].to(norm.weight.device)
