@@ -17,9 +17,12 @@ speed     Encode and decode frames per second at 64x64 (carphone's centre 128x12
           threading and once with one thread; the ratios are learned / x264.
 memory    Peak resident memory of a fresh process that streams bigbuckbunny (1280x720) from disk with
           dsaecodec.videoio.VideoReader into a .dsae file, for the first N and the first 4N frames (33 and
-          132; --quick: 9 and 33). The codec holds one segment at a time, so both peaks should match. The
-          peak is VmHWM from /proc/self/status: on Linux, getrusage's ru_maxrss (also reported) starts from
-          the parent's peak, which execve carries over. Elsewhere it falls back to ru_maxrss.
+          132; --quick: 9 and 33) in the codec's default segments. The codec holds one segment at a time, so
+          both peaks should match. Then in segments of 16 and of 64 frames (--rss-segments), the first 64
+          frames cropped to their centre 640x480: the networks run one frame at a time and a segment is held
+          as uint8 pixels and latents only, so the peaks should be close. The peak is VmHWM from
+          /proc/self/status: on Linux, getrusage's ru_maxrss (also reported) starts from the parent's peak,
+          which execve carries over. Elsewhere it falls back to ru_maxrss.
 overhead  Entropy-coder overhead on carphone at every quality: payload bits (and whole-file bits) against
           the ideal sum of -log2 p of the coded symbols under the integer (24-bit fixed-point) models the
           range coder used (each payload shortened as bitstream.coder.SymbolEncoder.to_bytes does, so a
@@ -82,6 +85,7 @@ TARGETS = {
     "overhead": "entropy-coder overhead <= 0.1% over ideal (payload bits, worst quality, carphone)",
     "decode": "decode >= 30 frames/s at 176x144 on 2 CPU cores",
     "memory": "peak RSS flat in clip length (4x the frames: <= 5% more)",
+    "memory_segments": "peak RSS flat in segment length (640x480, 64 vs 16 frames per segment: <= 5% more)",
     "jobs": "--jobs 2 vs --jobs 1 at 640x360: >= 1.6x faster encode and decode, same bytes and frames",
 }
 JOBS_GOAL_SPEEDUP = 1.6
@@ -272,7 +276,8 @@ def peak_rss_mib() -> tuple[float, str]:
 
 
 def rss_child(spec: dict) -> dict:
-    """In a fresh process: stream the first spec["frames"] frames of bigbuckbunny into a .dsae file.
+    """In a fresh process: stream the first spec["frames"] frames of bigbuckbunny, cropped to their centre
+    spec["crop"] ("WxH") if given, into a .dsae file in segments of spec["segment_length"] frames.
 
     Returns the peak RSS before the first frame is coded (interpreter, torch, weights, open reader), after
     each segment, and at the end."""
@@ -282,48 +287,67 @@ def rss_child(spec: dict) -> dict:
     codec.loaded_model(card.name)
     with tempfile.TemporaryDirectory() as folder, VideoReader(_bigbuckbunny_path()) as reader:
         width, height = reader.width, reader.height
+        frames = itertools.islice(reader, spec["frames"])
+        if spec["crop"]:
+            width, height = (int(n) for n in spec["crop"].split("x"))
+            top, left = (reader.height - height) // 2, (reader.width - width) // 2
+            frames = (np.ascontiguousarray(frame[top:top + height, left:left + width]) for frame in frames)
         baseline, meter = peak_rss_mib()
         after_segment = []  # (frames coded so far, peak RSS MiB, current RSS MiB)
         started = time.perf_counter()
         with open(Path(folder) / "clip.dsae", "wb") as out:
             done = 0
-            for coded in codec.encode_stream(itertools.islice(reader, spec["frames"]), out, fps=reader.fps,
-                                             model_name=card.name, quality=spec["quality"]):
+            for coded in codec.encode_stream(frames, out, fps=reader.fps, model_name=card.name,
+                                             quality=spec["quality"], segment_length=spec["segment_length"]):
                 done += coded.segment.frame_count
                 after_segment.append((done, peak_rss_mib()[0], _proc_status_mib("VmRSS")))
         seconds = time.perf_counter() - started
         size = os.path.getsize(Path(folder) / "clip.dsae")
         with open(Path(folder) / "clip.dsae", "rb") as handle:
             frames = BitstreamReader(handle).header.frame_count
-    return {"quality": spec["quality"], "frames": frames, "segments": len(after_segment), "width": width,
+    return {"quality": spec["quality"], "frames": frames, "segment_length": spec["segment_length"],
+            "segments": len(after_segment), "width": width,
             "height": height, "bytes": size, "encode_seconds": seconds, "encode_fps": frames / seconds,
             "meter": meter, "baseline_rss_mib": baseline,
             "peak_rss_mib": max([baseline, peak_rss_mib()[0]] + [peak for _, peak, _ in after_segment]),
             "after_segment": after_segment, "ru_maxrss_mib": _ru_maxrss_mib()}
 
 
-def run_memory(models: list[str], frame_counts: list[int], quality: int | None,
-               log: Callable[[str], None]) -> list[dict]:
+SEGMENT_CROP = "640x480"
+
+
+def run_memory(models: list[str], frame_counts: list[int], segment_lengths: list[int], segment_frames: int,
+               quality: int | None, log: Callable[[str], None]) -> list[dict]:
+    """Two comparisons per model, one fresh process per run: clip length (`frame_counts` frames of 1280x720 in
+    the default segments) and segment length (`segment_frames` frames of SEGMENT_CROP in segments of each of
+    `segment_lengths`). Each row's peak_growth is its last run's peak over its first's, minus one."""
     rows = []
     for model_name in models:
-        runs = []
-        for frames in frame_counts:
-            spec = {"card": dataclasses.asdict(zoo.MODELS[model_name]), "frames": frames,
-                    "quality": quality_for(model_name, quality)}
-            started = time.perf_counter()
-            done = subprocess.run([sys.executable, __file__, "--rss-child", json.dumps(spec)],
-                                  capture_output=True, text=True)
-            if done.returncode:
-                raise RuntimeError(f"memory child for {model_name} ({frames} frames) failed:\n{done.stderr}")
-            run = json.loads(done.stdout.strip().splitlines()[-1])
-            run["process_seconds"] = time.perf_counter() - started
-            runs.append(run)
-            log(f"memory {model_name:<14} {frames:>4} frames {run['process_seconds']:6.1f} s, "
-                f"peak {run['peak_rss_mib']:.0f} MiB")
-        short, long = runs[0], runs[-1]
-        growth = (long["peak_rss_mib"] - short["peak_rss_mib"]) / short["peak_rss_mib"]
-        rows.append({"model": model_name, "quality": short["quality"], "clip": "bigbuckbunny 1280x720, streamed from "
-                     "disk", "meter": short["meter"], "runs": runs, "peak_growth": growth})
+        comparisons = {
+            "clip length": [(frames, codec.DEFAULT_SEGMENT_LENGTH, None) for frames in frame_counts],
+            "segment length": [(segment_frames, length, SEGMENT_CROP) for length in segment_lengths],
+        }
+        for compared, specs in comparisons.items():
+            runs = []
+            for frames, segment_length, crop in specs:
+                spec = {"card": dataclasses.asdict(zoo.MODELS[model_name]), "frames": frames,
+                        "segment_length": segment_length, "crop": crop, "quality": quality_for(model_name, quality)}
+                started = time.perf_counter()
+                done = subprocess.run([sys.executable, __file__, "--rss-child", json.dumps(spec)],
+                                      capture_output=True, text=True)
+                if done.returncode:
+                    raise RuntimeError(f"memory child for {model_name} ({frames} frames in segments of "
+                                       f"{segment_length}) failed:\n{done.stderr}")
+                run = json.loads(done.stdout.strip().splitlines()[-1])
+                run["process_seconds"] = time.perf_counter() - started
+                runs.append(run)
+                log(f"memory {model_name:<14} {run['width']}x{run['height']} {frames:>4} frames in segments of "
+                    f"{segment_length:>3}: {run['process_seconds']:6.1f} s, peak {run['peak_rss_mib']:.0f} MiB")
+            short, long = runs[0], runs[-1]
+            growth = (long["peak_rss_mib"] - short["peak_rss_mib"]) / short["peak_rss_mib"]
+            rows.append({"model": model_name, "compared": compared, "quality": short["quality"],
+                         "clip": f"bigbuckbunny 1280x720{', centre ' + SEGMENT_CROP if specs[0][2] else ''}, "
+                                 "streamed from disk", "meter": short["meter"], "runs": runs, "peak_growth": growth})
     return rows
 
 
@@ -414,13 +438,14 @@ def targets(speed: list[dict], memory: list[dict], overhead: list[dict], jobs: l
             value = mine[0]["learned"]["decode"]["fps_best"]
             rows.append({"target": TARGETS["decode"], "model": model_name, "measured": f"{value:.1f} frames/s",
                          "status": "PASS" if value >= DECODE_GOAL_FPS else "MISS"})
-        mine = [r for r in memory if r["model"] == model_name]
-        if mine:
-            runs = mine[0]["runs"]
-            value = mine[0]["peak_growth"]
-            rows.append({"target": TARGETS["memory"], "model": model_name,
+        for row in (r for r in memory if r["model"] == model_name):
+            runs, value = row["runs"], row["peak_growth"]
+            what = (f"{runs[0]['frames']} -> {runs[-1]['frames']} frames" if row["compared"] == "clip length" else
+                    f"segments of {runs[0]['segment_length']} -> {runs[-1]['segment_length']} frames")
+            rows.append({"target": TARGETS["memory" if row["compared"] == "clip length" else "memory_segments"],
+                         "model": model_name,
                          "measured": f"{runs[0]['peak_rss_mib']:.0f} -> {runs[-1]['peak_rss_mib']:.0f} MiB "
-                                     f"({100 * value:+.1f}%) for {runs[0]['frames']} -> {runs[-1]['frames']} frames",
+                                     f"({100 * value:+.1f}%) for {what}",
                          "status": "PASS" if value <= RSS_GROWTH_LIMIT else "MISS"})
     return rows
 
@@ -460,13 +485,14 @@ def print_report(result: dict) -> None:
                   f"{row['encode_speedup']:>6.2f} {row['decode_speedup']:>6.2f}")
     if result["memory"]:
         meters = sorted({row["meter"] for row in result["memory"]})
-        print(f"\npeak RSS (MiB, {'/'.join(meters)}) while encoding bigbuckbunny 1280x720 streamed from disk, "
-              "one fresh process per row")
-        print(f"{'model':<14} {'q':>2} {'frames':>6} {'segments':>8} {'baseline':>8} {'1st seg':>7} {'peak':>6} "
-              f"{'ru_maxrss':>9} {'enc fps':>7} {'process s':>9}")
+        print(f"\npeak RSS (MiB, {'/'.join(meters)}) while encoding bigbuckbunny (1280x720, or its centre "
+              f"{SEGMENT_CROP}) streamed from disk, one fresh process per row")
+        print(f"{'model':<14} {'q':>2} {'size':>8} {'frames':>6} {'seg len':>7} {'segments':>8} {'baseline':>8} "
+              f"{'1st seg':>7} {'peak':>6} {'ru_maxrss':>9} {'enc fps':>7} {'process s':>9}")
         for row in result["memory"]:
             for run in row["runs"]:
-                print(f"{row['model']:<14} {run['quality']:>2} {run['frames']:>6} {run['segments']:>8} "
+                print(f"{row['model']:<14} {run['quality']:>2} {run['width']:>4}x{run['height']:<3} {run['frames']:>6} "
+                      f"{run['segment_length']:>7} {run['segments']:>8} "
                       f"{run['baseline_rss_mib']:>8.0f} {run['after_segment'][0][1]:>7.0f} {run['peak_rss_mib']:>6.0f} "
                       f"{run['ru_maxrss_mib']:>9.0f} {run['encode_fps']:>7.2f} {run['process_seconds']:>9.1f}")
         print("  baseline: peak before the first frame (interpreter, torch, weights, open reader); 1st seg: peak after "
@@ -538,6 +564,9 @@ def main(argv: list[str] | None = None) -> dict:
                                                                   "(default 3; quick 2)")
     parser.add_argument("--rss-frames", default=None, help="frame counts for memory, short,long (default 33,132; "
                                                            "quick 9,33)")
+    parser.add_argument("--rss-segments", default="16,64",
+                        help="segment lengths for memory, short,long, coding 64 frames of 640x480 (default 16,64; "
+                             "quick 4,16 on 16 frames)")
     parser.add_argument("--overhead-frames", type=int, default=None,
                         help="carphone frames for the overhead (default all 120; quick 16)")
     parser.add_argument("--quality", type=int, default=None,
@@ -565,6 +594,10 @@ def main(argv: list[str] | None = None) -> dict:
     rss_frames = [int(n) for n in (args.rss_frames or ("9,33" if args.quick else "33,132")).split(",")]
     if len(rss_frames) != 2 or not 0 < rss_frames[0] < rss_frames[1]:
         parser.error("--rss-frames needs two increasing frame counts, e.g. 33,132")
+    rss_segments = [int(n) for n in ("4,16" if args.quick and args.rss_segments == "16,64" else
+                                     args.rss_segments).split(",")]
+    if len(rss_segments) != 2 or not 0 < rss_segments[0] < rss_segments[1]:
+        parser.error("--rss-segments needs two increasing segment lengths, e.g. 16,64")
     overhead_frames = args.overhead_frames or (16 if args.quick else None)
     qualities = [int(q) for q in args.qualities.split(",")] if args.qualities else None
 
@@ -577,7 +610,7 @@ def main(argv: list[str] | None = None) -> dict:
         log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
         load_start = os.getloadavg()
         speed = run_speed(models, sizes, frame_count, repeats, args.quality, log) if "speed" in parts and models else []
-        memory = run_memory(models, rss_frames, args.quality, log) if "memory" in parts and models else []
+        memory = run_memory(models, rss_frames, rss_segments, rss_segments[1], args.quality, log) if "memory" in parts and models else []
         overhead = (run_overhead(models, overhead_frames, qualities, log, skipped)
                     if "overhead" in parts and models else [])
         jobs = (run_jobs(models, frame_count, repeats, args.quality, args.jobs or max(2, available_cores()), log)

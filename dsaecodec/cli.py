@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -44,6 +45,9 @@ def _one_line_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except BrokenPipeError:  # the reader left (`dsaecodec models | head`): stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+            sys.exit(1)
         except _expected_errors() as error:
             click.echo(f"dsaecodec: error: {_first_line(error)}", err=True)
             sys.exit(2)
@@ -626,6 +630,10 @@ def models(name: str | None) -> None:
         except zoo.UnknownModelError as error:
             click.echo(f"{card.name}: unavailable ({error})")
             continue
+        if not card.qualities:  # a weights file's card records neither: read them from the model it builds
+            model = zoo.load_weights(weights)
+            card = dataclasses.replace(card, qualities=model.qualities,
+                                       parameters=sum(p.numel() for p in model.parameters()))
         click.echo(f"{card.name}\n  family    {card.family}\n  domain    {card.domain}\n"
                    f"  qualities 0..{card.qualities - 1}\n  params    {card.parameters:,}\n"
                    f"  training  {card.training}\n  sha256    {card.sha256}")

@@ -28,7 +28,6 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bitstream.format import (
@@ -65,15 +64,17 @@ def loaded_model(name: str, device: str = "cpu") -> tuple[nn.Module, zoo.ModelCa
 
 
 def to_model_input(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> float (T, 3, H', W') in [0, 1], edge-padded to multiples of 16."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
-    return F.pad(x, (0, -x.shape[-1] % STRIDE, 0, -x.shape[-2] % STRIDE), mode="replicate")
+    """uint8 (T, H, W, 3) -> uint8 pixels (T, 3, H', W'), edge-padded to multiples of 16 (the models read each frame
+    as pixel / 255 when they reach it, so a segment is never held in float)."""
+    height, width = frames.shape[1:3]
+    padding = ((0, 0), (0, -height % STRIDE), (0, -width % STRIDE), (0, 0))
+    padded = np.pad(frames, padding, mode="edge") if any(after for _, after in padding) else frames
+    return torch.from_numpy(np.ascontiguousarray(padded)).permute(0, 3, 1, 2)
 
 
 def to_frames(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """float (T, 3, H', W') in [0, 1] -> uint8 (T, height, width, 3), cropped."""
-    pixels = torch.round(x_hat[:, :, :height, :width] * 255.0).to(torch.uint8).cpu()
-    return pixels.permute(0, 2, 3, 1).contiguous().numpy()
+    """uint8 pixels (T, 3, H', W') -> uint8 (T, height, width, 3), cropped."""
+    return x_hat[:, :, :height, :width].cpu().permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def _checked_frames(frames: Iterable[np.ndarray], segment_length: int) -> Iterator[np.ndarray]:
@@ -102,8 +103,8 @@ def group_segments(frames: Iterable[np.ndarray], length: int) -> Iterator[np.nda
     for frame in frames:
         batch.append(frame)
         if len(batch) == length:
-            yield np.stack(batch)
-            batch = []
+            segment, batch = np.stack(batch), []  # the frames are released while the segment is coded
+            yield segment
     if batch:
         yield np.stack(batch)
 
@@ -377,5 +378,5 @@ def generate(frames: int, *, model_name: str = zoo.DEFAULT_MODEL, quality: float
             f_hat = model.decode_f(*f_coded, shape) if f_coded else model.sample_f(quality, shape, rng)
             z_hat = (model.decode_z(*z_coded, shape)[:, :length] if z_coded
                      else model.sample_z(quality, length, shape, rng))
-            x_hat = model.synthesise(z_hat, f_hat)[0].clamp(0, 1)
+            x_hat = model.synthesise(z_hat, f_hat, pixels=True)[0]
         yield to_frames(x_hat, height, width)

@@ -313,7 +313,7 @@ def validate(model: torch.nn.Module, clips: torch.Tensor) -> list[dict[str, floa
         for clip in clips:
             streams, x_hat = model.compress_segment(clip, quality)
             coded_bits += 8 * (len(streams.static) + len(streams.dynamic))
-            squared_error += torch.sum((torch.round(x_hat * 255) / 255 - clip) ** 2).item()
+            squared_error += torch.sum((x_hat / 255.0 - clip) ** 2).item()
         estimate = model(clips, quality)
         rows.append({"quality": quality, "coded_bpp": coded_bits / pixels,
                      "estimated_bpp": (estimate["f_bits"] + estimate["z_bits"]).item() / pixels,

@@ -79,21 +79,29 @@ def test_speed_jobs_part_on_the_tiny_model(tiny_model, tmp_path):
 def test_speed_memory_quick_on_the_tiny_model(tiny_model, tmp_path):
     """Peak RSS is measured in child processes, which must find a model registered at runtime (here tiny-test)."""
     speed = load_script("speed")
-    speed.main(["--models", tiny_model, "--parts", "memory", "--rss-frames", "1,2", "--out", str(tmp_path)])
+    speed.main(["--models", tiny_model, "--parts", "memory", "--rss-frames", "1,2", "--rss-segments", "1,3",
+                "--out", str(tmp_path)])
     result = json.loads((tmp_path / "speed.json").read_text())
 
     assert result["speed"] == [] and result["overhead"] == []
-    (memory,) = result["memory"]
-    assert memory["model"] == tiny_model and [run["frames"] for run in memory["runs"]] == [1, 2]
-    for run in memory["runs"]:
+    clip_length, segment_length = result["memory"]
+    assert clip_length["model"] == tiny_model and [run["frames"] for run in clip_length["runs"]] == [1, 2]
+    assert clip_length["compared"] == "clip length" and segment_length["compared"] == "segment length"
+    for run in clip_length["runs"]:
         assert (run["width"], run["height"]) == (1280, 720) and run["bytes"] > 0 and run["segments"] == 1
-        assert run["peak_rss_mib"] >= run["baseline_rss_mib"] > 0 and run["encode_fps"] > 0
         assert [frames for frames, _, _ in run["after_segment"]] == [run["frames"]]
+    # 3 frames of the 640x480 centre, in segments of 1 and of 3
+    assert [(run["frames"], run["segment_length"], run["segments"]) for run in segment_length["runs"]] == [
+        (3, 1, 3), (3, 3, 1)]
+    for run in clip_length["runs"] + segment_length["runs"]:
+        assert run["peak_rss_mib"] >= run["baseline_rss_mib"] > 0 and run["encode_fps"] > 0
         assert run["after_segment"][-1][1] <= run["peak_rss_mib"] and run["ru_maxrss_mib"] > 0
         assert run["meter"] == ("VmHWM" if sys.platform == "linux" else "ru_maxrss")
-    assert math.isfinite(memory["peak_growth"])
-    (target,) = result["targets"]
-    assert target["status"] in ("PASS", "MISS") and "peak RSS" in target["target"]
+    assert (segment_length["runs"][0]["width"], segment_length["runs"][0]["height"]) == (640, 480)
+    assert math.isfinite(clip_length["peak_growth"]) and math.isfinite(segment_length["peak_growth"])
+    assert [target["target"] for target in result["targets"]] == [speed.TARGETS["memory"],
+                                                                   speed.TARGETS["memory_segments"]]
+    assert all(target["status"] in ("PASS", "MISS") for target in result["targets"])
 
 
 def test_speed_skips_a_model_without_weights(tmp_path, capsys):

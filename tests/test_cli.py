@@ -1,6 +1,8 @@
 """The `dsaecodec` command: round trips, info, and one-line errors with exit code 2 that leave nothing behind."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -151,3 +153,12 @@ def test_models_and_info_answer_without_importing_torch(tiny_model, tmp_path):
               "'geometry' in results[1].output, 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["[0,", "0]", "True", "True", "False"], result.stdout + result.stderr
+
+
+def test_a_closed_pipe_ends_output_quietly():
+    """`dsaecodec models | head`: once the reader has gone, the command stops without an error message."""
+    process = subprocess.Popen([sys.executable, "-m", "dsaecodec.cli", "models"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()  # before the command has written anything
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 1 and stderr == ""

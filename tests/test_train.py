@@ -202,6 +202,9 @@ def test_weights_record_their_run_and_cards_and_models_show_it(tmp_path):
     result = CliRunner().invoke(main, ["models", str(tmp_path / "model.pt")])
     assert result.exit_code == 0, result.output
     assert "lr = 0.001" in result.output and "2 validation passes; at step 4" in result.output
+    model = zoo.load_weights(tmp_path / "model.pt")  # read from the file: its card records neither
+    assert f"qualities 0..{model.qualities - 1}\n" in result.output
+    assert f"params    {sum(p.numel() for p in model.parameters()):,}\n" in result.output
     assert CliRunner().invoke(main, ["models", "no-such-model"]).exit_code == 2
 
 

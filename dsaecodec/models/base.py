@@ -2,8 +2,11 @@
 
 A model codes one segment of frames at a time:
 
-    streams, x_hat = model.compress_segment(x, quality)                 x (T, 3, H, W) in [0, 1]
+    streams, x_hat = model.compress_segment(x, quality)                 x (T, 3, H, W): uint8 pixels or float in [0, 1]
     x_hat = model.decompress_segment(streams, quality, latent_shape)     latent_shape = model.latent_shape(H, W)
+
+x_hat is uint8 pixels (T, 3, H, W), what a file decodes to. The networks take and give one frame at a time
+(`layers.framewise`), so a segment's memory beyond one frame's activations is its pixels and latents.
 
 where `streams` (a `Streams`) holds the entropy-coded bytes; only dsaecodec.codec turns them into file records.
 Coding takes any quality from 0 to `qualities - 1` (between trained levels the gains are interpolated, see
@@ -11,7 +14,7 @@ Coding takes any quality from 0 to `qualities - 1` (between trained levels the g
 
 and trains with `forward(x, quality) -> {"x_hat", "f_bits", "z_bits"}`, `aux_loss()` and
 `update_tables()` (build the integer entropy tables before saving or coding).
-`sample(frames, quality, latent_shape, rng)` draws frames (T, 3, H, W) from the model's own priors.
+`sample(frames, quality, latent_shape, rng)` draws frames (T, 3, H, W), uint8 pixels, from the model's own priors.
 """
 from __future__ import annotations
 

@@ -111,7 +111,7 @@ class DSAE(CodecModel):
 
     # --- transforms -------------------------------------------------------------------------------
     def analyse(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Frames (B, T, 3, H, W) in [0, 1] -> (features (B, T, N, h, w), f (B, C_f, h, w) or None without f);
+        """Frames (B, T, 3, H, W), float in [0, 1] or uint8 pixels -> (features (B, T, N, h, w), f (B, C_f, h, w) or None without f);
         vector latents: N is 4 * channels and h = w = 1."""
         b, t = x.shape[:2]
         features = framewise(self.g_a, x.flatten(0, 1)).unflatten(0, (b, t))
@@ -125,14 +125,14 @@ class DSAE(CodecModel):
             inputs = torch.cat([features, f_hat[:, None].expand(-1, t, -1, -1, -1)], dim=2)
         return self.dynamics(inputs.flatten(0, 1)).unflatten(0, (b, t))
 
-    def synthesise(self, z_hat: Tensor, f_hat: Tensor | None) -> Tensor:
+    def synthesise(self, z_hat: Tensor, f_hat: Tensor | None, pixels: bool = False) -> Tensor:
         """(B, T, C_z, h, w) and (B, C_f, h, w) or None -> frames (B, T, 3, 16h, 16w) (vector latents: S x S),
-        not clamped."""
+        not clamped; `pixels`: as uint8 pixels (`layers.to_pixels`)."""
         b, t = z_hat.shape[:2]
         inputs = z_hat
         if f_hat is not None:
             inputs = torch.cat([z_hat, f_hat[:, None].expand(-1, t, -1, -1, -1)], dim=2)
-        return framewise(self.g_s, inputs.flatten(0, 1)).unflatten(0, (b, t))
+        return framewise(self.g_s, inputs.flatten(0, 1), pixels).unflatten(0, (b, t))
 
     # --- training ---------------------------------------------------------------------------------
     def _quantise_f(self, f: Tensor, quality: int) -> tuple[Tensor, Tensor]:
@@ -211,7 +211,8 @@ class DSAE(CodecModel):
 
     @torch.no_grad()
     def compress_segment(self, x: Tensor, quality: float) -> tuple[Streams, Tensor]:
-        """Frames (T, 3, H, W) in [0, 1] -> (coded streams: f static, z_1:T dynamic; x_hat (T, 3, H, W)).
+        """Frames (T, 3, H, W), uint8 pixels or float in [0, 1] -> (coded streams: f static, z_1:T dynamic; x_hat
+        (T, 3, H, W), uint8 pixels).
 
         `x_hat` is the decoder's output, computed on the same code path.
         """
@@ -224,7 +225,7 @@ class DSAE(CodecModel):
         z, z_encoder = self.infer_z(features, f_hat), SymbolEncoder()
         z_hat = self._roll_out_z(quality, x.shape[0], features.shape[-2:], lambda t, mu, index, z_gain:
                                  self.z_coder.encode_symbols(z_gain.quantise(z[:, t], mu), index, z_encoder))
-        x_hat = self.synthesise(z_hat, f_hat)[0].clamp(0, 1)
+        x_hat = self.synthesise(z_hat, f_hat, pixels=True)[0]
         streams = Streams(frames=x.shape[0], static=f_encoder.to_bytes(), dynamic=z_encoder.to_bytes(),
                           static_symbols=f_count, dynamic_symbols=z_hat.numel())
         return streams, x_hat
@@ -244,9 +245,9 @@ class DSAE(CodecModel):
 
     @torch.no_grad()
     def decompress_segment(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
-        """A coded segment -> frames (T, 3, 16h, 16w) (vector latents: S x S) in [0, 1]; `shape` = (h, w) of
+        """A coded segment -> frames (T, 3, 16h, 16w) (vector latents: S x S), uint8 pixels; `shape` = (h, w) of
         the latents (`latent_shape`)."""
-        return self.synthesise(self.decode_z(streams, quality, shape), self.decode_f(streams, quality, shape))[0].clamp(0, 1)
+        return self.synthesise(self.decode_z(streams, quality, shape), self.decode_f(streams, quality, shape), pixels=True)[0]
 
     # --- sampling from the priors (controlled generation) ------------------------------------------
     def sample_f(self, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
@@ -260,10 +261,10 @@ class DSAE(CodecModel):
 
     @torch.no_grad()
     def sample(self, frames: int, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
-        """Frames (T, 3, 16h, 16w) in [0, 1] drawn from the priors: f from its density (none without f),
+        """Frames (T, 3, 16h, 16w), uint8 pixels, drawn from the priors: f from its density (none without f),
         z_1:T from the z prior."""
         f_hat = self.sample_f(quality, shape, rng) if self.config.use_f else None
-        return self.synthesise(self.sample_z(quality, frames, shape, rng), f_hat)[0].clamp(0, 1)
+        return self.synthesise(self.sample_z(quality, frames, shape, rng), f_hat, pixels=True)[0]
 
     def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
         """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""

@@ -146,7 +146,7 @@ class FrameVAE(CodecModel):
     # --- coding one segment -----------------------------------------------------------------------
     def _synthesise_coded(self, z_symbols: Tensor, quality: float, shape: tuple[int, int],
                           take_y: Callable[[Tensor, IntegerGain], Tensor]) -> Tensor:
-        """The decoder's path from the hyper-latents' table symbols (T, N, h', w') to frames (T, 3, 16h, 16w).
+        """The decoder's path from the hyper-latents' table symbols (T, N, h', w') to frames (T, 3, 16h, 16w), uint8 pixels.
 
         The hyper-synthesis runs in integer arithmetic (integer.py), so that the scale indices of y are the same
         on every machine. `take_y(index, y_gain)` returns y's integer symbols (T, N, h, w) under the zero-mean
@@ -158,11 +158,12 @@ class FrameVAE(CodecModel):
         scale = integer.softplus(h_s(z_hat))[..., : shape[0], : shape[1]]
         y_gain = IntegerGain(self.y_log_gain, quality)
         y_hat = integer.to_float(y_gain.dequantise(take_y(y_gain.scale_index(scale), y_gain))).contiguous()
-        return framewise(self.g_s, y_hat).clamp(0, 1)
+        return framewise(self.g_s, y_hat, pixels=True)
 
     @torch.no_grad()
     def compress_segment(self, x: Tensor, quality: float) -> tuple[Streams, Tensor]:
-        """Frames (T, 3, H, W) in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
+        """Frames (T, 3, H, W), uint8 pixels or float in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W),
+        uint8 pixels computed on the decoder's path)."""
         y = framewise(self.g_a, x)
         encoder = SymbolEncoder()
         z_symbols = self.z_entropy[nearest_level(quality)].encode_symbols(
@@ -174,7 +175,7 @@ class FrameVAE(CodecModel):
 
     @torch.no_grad()
     def decompress_segment(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
-        """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
+        """A coded segment -> frames (T, 3, 16h, 16w), uint8 pixels; `shape` = (h, w) of the latents."""
         decoder = SymbolDecoder(streams.dynamic)
         z_symbols = self.z_entropy[nearest_level(quality)].decode_symbols(
             decoder, (streams.frames, *self._hyper_shape(shape)))
@@ -183,7 +184,7 @@ class FrameVAE(CodecModel):
 
     @torch.no_grad()
     def sample(self, frames: int, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
-        """Frames (T, 3, 16h, 16w) in [0, 1] drawn from the priors, each frame independently: its hyper-latent
+        """Frames (T, 3, 16h, 16w), uint8 pixels, drawn from the priors, each frame independently: its hyper-latent
         from the learned density, then y from the Gaussian that the hyper-latent gives."""
         z_symbols = self.z_entropy[nearest_level(quality)].sample_symbols((frames, *self._hyper_shape(shape)), rng)
         return self._synthesise_coded(z_symbols, quality, shape,

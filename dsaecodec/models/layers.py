@@ -136,12 +136,28 @@ def global_synthesis(in_channels: int, n: int, size: int) -> nn.Sequential:
     return nn.Sequential(*layers[:-2], nn.Sigmoid())
 
 
-def framewise(transform: nn.Module, x: Tensor) -> Tensor:
-    """`transform(x)` of a batch of frames (N, C, H, W). Without autograd (coding) one frame at a time, so that the
-    activations held are one frame's whatever N is; with autograd (training) as one batch."""
+def to_pixels(x: Tensor) -> Tensor:
+    """Frames in [0, 1] (clamped here) -> 8-bit pixels round(255 x), uint8: what a decoder outputs."""
+    return torch.round(x.clamp(0, 1) * 255.0).to(torch.uint8)
+
+
+def framewise(transform: nn.Module, x: Tensor, pixels: bool = False) -> Tensor:
+    """`transform(x)` of a batch of frames (N, C, H, W), float or uint8 pixels (read as pixel / 255). Without
+    autograd (coding) one frame at a time, so that the activations held, and the float copy of uint8 input, are
+    one frame's whatever N is; with autograd (training) as one batch. `pixels`: the outputs as `to_pixels` gives
+    them (uint8, N x 3 bytes per pixel), each converted as soon as it is computed."""
+    def run(frames: Tensor) -> Tensor:
+        out = transform(frames.float() / 255.0 if frames.dtype == torch.uint8 else frames)
+        return to_pixels(out) if pixels else out
+
     if torch.is_grad_enabled() or x.shape[0] == 1:
-        return transform(x)
-    return torch.cat([transform(x[i:i + 1]) for i in range(x.shape[0])])
+        return run(x)
+    first = run(x[:1])
+    out = first.new_empty((x.shape[0], *first.shape[1:]))  # filled in place: no second copy, as cat would make
+    out[:1] = first
+    for i in range(1, x.shape[0]):
+        out[i:i + 1] = run(x[i:i + 1])
+    return out
 
 
 def check_frame_size(frame_size: int) -> None:

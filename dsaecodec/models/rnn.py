@@ -43,6 +43,7 @@ from dsaecodec.models.layers import (
     global_synthesis,
     log_gains,
     synthesis_transform,
+    to_pixels,
 )
 from dsaecodec.priors import ConvLSTMCell, IntegerConvLSTMCell
 
@@ -152,7 +153,7 @@ class RNNCodec(CodecModel):
 
         `take_symbols(t, h_t, mu, index, y_gain)` returns the integer symbols (1, C_y, h, w) of frame t, coded around
         the mean `mu` (int64 activations) under the scale indices `index`: the encoder codes them, the decoder decodes
-        them, `sample` draws them; h_t is the state (int64 activations). Returns x_hat (T, 3, 16h, 16w) in [0, 1].
+        them, `sample` draws them; h_t is the state (int64 activations). Returns x_hat (T, 3, 16h, 16w), uint8 pixels.
         """
         past, prior, g_s = (integer.convert(network) for network in (self.past, self.prior, self.g_s))
         cell, y_gain = IntegerConvLSTMCell(self.cell), IntegerGain(self.y_log_gain, quality)
@@ -167,12 +168,13 @@ class RNNCodec(CodecModel):
             index = y_gain.scale_index(integer.softplus(scale_raw))
             y_hat = mu + y_gain.dequantise(take_symbols(t, state[0], mu, index, y_gain))
             x_prev = g_s(torch.cat([y_hat, state[0]], dim=1)).clamp(0, integer.ONE)
-            x_hats.append(x_prev)
-        return integer.to_float(torch.cat(x_hats))
+            x_hats.append(to_pixels(integer.to_float(x_prev)))
+        return torch.cat(x_hats)
 
     @torch.no_grad()
     def compress_segment(self, x: Tensor, quality: float) -> tuple[Streams, Tensor]:
-        """Frames (T, 3, H, W) in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W)), x_hat computed on the decoder's path."""
+        """Frames (T, 3, H, W), uint8 pixels or float in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W),
+        uint8 pixels computed on the decoder's path)."""
         features = framewise(self.g_a, x)
         encoder = SymbolEncoder()
 
@@ -186,14 +188,14 @@ class RNNCodec(CodecModel):
 
     @torch.no_grad()
     def decompress_segment(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
-        """A coded segment -> frames (T, 3, 16h, 16w) in [0, 1]; `shape` = (h, w) of the latents."""
+        """A coded segment -> frames (T, 3, 16h, 16w), uint8 pixels; `shape` = (h, w) of the latents."""
         decoder = SymbolDecoder(streams.dynamic)
         return self._roll_out(quality, streams.frames, shape,
                               lambda t, hidden, mu, index, y_gain: self.y_coder.decode_symbols(decoder, index))
 
     @torch.no_grad()
     def sample(self, frames: int, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
-        """Frames (T, 3, 16h, 16w) in [0, 1] drawn from the prior: each y_t from the Gaussian that the
+        """Frames (T, 3, 16h, 16w), uint8 pixels, drawn from the prior: each y_t from the Gaussian that the
         reconstructions so far predict, decoded and fed back as the decoder does."""
         return self._roll_out(quality, frames, shape,
                               lambda t, hidden, mu, index, y_gain: self.y_coder.sample_symbols(index, rng))
