@@ -13,7 +13,8 @@ The encoder runs the decoder's exact code path, so `EncodedSegment.reconstructio
 what `decode` returns for that segment.
 
 The networks run one frame at a time (`models.layers.framewise`), so a frame may hold at most
-`MAX_FRAME_PIXELS` pixels, and a segment, whose frames are held together, at most `MAX_SEGMENT_PIXELS`
+`MAX_FRAME_PIXELS` pixels, and a segment, whose frames are held together as uint8 pixels (never in float) with
+their latents, at most `MAX_SEGMENT_PIXELS`
 (frames x height x width); encoding refuses larger ones and decoding refuses files that declare them,
 before anything is allocated.
 """
@@ -51,9 +52,10 @@ DEFAULT_QUALITY = 2
 MAX_FRAME_PIXELS = 2**23
 """Most pixels in one frame (e.g. 3840x2160). Measured on CPU, the networks take ~220 bytes of tensors per pixel of
 the frame they work on with the shipped model size (64 channels): at most ~1.8 GB."""
-MAX_SEGMENT_PIXELS = 2**26
-"""Most pixels in one segment: e.g. 32 frames of 1920x1080, 64 of 1280x720, 256 of 640x360. A segment's frames are
-held as uint8 and float input, and float and uint8 output: ~30 bytes per pixel, at most ~2 GB."""
+MAX_SEGMENT_PIXELS = 2**28
+"""Most pixels in one segment: e.g. 128 frames of 1920x1080, 256 of 1280x720, 873 of 640x480. A segment is held as
+uint8 pixels in and out and its latents: ~9 bytes per pixel measured (`benchmarks/speed.py --parts memory`: 891 ->
+1012 MiB peak for 16- -> 64-frame segments of 640x480), at most ~2.4 GB."""
 
 
 @functools.lru_cache(maxsize=16)
