@@ -170,9 +170,12 @@ def test_short_training_run_writes_loadable_weights(tmp_path, family, extra, cap
     assert model.config.to_dict()["channels"] == 8
     if extra:
         assert not model.config.use_f and not any("f_entropy" in k or "content" in k for k in model.state_dict())
-    clip = torch.rand(3, 3, 32, 48)
-    streams, x_hat = model.compress_segment(clip, 1)
+    pixels = torch.randint(0, 256, (3, 3, 32, 48), dtype=torch.uint8)
+    streams, x_hat = model.compress_segment(pixels, 1)
+    assert x_hat.dtype == torch.uint8 and x_hat.shape == pixels.shape
     assert torch.equal(model.decompress_segment(streams, 1, (2, 3)), x_hat)
+    # uint8 pixels are read as pixel / 255, frame by frame: the same code as the float frames
+    assert model.compress_segment(pixels.float() / 255, 1)[0] == streams
 
 
 def test_resume_continues_exactly_without_an_auxiliary_optimiser(tmp_path):
