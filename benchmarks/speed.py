@@ -16,11 +16,12 @@ speed     Encode and decode frames per second at 64x64 (carphone's centre 128x12
           included (as the learned codec's uint8 <-> float ones are), once with libx264's and PyAV's default
           threading and once with one thread; the ratios are learned / x264.
 memory    Peak resident memory of a fresh process that streams bigbuckbunny (1280x720) from disk with
-          dsaecodec.videoio.VideoReader into a .dsae file, for the first N and the first 4N frames (33 and
-          132; --quick: 9 and 33) in the codec's default segments. The codec holds one segment at a time, so
-          both peaks should match. Then in segments of 16 and of 64 frames (--rss-segments), the first 64
-          frames cropped to their centre 640x480: the networks run one frame at a time and a segment is held
-          as uint8 pixels and latents only, so the peaks should be close. The peak is VmHWM from
+          dsaecodec.videoio.VideoReader into a .dsae file as `dsaecodec encode` does (no reconstructions), for
+          the first N and the first 4N frames (33 and 132; --quick: 9 and 33) in the codec's default segments.
+          The codec holds one segment at a time, so both peaks should match. Then in segments of 16 and of 64
+          frames (--rss-segments), the first 64 frames cropped to their centre 640x480: the networks run one
+          frame at a time, the frames go to the model as they are read and a segment is held as latents only,
+          so the peaks should be close. The peak is VmHWM from
           /proc/self/status: on Linux, getrusage's ru_maxrss (also reported) starts from the parent's peak,
           which execve carries over. Elsewhere it falls back to ru_maxrss.
 overhead  Entropy-coder overhead on carphone at every quality: payload bits (and whole-file bits) against
@@ -298,7 +299,8 @@ def rss_child(spec: dict) -> dict:
         with open(Path(folder) / "clip.dsae", "wb") as out:
             done = 0
             for coded in codec.encode_stream(frames, out, fps=reader.fps, model_name=card.name,
-                                             quality=spec["quality"], segment_length=spec["segment_length"]):
+                                             quality=spec["quality"], segment_length=spec["segment_length"],
+                                             reconstructions=False):  # as `dsaecodec encode` codes
                 done += coded.segment.frame_count
                 after_segment.append((done, peak_rss_mib()[0], _proc_status_mib("VmRSS")))
         seconds = time.perf_counter() - started

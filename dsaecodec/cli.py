@@ -239,7 +239,7 @@ def _encode_video(video, output: Path, force: bool, **options) -> str:
     with atomic_output(output, force) as tmp, open(tmp, "wb") as out:
         frames, payload = 0, [0, 0]
         bar = tqdm(total=video.frame_count, unit="frame", desc="encode", disable=None, leave=False)
-        for coded in encode_stream(iter(video), out, fps=video.fps, **options):
+        for coded in encode_stream(iter(video), out, fps=video.fps, reconstructions=False, **options):
             frames += coded.segment.frame_count
             payload[0] += len(coded.segment.f_payload)
             payload[1] += len(coded.segment.z_payload)
@@ -389,11 +389,12 @@ def decode(input_path: Path, output: Path | None, lossless: bool, no_audio: bool
         frame_count = 0
         with VideoWriter(output, header.width, header.height, fps, lossless=lossless, force=force, audio=sound,
                          audio_window=window) as writer:
-            decoded = decoder.segments(selected, _jobs(jobs, device))
-            for clip in tqdm(decoded, total=len(selected), unit="segment", desc="decode", disable=None, leave=False):
-                for frame in clip:
-                    writer.write(frame)
-                    frame_count += 1
+            length = header.segment_length
+            total = sum(min(length, header.frame_count - k * length) for k in selected)
+            for frame in tqdm(decoder.frames(selected, _jobs(jobs, device)), total=total, unit="frame", desc="decode",
+                              disable=None, leave=False):
+                writer.write(frame)
+                frame_count += 1
     click.echo(f"{output}: {frame_count} frames {header.width}x{header.height} at {float(fps):.3f} fps"
                + (" with sound" if sound else ""))
 
@@ -451,7 +452,8 @@ def _verify(input_path: Path, decoder: Decoder, selected: range) -> None:
     failed = 0
     for k in selected:
         try:
-            decoder[k]
+            for _ in decoder.frames([k]):  # every frame decoded, none kept
+                pass
             click.echo(f"segment {k}: ok")
         except BitstreamError as error:
             failed += 1

@@ -1,4 +1,4 @@
-"""Video <-> .dsae, one segment of frames at a time (memory is bounded by the segment, not the clip).
+"""Video <-> .dsae, one segment of frames at a time, each frame read and written one at a time.
 
 Frames are uint8 RGB arrays (H, W, 3) of any size (a model with vector latents takes only its own size):
 they are padded to a multiple of 16 by edge replication for the model and cropped back after decoding.
@@ -13,10 +13,11 @@ The encoder runs the decoder's exact code path, so `EncodedSegment.reconstructio
 what `decode` returns for that segment.
 
 The networks run one frame at a time (`models.layers.framewise`), so a frame may hold at most
-`MAX_FRAME_PIXELS` pixels, and a segment, whose frames are held together as uint8 pixels (never in float) with
-their latents, at most `MAX_SEGMENT_PIXELS`
-(frames x height x width); encoding refuses larger ones and decoding refuses files that declare them,
-before anything is allocated.
+`MAX_FRAME_PIXELS` pixels. With one job, the encoder passes a segment's frames to the model as they are read
+and the decoder gives them out as they are synthesised, so a segment is held as latents only; worker processes
+(`jobs` > 1), rate control and reconstructions hold whole segments of pixels. A segment may hold at most
+`MAX_SEGMENT_PIXELS` (frames x height x width); encoding refuses larger ones and decoding refuses files that
+declare them, before anything is allocated.
 """
 from __future__ import annotations
 
@@ -53,9 +54,11 @@ MAX_FRAME_PIXELS = 2**23
 """Most pixels in one frame (e.g. 3840x2160). Measured on CPU, the networks take ~220 bytes of tensors per pixel of
 the frame they work on with the shipped model size (64 channels): at most ~1.8 GB."""
 MAX_SEGMENT_PIXELS = 2**28
-"""Most pixels in one segment: e.g. 128 frames of 1920x1080, 256 of 1280x720, 873 of 640x480. A segment is held as
-uint8 pixels in and out and its latents: ~9 bytes per pixel measured (`benchmarks/speed.py --parts memory`: 891 ->
-1012 MiB peak for 16- -> 64-frame segments of 640x480), at most ~2.4 GB."""
+"""Most pixels in one segment: e.g. 128 frames of 1920x1080, 256 of 1280x720, 873 of 640x480. With one job and
+no reconstructions (`dsaecodec encode`), an encoder holds a segment as the DSAE's features for f and the coded
+symbols, ~1 byte per pixel measured (`benchmarks/speed.py --parts memory`: 770 -> 785 MiB peak for 16- -> 64-frame
+segments of 640x480), and a decoder as one frame at a time; workers (`jobs` > 1), rate control and
+reconstructions hold segments of uint8 pixels, 3 bytes per pixel each way."""
 
 
 @functools.lru_cache(maxsize=16)
@@ -66,17 +69,19 @@ def loaded_model(name: str, device: str = "cpu") -> tuple[nn.Module, zoo.ModelCa
 
 
 def to_model_input(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> uint8 pixels (T, 3, H', W'), edge-padded to multiples of 16 (the models read each frame
-    as pixel / 255 when they reach it, so a segment is never held in float)."""
-    height, width = frames.shape[1:3]
-    padding = ((0, 0), (0, -height % STRIDE), (0, -width % STRIDE), (0, 0))
+    """uint8 (T, H, W, 3) or one frame (H, W, 3) -> uint8 pixels (T, 3, H', W') or (3, H', W'), edge-padded to
+    multiples of 16 (the models read each frame as pixel / 255 when they reach it, so frames are never held in
+    float)."""
+    height, width = frames.shape[-3:-1]
+    padding = ((0, 0),) * (frames.ndim - 3) + ((0, -height % STRIDE), (0, -width % STRIDE), (0, 0))
     padded = np.pad(frames, padding, mode="edge") if any(after for _, after in padding) else frames
-    return torch.from_numpy(np.ascontiguousarray(padded)).permute(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(padded)).movedim(-1, -3)
 
 
 def to_frames(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """uint8 pixels (T, 3, H', W') -> uint8 (T, height, width, 3), cropped."""
-    return x_hat[:, :, :height, :width].cpu().permute(0, 2, 3, 1).contiguous().numpy()
+    """uint8 pixels (T, 3, H', W') or one frame (3, H', W') -> uint8 (T, height, width, 3) or (height, width, 3),
+    cropped."""
+    return x_hat[..., :height, :width].cpu().movedim(-3, -1).contiguous().numpy()
 
 
 def _checked_frames(frames: Iterable[np.ndarray], segment_length: int) -> Iterator[np.ndarray]:
@@ -99,16 +104,17 @@ def _checked_frames(frames: Iterable[np.ndarray], segment_length: int) -> Iterat
         yield frame
 
 
+def split_segments(frames: Iterable[np.ndarray], length: int) -> Iterator[Iterator[np.ndarray]]:
+    """Split a stream of frames into segments of `length` frames (the last may be shorter), each an iterator over
+    the shared stream, nothing buffered: read each segment to its end before asking for the next."""
+    frames = iter(frames)
+    for first in frames:
+        yield itertools.chain([first], itertools.islice(frames, length - 1))
+
+
 def group_segments(frames: Iterable[np.ndarray], length: int) -> Iterator[np.ndarray]:
     """Group a stream of (H, W, 3) frames into (T, H, W, 3) arrays of `length` frames (the last may be shorter)."""
-    batch: list[np.ndarray] = []
-    for frame in frames:
-        batch.append(frame)
-        if len(batch) == length:
-            segment, batch = np.stack(batch), []  # the frames are released while the segment is coded
-            yield segment
-    if batch:
-        yield np.stack(batch)
+    return (np.stack(list(segment)) for segment in split_segments(frames, length))
 
 
 def segment_record(streams: Streams, quality_steps: int) -> Segment:
@@ -126,10 +132,11 @@ def coded_streams(segment: Segment) -> Streams:
 
 @dataclass(frozen=True)
 class EncodedSegment:
-    """One coded segment and the frames the decoder will produce from it, uint8 (T, H, W, 3)."""
+    """One coded segment and the frames the decoder will produce from it, uint8 (T, H, W, 3) (None where the
+    encoder was asked for no reconstructions)."""
 
     segment: Segment
-    reconstruction: np.ndarray
+    reconstruction: np.ndarray | None
 
     @property
     def bits_per_frame(self) -> float:
@@ -181,29 +188,35 @@ def _register(card: zoo.ModelCard) -> None:
     zoo.MODELS.setdefault(card.name, card)
 
 
-def _compress(model_name: str, device: str, steps: int, frames_uint8: np.ndarray) -> EncodedSegment:
-    """Code one segment, uint8 (T, H, W, 3), at `steps` (1/QUALITY_STEPS levels) with a registered model (in this
-    process or a worker)."""
+def _compress(model_name: str, device: str, size: tuple[int, int] | None, steps: int,
+              frames: np.ndarray | Iterable[np.ndarray]) -> EncodedSegment:
+    """Code one segment, uint8 (T, H, W, 3) or its (H, W, 3) frames (read once, in order, none held), at `steps`
+    (1/QUALITY_STEPS levels) with a registered model (in this process or a worker); with its reconstruction
+    if the frames' `size` = (height, width) is given."""
     model, _ = loaded_model(model_name, device)
     with codec_threads():
-        streams, x_hat = model.compress_segment(to_model_input(frames_uint8).to(device), steps / QUALITY_STEPS)
-    return EncodedSegment(segment_record(streams, steps), to_frames(x_hat, *frames_uint8.shape[1:3]))
+        streams, x_hat = model.compress_segment((to_model_input(frame).to(device) for frame in frames),
+                                                steps / QUALITY_STEPS, reconstruct=size is not None)
+    return EncodedSegment(segment_record(streams, steps), None if x_hat is None else to_frames(x_hat, *size))
 
 
-def _compress_to_target(model_name: str, device: str, target: Target, frames_uint8: np.ndarray) -> EncodedSegment:
+def _compress_to_target(model_name: str, device: str, target: Target, reconstruct: bool,
+                        frames_uint8: np.ndarray) -> EncodedSegment:
     """Code one segment at the quality step whose result is nearest to `target` (rate and PSNR grow with quality).
 
     The search codes the segment at the lowest and highest level, then at the step that a straight line through
     the bracketing probes (log-rate or dB against quality) puts on the target, narrowing the bracket, until a probe
     is within SEARCH_TOLERANCE, the bracket closes or MAX_PROBES codings are spent; it keeps the nearest probe.
-    Depends on nothing but the segment, so any number of jobs writes the same bytes.
+    Depends on nothing but the segment, so any number of jobs writes the same bytes. The segment's reconstruction
+    is kept if `reconstruct` (it is computed anyway for a PSNR target).
     """
     model, _ = loaded_model(model_name, device)
     tolerance = SEARCH_TOLERANCE["bits_per_frame" if target.bits_per_frame is not None else "psnr"]
     probes: dict[int, tuple[float, EncodedSegment]] = {}
 
     def probe(steps: int) -> float:
-        coded = _compress(model_name, device, steps, frames_uint8)
+        size = frames_uint8.shape[1:3] if reconstruct or target.psnr is not None else None
+        coded = _compress(model_name, device, size, steps, frames_uint8)
         probes[steps] = (target.distance(coded, frames_uint8), coded)
         return probes[steps][0]
 
@@ -221,32 +234,44 @@ def _compress_to_target(model_name: str, device: str, target: Target, frames_uin
 def encode_stream(frames: Iterable[np.ndarray], out: BinaryIO, *, fps: Fraction = Fraction(25),
                   model_name: str = zoo.DEFAULT_MODEL, quality: float = DEFAULT_QUALITY,
                   target: Target | None = None, segment_length: int = DEFAULT_SEGMENT_LENGTH,
-                  device: str = "cpu", jobs: int = 1, audio: bytes | None = None) -> Iterator[EncodedSegment]:
+                  device: str = "cpu", jobs: int = 1, audio: bytes | None = None,
+                  reconstructions: bool = True) -> Iterator[EncodedSegment]:
     """Encode frames into `out` (binary; written in order, never seeked), yielding each segment as it is written.
 
     Every segment is coded at `quality` (0 to the model's highest level, rounded to steps of 1/QUALITY_STEPS), or,
-    with a `target` (then `quality` is not used), at the step `_compress_to_target` finds for it (several codings of each segment).
-    `jobs` worker processes code segments in parallel (the same bytes for any number). `audio` (opaque bytes, a
-    blob of `dsaecodec.audio`) is stored after the last segment; rate control counts only the video's bits. The
-    file is complete once the generator is exhausted. Raises ValueError for a bad quality or segment length, for no frames,
-    for frames that change size, or for a frame or segment over MAX_FRAME_PIXELS or MAX_SEGMENT_PIXELS.
+    with a `target` (then `quality` is not used), at the step `_compress_to_target` finds for it (several codings
+    of each segment). `jobs` worker processes code segments in parallel (the same bytes for any number). `audio`
+    (opaque bytes, a blob of `dsaecodec.audio`) is stored after the last segment; rate control counts only the
+    video's bits. Each segment carries its reconstruction unless `reconstructions` is False (then the frames
+    are not synthesised, and with one job and no target, they go to the model as they are read: no segment
+    of pixels is held). The file is complete once the generator is exhausted. Raises ValueError for a bad
+    quality or segment length, for no frames, for frames that change size, or for a frame or segment over
+    MAX_FRAME_PIXELS or MAX_SEGMENT_PIXELS.
     """
     model, card = loaded_model(model_name, device)
-    compress = (functools.partial(_compress_to_target, card.name, device, target) if target else
-                functools.partial(_compress, card.name, device, quality_steps(quality, model.qualities)))
+    steps = None if target else quality_steps(quality, model.qualities)
     if not 1 <= segment_length <= 1024:
         raise ValueError(f"segment length must be 1..1024, got {segment_length}")
-    segments = group_segments(_checked_frames(frames, segment_length), segment_length)
-    first = next(segments, None)
+    frames = _checked_frames(frames, segment_length)
+    first = next(frames, None)
     if first is None:
         raise ValueError("the input has no frames")
-    height, width = first.shape[1:3]
+    height, width = first.shape[:2]
     model.latent_shape(height, width)  # ValueError for a frame size the model cannot code
     header = Header(model_name=card.name, weights_fingerprint=bytes.fromhex(card.sha256)[:FINGERPRINT_SIZE],
                     width=width, height=height, frame_count=0, fps_num=fps.numerator, fps_den=fps.denominator,
                     segment_length=segment_length)
     writer = BitstreamWriter(out, header)
-    for coded in ordered_map(compress, itertools.chain([first], segments), jobs, _register, (card,)):
+    frames = itertools.chain([first], frames)
+    if target:
+        compress = functools.partial(_compress_to_target, card.name, device, target, reconstructions)
+    else:
+        compress = functools.partial(_compress, card.name, device, (height, width) if reconstructions else None, steps)
+    if jobs == 1 and not target:  # each segment's frames go to the model as they are read
+        coded_segments = map(compress, split_segments(frames, segment_length))
+    else:  # workers and rate control's probes take whole segments
+        coded_segments = ordered_map(compress, group_segments(frames, segment_length), jobs, _register, (card,))
+    for coded in coded_segments:
         yield coded
         writer.write_segment(coded.segment)
     writer.close(audio=audio)
@@ -307,21 +332,41 @@ class Decoder:
         """Segments `indices` decoded, in order, by `jobs` worker processes (the same frames for any number)."""
         return ordered_map(self._segment_decoder, (self.read(k) for k in indices), jobs, _register, (self.card,))
 
+    def frames(self, indices: Iterable[int], jobs: int = 1) -> Iterator[np.ndarray]:
+        """The frames (H, W, 3) of segments `indices`, in order: as `segments` gives them, but with one job each frame
+        is synthesised when it is asked for, so that no segment of pixels is held."""
+        if jobs > 1:
+            return itertools.chain.from_iterable(self.segments(indices, jobs))
+        return itertools.chain.from_iterable(_decoded_frames(self.card.name, self.device, self.latent_shape,
+                                                             (self.header.height, self.header.width), self.read(k))
+                                             for k in indices)
+
     @property
     def _segment_decoder(self) -> functools.partial:
         return functools.partial(_decompress, self.card.name, self.device, self.latent_shape,
                                  (self.header.height, self.header.width))
 
 
-def _decompress(model_name: str, device: str, latent_shape: tuple[int, int], size: tuple[int, int],
-                coded: tuple[Streams, float]) -> np.ndarray:
+def _decoded_frames(model_name: str, device: str, latent_shape: tuple[int, int], size: tuple[int, int],
+                    coded: tuple[Streams, float]) -> Iterator[np.ndarray]:
     """Decode one segment's (streams, quality), as `Decoder.read` gives them, with a registered model (in this
-    process or a worker): uint8 (T, H, W, 3) cropped to `size` = (height, width)."""
+    process or a worker): its frames, uint8 (H, W, 3) cropped to `size` = (height, width), one at a time (the
+    codec's one-thread rule holds while each is computed, not while the caller has it)."""
     streams, quality = coded
     model, _ = loaded_model(model_name, device)
-    with codec_threads():
-        x_hat = model.decompress_segment(streams, quality, latent_shape)
-    return to_frames(x_hat, *size)
+    frames = model.decompress_frames(streams, quality, latent_shape)
+    while True:
+        with codec_threads():
+            x_hat = next(frames, None)
+        if x_hat is None:
+            return
+        yield to_frames(x_hat, *size)
+
+
+def _decompress(model_name: str, device: str, latent_shape: tuple[int, int], size: tuple[int, int],
+                coded: tuple[Streams, float]) -> np.ndarray:
+    """`_decoded_frames`, stacked: uint8 (T, H, W, 3)."""
+    return np.stack(list(_decoded_frames(model_name, device, latent_shape, size, coded)))
 
 
 def encode(frames: Iterable[np.ndarray], *, fps: Fraction = Fraction(25), model_name: str = zoo.DEFAULT_MODEL,

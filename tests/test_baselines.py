@@ -176,6 +176,11 @@ def test_short_training_run_writes_loadable_weights(tmp_path, family, extra, cap
     assert torch.equal(model.decompress_segment(streams, 1, (2, 3)), x_hat)
     # uint8 pixels are read as pixel / 255, frame by frame: the same code as the float frames
     assert model.compress_segment(pixels.float() / 255, 1)[0] == streams
+    # frames read one at a time from any iterable, with or without the reconstruction: the same streams
+    assert model.compress_segment(iter(pixels), 1)[0] == streams
+    assert model.compress_segment(iter(pixels), 1, reconstruct=False) == (streams, None)
+    frames = list(model.decompress_frames(streams, 1, (2, 3)))
+    assert len(frames) == 3 and torch.equal(torch.stack(frames), x_hat)
 
 
 def test_resume_continues_exactly_without_an_auxiliary_optimiser(tmp_path):

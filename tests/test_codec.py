@@ -1,6 +1,7 @@
 """The codec end to end on a tiny random model: bit-exact decoding, any size, any length, random access."""
 from __future__ import annotations
 
+import io
 import shutil
 
 import numpy as np
@@ -53,6 +54,40 @@ def test_random_access_matches_sequential_decode(tiny_model):
     sequential = list(decoder)
     assert [len(s) for s in sequential] == [3, 3, 3, 1]
     np.testing.assert_array_equal(decoder[2], sequential[2])
+
+
+def test_frames_stream_through_the_codec_without_a_segment_of_pixels_held(tiny_model):
+    """With one job and no reconstructions, the encoder gives each frame to the model as it is read, and
+    `Decoder.frames` gives each decoded frame as it is synthesised: the numpy memory traced at its peak is a few
+    frames', not the 64-frame segment's (which the segment-at-a-time path holds: 1.2 MB), and the bytes and frames
+    are that path's."""
+    import tracemalloc
+
+    height, width, frames = 64, 96, 64
+    clip = synthetic_clip(frames, height, width)
+    segment_bytes = clip.nbytes
+
+    def fresh_frames():  # each frame a new array that only the codec holds on to
+        return (frame.copy() for frame in clip)
+
+    data, reconstruction = encode_with_reconstruction(clip, model_name=tiny_model, quality=1, segment_length=frames)
+    tracemalloc.start()
+    try:
+        out = io.BytesIO()
+        coded = list(codec.encode_stream(fresh_frames(), out, model_name=tiny_model, quality=1,
+                                         segment_length=frames, reconstructions=False))
+        encode_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        decoded_frames = 0
+        for frame in codec.Decoder(data).frames(range(1)):
+            np.testing.assert_array_equal(frame, reconstruction[decoded_frames])
+            decoded_frames += 1
+        decode_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.getvalue() == data and [c.reconstruction for c in coded] == [None]
+    assert decoded_frames == frames
+    assert encode_peak < segment_bytes / 4 and decode_peak < segment_bytes / 4, (encode_peak, decode_peak)
 
 
 def test_higher_quality_spends_more_bits(tiny_model):

@@ -2,13 +2,18 @@
 
 A model codes one segment of frames at a time:
 
-    streams, x_hat = model.compress_segment(x, quality)                 x (T, 3, H, W): uint8 pixels or float in [0, 1]
-    x_hat = model.decompress_segment(streams, quality, latent_shape)     latent_shape = model.latent_shape(H, W)
+    streams, x_hat = model.compress_segment(x, quality)                 x (T, 3, H, W), or an iterable of (3, H, W)
+                                                                         frames: uint8 pixels or float in [0, 1]
+    streams, _ = model.compress_segment(frames, quality, reconstruct=False)   no x_hat: no synthesis, nothing held
+    for frame in model.decompress_frames(streams, quality, latent_shape): ...   latent_shape = model.latent_shape(H, W)
+    x_hat = model.decompress_segment(streams, quality, latent_shape)     the same frames, stacked
 
 x_hat is uint8 pixels (T, 3, H, W), what a file decodes to. The networks take and give one frame at a time
-(`layers.framewise`), so a segment's memory beyond one frame's activations is its pixels and latents.
+(`layers.framewise`), the encoder reads its input frames once, in order, without holding them, and the decoder
+gives its frames one at a time, so memory does not grow with the segment's pixels: only with its latents (and
+the features a DSAE needs for f, N/64 bytes per pixel).
 
-where `streams` (a `Streams`) holds the entropy-coded bytes; only dsaecodec.codec turns them into file records.
+`streams` (a `Streams`) holds the entropy-coded bytes; only dsaecodec.codec turns them into file records.
 Coding takes any quality from 0 to `qualities - 1` (between trained levels the gains are interpolated, see
 `layers.gain`); training takes the trained levels, integers.
 
@@ -24,8 +29,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import ClassVar
 
 import torch
-
-from torch import nn
+from torch import Tensor, nn
 
 from dsaecodec.models.layers import STRIDE
 
@@ -86,6 +90,10 @@ class CodecModel(nn.Module):
                                  f"(global latents), not {width}x{height}")
             return 1, 1
         return -(-height // STRIDE), -(-width // STRIDE)
+
+    def decompress_segment(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
+        """A coded segment -> frames (T, 3, H, W), uint8 pixels: `decompress_frames`, stacked."""
+        return torch.stack(list(self.decompress_frames(streams, quality, shape)))
 
 
 def load_with_other_levels(trained: CodecModel, model: CodecModel) -> None:

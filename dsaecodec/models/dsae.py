@@ -29,12 +29,12 @@ character for 1000 steps; this stack, as in the paper, starts to separate clips 
 
 A vector z_t has no spatial layout in which to hide content, which is why the paper's model
 disentangles without labels. f pools the frames by their mean rather than by the paper's bidirectional
-LSTM. (Both geometries still run g_a on a whole segment at once.)
+LSTM. (Training runs g_a on a whole batch of segments at once; coding, one frame at a time.)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -47,6 +47,8 @@ from dsaecodec.models.base import CodecConfig, CodecModel, Streams
 from dsaecodec.models.layers import (
     analysis_transform,
     check_frame_size,
+    drain,
+    each_frame,
     framewise,
     gain,
     global_analysis,
@@ -191,43 +193,56 @@ class DSAE(CodecModel):
 
     # --- coding one segment -----------------------------------------------------------------------
     def _roll_out_z(self, quality: float, frames: int, shape: tuple[int, int],
-                    take_symbols: Callable[[int, Tensor, Tensor, IntegerGain], Tensor]) -> Tensor:
+                    take_symbols: Callable[[int, Tensor, Tensor, IntegerGain], Tensor]) -> Iterator[Tensor]:
         """The z prior run exactly as the decoder runs it, frame by frame, in integer arithmetic (integer.py), so
         that means, scale indices and the prior's state are the same on every machine.
 
         `take_symbols(t, mu, index, z_gain)` returns the integer symbols (1, C_z, h, w) of frame t, coded around
         the mean `mu` (int64 activations) under the scale indices `index`: the encoder codes them, the decoder
-        decodes them, `sample` draws them. z_hat_t = mu + symbols * step, exactly. Returns z_hat (1, T, C_z, h, w),
-        float32.
+        decodes them, `sample` draws them. z_hat_t = mu + symbols * step, exactly. Yields z_hat_t (1, C_z, h, w),
+        float32, frame by frame (a generator: frame t's symbols are taken when z_hat_t is asked for).
         """
         prior, z_gain = self.z_prior.integer(), IntegerGain(self.z_log_gain, quality)
         z_prev = self.z_log_gain.new_zeros(1, self.config.z_channels, *shape, dtype=torch.int64)
-        state, z_hats = None, []
+        state = None
         for t in range(frames):
             mu, scale, state = prior.step(z_prev, state)
             z_prev = mu + z_gain.dequantise(take_symbols(t, mu, z_gain.scale_index(scale), z_gain))
-            z_hats.append(z_prev)
-        return to_float(torch.stack(z_hats, dim=1))
+            yield to_float(z_prev)
+
+    def _synthesise_frames(self, z_hats: Iterable[Tensor], f_hat: Tensor | None) -> Iterator[Tensor]:
+        """Frames (3, 16h, 16w), uint8 pixels, one per z_hat_t (1, C_z, h, w), each synthesised when asked for."""
+        for z_hat in z_hats:
+            yield self.synthesise(z_hat[:, None], f_hat, pixels=True)[0, 0]
 
     @torch.no_grad()
-    def compress_segment(self, x: Tensor, quality: float) -> tuple[Streams, Tensor]:
-        """Frames (T, 3, H, W), uint8 pixels or float in [0, 1] -> (coded streams: f static, z_1:T dynamic; x_hat
-        (T, 3, H, W), uint8 pixels).
+    def compress_segment(self, x: Iterable[Tensor], quality: float,
+                         reconstruct: bool = True) -> tuple[Streams, Tensor | None]:
+        """Frames (T, 3, H, W), or any iterable of (3, H, W) frames read once in order, uint8 pixels or float in
+        [0, 1] -> (coded streams: f static, z_1:T dynamic; x_hat (T, 3, H, W), uint8 pixels, or None unless
+        `reconstruct`).
 
-        `x_hat` is the decoder's output, computed on the same code path.
+        The frames are not held, but their features are (N channels at 1/16, float32: N/64 bytes per pixel), since
+        f needs every frame before z_1 can be coded. `x_hat` is the decoder's output, computed on the same code path.
         """
-        features, f = self.analyse(x[None])
+        features = each_frame(self.g_a, x)  # (1, N, h, w) each
         f_encoder, f_hat, f_count = SymbolEncoder(), None, 0
         if self.config.use_f:
+            f = self.content(torch.stack(features, dim=1).mean(dim=1))
             f_hat = self.f_entropy[nearest_level(quality)].encode(f, gain(self.f_log_gain, quality), f_encoder)
             f_count = f.numel()
 
-        z, z_encoder = self.infer_z(features, f_hat), SymbolEncoder()
-        z_hat = self._roll_out_z(quality, x.shape[0], features.shape[-2:], lambda t, mu, index, z_gain:
-                                 self.z_coder.encode_symbols(z_gain.quantise(z[:, t], mu), index, z_encoder))
-        x_hat = self.synthesise(z_hat, f_hat, pixels=True)[0]
-        streams = Streams(frames=x.shape[0], static=f_encoder.to_bytes(), dynamic=z_encoder.to_bytes(),
-                          static_symbols=f_count, dynamic_symbols=z_hat.numel())
+        z_encoder = SymbolEncoder()
+
+        def encode_frame(t: int, mu: Tensor, index: Tensor, z_gain: IntegerGain) -> Tensor:
+            z = self.infer_z(features[t][:, None], f_hat)[:, 0]
+            return self.z_coder.encode_symbols(z_gain.quantise(z, mu), index, z_encoder)
+
+        shape = features[0].shape[-2:]
+        z_hats = self._roll_out_z(quality, len(features), shape, encode_frame)
+        x_hat = torch.stack(list(self._synthesise_frames(z_hats, f_hat))) if reconstruct else drain(z_hats)
+        streams = Streams(frames=len(features), static=f_encoder.to_bytes(), dynamic=z_encoder.to_bytes(),
+                          static_symbols=f_count, dynamic_symbols=self.symbol_counts(len(features), shape)[1])
         return streams, x_hat
 
     def decode_f(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor | None:
@@ -237,17 +252,22 @@ class DSAE(CodecModel):
         return self.f_entropy[nearest_level(quality)].decode(SymbolDecoder(streams.static), (1, *shape),
                                               gain(self.f_log_gain, quality))
 
-    def decode_z(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
-        """The dynamic latents z_hat (1, T, C_z, h, w) of a coded segment."""
+    def _decode_z_frames(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Iterator[Tensor]:
+        """The dynamic latents z_hat_t (1, C_z, h, w) of a coded segment, decoded frame by frame."""
         z_decoder = SymbolDecoder(streams.dynamic)
         return self._roll_out_z(quality, streams.frames, shape,
                                 lambda t, mu, index, z_gain: self.z_coder.decode_symbols(z_decoder, index))
 
+    def decode_z(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
+        """The dynamic latents z_hat (1, T, C_z, h, w) of a coded segment."""
+        return torch.stack(list(self._decode_z_frames(streams, quality, shape)), dim=1)
+
     @torch.no_grad()
-    def decompress_segment(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
-        """A coded segment -> frames (T, 3, 16h, 16w) (vector latents: S x S), uint8 pixels; `shape` = (h, w) of
-        the latents (`latent_shape`)."""
-        return self.synthesise(self.decode_z(streams, quality, shape), self.decode_f(streams, quality, shape), pixels=True)[0]
+    def decompress_frames(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Iterator[Tensor]:
+        """A coded segment -> its frames (3, 16h, 16w) (vector latents: S x S), uint8 pixels, one at a time (only
+        f_hat and one frame's latents are held); `shape` = (h, w) of the latents (`latent_shape`)."""
+        f_hat = self.decode_f(streams, quality, shape)
+        yield from self._synthesise_frames(self._decode_z_frames(streams, quality, shape), f_hat)
 
     # --- sampling from the priors (controlled generation) ------------------------------------------
     def sample_f(self, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
@@ -256,8 +276,8 @@ class DSAE(CodecModel):
 
     def sample_z(self, quality: float, frames: int, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """z_hat (1, T, C_z, h, w) drawn from the ConvLSTM prior, each step fed the previous sample."""
-        return self._roll_out_z(quality, frames, shape,
-                                lambda t, mu, index, z_gain: self.z_coder.sample_symbols(index, rng))
+        return torch.stack(list(self._roll_out_z(quality, frames, shape, lambda t, mu, index, z_gain:
+                                                 self.z_coder.sample_symbols(index, rng))), dim=1)
 
     @torch.no_grad()
     def sample(self, frames: int, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:

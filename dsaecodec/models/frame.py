@@ -28,7 +28,7 @@ tables), then y_1:T (zero-mean Gaussians, scale indexes from h_s(z_hat)).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -44,6 +44,8 @@ from dsaecodec.models.layers import (
     analysis_transform,
     check_frame_size,
     conv,
+    drain,
+    each_frame,
     framewise,
     gain,
     global_analysis,
@@ -144,51 +146,60 @@ class FrameVAE(CodecModel):
             coder.update(refit_quantiles=bool(self.frame_size))
 
     # --- coding one segment -----------------------------------------------------------------------
-    def _synthesise_coded(self, z_symbols: Tensor, quality: float, shape: tuple[int, int],
-                          take_y: Callable[[Tensor, IntegerGain], Tensor]) -> Tensor:
-        """The decoder's path from the hyper-latents' table symbols (T, N, h', w') to frames (T, 3, 16h, 16w), uint8 pixels.
+    def _y_hats(self, z_symbols: Tensor, quality: float, shape: tuple[int, int],
+                take_y: Callable[[int, Tensor, IntegerGain], Tensor]) -> Iterator[Tensor]:
+        """The decoder's path from the hyper-latents' table symbols (T, N, h', w') to y_hat_t (1, N, h, w), float32,
+        frame by frame (a generator: frame t's y is taken when y_hat_t is asked for).
 
         The hyper-synthesis runs in integer arithmetic (integer.py), so that the scale indices of y are the same
-        on every machine. `take_y(index, y_gain)` returns y's integer symbols (T, N, h, w) under the zero-mean
-        Gaussians of those indices: the encoder codes them, the decoder decodes them, `sample` draws them.
+        on every machine. `take_y(t, index, y_gain)` returns frame t's integer symbols of y (1, N, h, w) under the
+        zero-mean Gaussians of those indices: the encoder codes them, the decoder decodes them, `sample` draws
+        them. (Frame by frame, the symbols are coded in the order of the whole (T, N, h, w) tensor.)
         """
-        z_entropy = self.z_entropy[nearest_level(quality)]
-        z_hat = z_entropy.dequantise_fixed(z_symbols, IntegerGain(self.z_log_gain, quality))
-        h_s = integer.IntegerSequential(self.h_s)
-        scale = integer.softplus(h_s(z_hat))[..., : shape[0], : shape[1]]
-        y_gain = IntegerGain(self.y_log_gain, quality)
-        y_hat = integer.to_float(y_gain.dequantise(take_y(y_gain.scale_index(scale), y_gain))).contiguous()
-        return framewise(self.g_s, y_hat, pixels=True)
+        z_hat = self.z_entropy[nearest_level(quality)].dequantise_fixed(z_symbols, IntegerGain(self.z_log_gain, quality))
+        h_s, y_gain = integer.IntegerSequential(self.h_s), IntegerGain(self.y_log_gain, quality)
+        for t in range(z_hat.shape[0]):
+            scale = integer.softplus(h_s(z_hat[t:t + 1]))[..., : shape[0], : shape[1]]
+            yield integer.to_float(y_gain.dequantise(take_y(t, y_gain.scale_index(scale), y_gain))).contiguous()
+
+    def _synthesise_frames(self, y_hats: Iterable[Tensor]) -> Iterator[Tensor]:
+        """Frames (3, 16h, 16w), uint8 pixels, one per y_hat_t (1, N, h, w), each synthesised when asked for."""
+        for y_hat in y_hats:
+            yield framewise(self.g_s, y_hat, pixels=True)[0]
 
     @torch.no_grad()
-    def compress_segment(self, x: Tensor, quality: float) -> tuple[Streams, Tensor]:
-        """Frames (T, 3, H, W), uint8 pixels or float in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W),
-        uint8 pixels computed on the decoder's path)."""
-        y = framewise(self.g_a, x)
+    def compress_segment(self, x: Iterable[Tensor], quality: float,
+                         reconstruct: bool = True) -> tuple[Streams, Tensor | None]:
+        """Frames (T, 3, H, W), or any iterable of (3, H, W) frames read once in order, uint8 pixels or float in
+        [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W), uint8 pixels computed on the decoder's path, or
+        None unless `reconstruct`). The frames are not held; their latents y are (the hyper-latents of the whole
+        segment are coded first)."""
+        y = torch.cat(each_frame(self.g_a, x))
         encoder = SymbolEncoder()
         z_symbols = self.z_entropy[nearest_level(quality)].encode_symbols(
             self.hyper_analyse(y), gain(self.z_log_gain, quality), encoder)
-        x_hat = self._synthesise_coded(z_symbols, quality, y.shape[-2:], lambda index, y_gain:
-                                       self.y_coder.encode_symbols(y_gain.quantise(y), index, encoder))
-        symbols = self.symbol_counts(x.shape[0], y.shape[-2:])[1]
-        return Streams(frames=x.shape[0], dynamic=encoder.to_bytes(), dynamic_symbols=symbols), x_hat
+        y_hats = self._y_hats(z_symbols, quality, y.shape[-2:], lambda t, index, y_gain:
+                              self.y_coder.encode_symbols(y_gain.quantise(y[t:t + 1]), index, encoder))
+        x_hat = torch.stack(list(self._synthesise_frames(y_hats))) if reconstruct else drain(y_hats)
+        symbols = self.symbol_counts(y.shape[0], y.shape[-2:])[1]
+        return Streams(frames=y.shape[0], dynamic=encoder.to_bytes(), dynamic_symbols=symbols), x_hat
 
     @torch.no_grad()
-    def decompress_segment(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
-        """A coded segment -> frames (T, 3, 16h, 16w), uint8 pixels; `shape` = (h, w) of the latents."""
+    def decompress_frames(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Iterator[Tensor]:
+        """A coded segment -> its frames (3, 16h, 16w), uint8 pixels, one at a time; `shape` = (h, w) of the latents."""
         decoder = SymbolDecoder(streams.dynamic)
         z_symbols = self.z_entropy[nearest_level(quality)].decode_symbols(
             decoder, (streams.frames, *self._hyper_shape(shape)))
-        return self._synthesise_coded(z_symbols, quality, shape,
-                                      lambda index, y_gain: self.y_coder.decode_symbols(decoder, index))
+        yield from self._synthesise_frames(self._y_hats(z_symbols, quality, shape, lambda t, index, y_gain:
+                                                        self.y_coder.decode_symbols(decoder, index)))
 
     @torch.no_grad()
     def sample(self, frames: int, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """Frames (T, 3, 16h, 16w), uint8 pixels, drawn from the priors, each frame independently: its hyper-latent
         from the learned density, then y from the Gaussian that the hyper-latent gives."""
         z_symbols = self.z_entropy[nearest_level(quality)].sample_symbols((frames, *self._hyper_shape(shape)), rng)
-        return self._synthesise_coded(z_symbols, quality, shape,
-                                      lambda index, y_gain: self.y_coder.sample_symbols(index, rng))
+        return torch.stack(list(self._synthesise_frames(self._y_hats(
+            z_symbols, quality, shape, lambda t, index, y_gain: self.y_coder.sample_symbols(index, rng)))))
 
     def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
         """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""

@@ -8,6 +8,7 @@ and arithmetic, so weights trained with CompressAI load and compute unchanged.
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -158,6 +159,22 @@ def framewise(transform: nn.Module, x: Tensor, pixels: bool = False) -> Tensor:
     for i in range(1, x.shape[0]):
         out[i:i + 1] = run(x[i:i + 1])
     return out
+
+
+def each_frame(transform: nn.Module, frames: Iterable[Tensor]) -> list[Tensor]:
+    """`transform` of every frame (C, H, W) of `frames` (uint8 pixels or float; read once, in order, none held) as
+    a list of (1, C', h, w) outputs. ValueError for no frames."""
+    outputs = [framewise(transform, frame[None]) for frame in frames]
+    if not outputs:
+        raise ValueError("a segment needs at least one frame")
+    return outputs
+
+
+def drain(frames: Iterable[object]) -> None:
+    """Run a generator of a coding loop to its end, keeping nothing it yields (an encoder that codes every frame
+    but needs no reconstruction); returns None, what a model gives for x_hat then."""
+    for _ in frames:
+        pass
 
 
 def check_frame_size(frame_size: int) -> None:

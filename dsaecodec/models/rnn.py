@@ -21,7 +21,7 @@ state are vectors held as 1 x 1 maps (the ConvLSTM with 1x1 kernels is an LSTM, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -37,7 +37,8 @@ from dsaecodec.models.layers import (
     analysis_transform,
     check_frame_size,
     conv,
-    framewise,
+    drain,
+    each_frame,
     gain,
     global_analysis,
     global_synthesis,
@@ -147,17 +148,18 @@ class RNNCodec(CodecModel):
 
     # --- coding one segment -----------------------------------------------------------------------
     def _roll_out(self, quality: float, frames: int, shape: tuple[int, int],
-                  take_symbols: Callable[[int, Tensor, Tensor, Tensor, IntegerGain], Tensor]) -> Tensor:
+                  take_symbols: Callable[[int, Tensor, Tensor, Tensor, IntegerGain], Tensor]) -> Iterator[Tensor]:
         """The decoder's loop, frame by frame with batch 1, in integer arithmetic (integer.py): the state, the means
         and scale indices of y and the reconstructions the state reads back are the same on every machine.
 
         `take_symbols(t, h_t, mu, index, y_gain)` returns the integer symbols (1, C_y, h, w) of frame t, coded around
         the mean `mu` (int64 activations) under the scale indices `index`: the encoder codes them, the decoder decodes
-        them, `sample` draws them; h_t is the state (int64 activations). Returns x_hat (T, 3, 16h, 16w), uint8 pixels.
+        them, `sample` draws them; h_t is the state (int64 activations). Yields x_hat_t (3, 16h, 16w), uint8 pixels,
+        frame by frame (a generator: frame t's symbols are taken when x_hat_t is asked for).
         """
         past, prior, g_s = (integer.convert(network) for network in (self.past, self.prior, self.g_s))
         cell, y_gain = IntegerConvLSTMCell(self.cell), IntegerGain(self.y_log_gain, quality)
-        state, x_prev, x_hats = None, None, []
+        state, x_prev = None, None
         for t in range(frames):
             if x_prev is None:
                 inputs = self.y_log_gain.new_zeros(1, self.config.feature_channels, *shape, dtype=torch.int64)
@@ -168,37 +170,40 @@ class RNNCodec(CodecModel):
             index = y_gain.scale_index(integer.softplus(scale_raw))
             y_hat = mu + y_gain.dequantise(take_symbols(t, state[0], mu, index, y_gain))
             x_prev = g_s(torch.cat([y_hat, state[0]], dim=1)).clamp(0, integer.ONE)
-            x_hats.append(to_pixels(integer.to_float(x_prev)))
-        return torch.cat(x_hats)
+            yield to_pixels(integer.to_float(x_prev))[0]
 
     @torch.no_grad()
-    def compress_segment(self, x: Tensor, quality: float) -> tuple[Streams, Tensor]:
-        """Frames (T, 3, H, W), uint8 pixels or float in [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W),
-        uint8 pixels computed on the decoder's path)."""
-        features = framewise(self.g_a, x)
+    def compress_segment(self, x: Iterable[Tensor], quality: float,
+                         reconstruct: bool = True) -> tuple[Streams, Tensor | None]:
+        """Frames (T, 3, H, W), or any iterable of (3, H, W) frames read once in order, uint8 pixels or float in
+        [0, 1] -> (coded streams, all dynamic; x_hat (T, 3, H, W), uint8 pixels computed on the decoder's path, or
+        None unless `reconstruct`). The frames are not held, their features are (N channels at 1/16)."""
+        features = each_frame(self.g_a, x)  # (1, N, h, w) each
         encoder = SymbolEncoder()
 
         def encode_frame(t: int, hidden: Tensor, mu: Tensor, index: Tensor, y_gain: IntegerGain) -> Tensor:
-            y = self.infer_y(features[t:t + 1], integer.to_float(hidden))
+            y = self.infer_y(features[t], integer.to_float(hidden))
             return self.y_coder.encode_symbols(y_gain.quantise(y, mu), index, encoder)
 
-        x_hat = self._roll_out(quality, x.shape[0], features.shape[-2:], encode_frame)
-        symbols = self.symbol_counts(x.shape[0], features.shape[-2:])[1]
-        return Streams(frames=x.shape[0], dynamic=encoder.to_bytes(), dynamic_symbols=symbols), x_hat
+        shape = features[0].shape[-2:]
+        x_hats = self._roll_out(quality, len(features), shape, encode_frame)
+        x_hat = torch.stack(list(x_hats)) if reconstruct else drain(x_hats)
+        symbols = self.symbol_counts(len(features), shape)[1]
+        return Streams(frames=len(features), dynamic=encoder.to_bytes(), dynamic_symbols=symbols), x_hat
 
     @torch.no_grad()
-    def decompress_segment(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Tensor:
-        """A coded segment -> frames (T, 3, 16h, 16w), uint8 pixels; `shape` = (h, w) of the latents."""
+    def decompress_frames(self, streams: Streams, quality: float, shape: tuple[int, int]) -> Iterator[Tensor]:
+        """A coded segment -> its frames (3, 16h, 16w), uint8 pixels, one at a time; `shape` = (h, w) of the latents."""
         decoder = SymbolDecoder(streams.dynamic)
-        return self._roll_out(quality, streams.frames, shape,
-                              lambda t, hidden, mu, index, y_gain: self.y_coder.decode_symbols(decoder, index))
+        yield from self._roll_out(quality, streams.frames, shape,
+                                  lambda t, hidden, mu, index, y_gain: self.y_coder.decode_symbols(decoder, index))
 
     @torch.no_grad()
     def sample(self, frames: int, quality: float, shape: tuple[int, int], rng: np.random.Generator) -> Tensor:
         """Frames (T, 3, 16h, 16w), uint8 pixels, drawn from the prior: each y_t from the Gaussian that the
         reconstructions so far predict, decoded and fed back as the decoder does."""
-        return self._roll_out(quality, frames, shape,
-                              lambda t, hidden, mu, index, y_gain: self.y_coder.sample_symbols(index, rng))
+        return torch.stack(list(self._roll_out(quality, frames, shape, lambda t, hidden, mu, index, y_gain:
+                                               self.y_coder.sample_symbols(index, rng))))
 
     def symbol_counts(self, frames: int, shape: tuple[int, int]) -> tuple[int, int]:
         """Number of f and z symbols a segment of `frames` frames with latents of `shape` must hold."""
