@@ -9,9 +9,11 @@ Four measurements, each through the real codec API (`codec.encode_stream` into f
 CRCs and index; `codec.Decoder` back to frames, checked equal to the encoder's reconstruction):
 
 speed     Encode and decode frames per second at 64x64 (carphone's centre 128x128, 2x2-averaged), 176x144
-          (carphone) and 640x360 (bigbuckbunny's 1280x720, 2x2-averaged), the first --frames frames of each.
-          The clock is wall time (time.perf_counter) around the whole call, best of --repeats runs (the
-          median is kept too), after one untimed warm-up. x264 (benchmarks/classical.py's "x264-medium":
+          (carphone) and 640x360 (bigbuckbunny's 1280x720, 2x2-averaged), the first --frames frames of each,
+          coded as the commands code them (encode without reconstructions, checked to write the bytes of an
+          untimed encode with them, whose reconstruction the decoded frames must equal). The clock is wall
+          time (time.perf_counter) around the whole call, best of --repeats runs (the median is kept too),
+          after one untimed warm-up. x264 (benchmarks/classical.py's "x264-medium":
           preset medium, crf 32) codes the same frames in the same run, RGB -> yuv420p -> RGB conversions
           included (as the learned codec's uint8 <-> float ones are), once with libx264's and PyAV's default
           threading and once with one thread; the ratios are learned / x264.
@@ -143,18 +145,20 @@ def timed(run: Callable[[], object], repeats: int) -> tuple[list[float], object]
     return seconds, result
 
 
-def learned_encode(frames: np.ndarray, fps: Fraction, model_name: str, quality: int,
-                   jobs: int = 1) -> tuple[bytes, np.ndarray]:
-    """Frames -> (.dsae file bytes, the encoder's reconstruction), through codec.encode_stream."""
+def learned_encode(frames: np.ndarray, fps: Fraction, model_name: str, quality: int, jobs: int = 1,
+                   reconstructions: bool = True) -> tuple[bytes, np.ndarray | None]:
+    """Frames -> (.dsae file bytes, the encoder's reconstruction or None without `reconstructions`, as
+    `dsaecodec encode` codes), through codec.encode_stream."""
     out = io.BytesIO()
     segments = list(codec.encode_stream(iter(frames), out, fps=fps, model_name=model_name, quality=quality,
-                                        jobs=jobs))
-    return out.getvalue(), np.concatenate([s.reconstruction for s in segments])
+                                        jobs=jobs, reconstructions=reconstructions))
+    return out.getvalue(), np.concatenate([s.reconstruction for s in segments]) if reconstructions else None
 
 
 def learned_decode(data: bytes, jobs: int = 1) -> np.ndarray:
+    """The frames of a .dsae file, as `dsaecodec decode` has them (`Decoder.frames`), stacked."""
     decoder = codec.Decoder(data)
-    return np.concatenate(list(decoder.segments(range(len(decoder)), jobs)))
+    return np.stack(list(decoder.frames(range(len(decoder)), jobs)))
 
 
 def x264_encode(frames: np.ndarray, fps: Fraction, threads: int | None) -> list[av.Packet]:
@@ -185,9 +189,13 @@ def measure_x264(frames: np.ndarray, fps: Fraction, repeats: int) -> dict:
 
 def measure_learned(frames: np.ndarray, fps: Fraction, model_name: str, quality: int, repeats: int,
                     jobs: int = 1) -> dict:
-    enc_seconds, (data, reconstruction) = timed(lambda: learned_encode(frames, fps, model_name, quality, jobs),
-                                                repeats)
+    """Encode and decode speed as the commands code (encode without reconstructions), checked against an untimed
+    encode with them: the same bytes, and decoded frames equal to its reconstruction."""
+    reference, reconstruction = learned_encode(frames, fps, model_name, quality, jobs)
+    enc_seconds, (data, _) = timed(lambda: learned_encode(frames, fps, model_name, quality, jobs, False), repeats)
     dec_seconds, decoded = timed(lambda: learned_decode(data, jobs), repeats)
+    if data != reference:
+        raise RuntimeError(f"{model_name}: an encode without reconstructions wrote other bytes")
     if not np.array_equal(decoded, reconstruction):
         raise RuntimeError(f"{model_name}: decoded frames differ from the encoder's reconstruction")
     return {"encode": _fps(len(frames), enc_seconds), "decode": _fps(len(frames), dec_seconds), "bytes": len(data),
