@@ -310,6 +310,7 @@ def plot(curves: dict[tuple[str, str], list[dict]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     set_names = sorted({s for s, _ in curves})
     figure, axes = plt.subplots(1, len(set_names), figsize=(5.5 * len(set_names), 4.2), squeeze=False)
@@ -319,6 +320,9 @@ def plot(curves: dict[tuple[str, str], list[dict]], path: Path) -> None:
                 style = "o-" if base_codec(codec_name) in LEARNED else ".--"
                 axis.plot([r["bpp"] for r in curve], [r["psnr"] for r in curve], style, label=codec_name)
         axis.set(title=set_name, xlabel="bits per pixel (file bytes)", ylabel="PSNR RGB (dB)", xscale="log")
+        axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 1, 2, 5 per decade, as plain numbers:
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # a sub-decade range
+        axis.xaxis.set_minor_formatter(NullFormatter())  # otherwise labels every minor tick, overlapping
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=8)
     figure.tight_layout()

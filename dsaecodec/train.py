@@ -1,8 +1,8 @@
 """Rate-distortion training of a variable-rate codec model (the DSAE or a baseline), top to bottom.
 
-    dsaecodec train --config configs/dsae-natural.toml            # a shipped model's recipe
+    dsaecodec train --config configs/dsae-sprites.toml            # a shipped model's recipe
     dsaecodec train --config configs/dsae-sprites.toml --out run.pt --steps 100   # the command line overrides it
-    dsaecodec train --dataset clips --out dsaecodec/weights/dsae-natural.pt --steps 6000
+    dsaecodec train --dataset clips --out run.pt --steps 6000
     dsaecodec train --family rnn --dataset clips --out rnn.pt        # baselines: --family frame / rnn, --no-f
     torchrun --nproc_per_node 2 -m dsaecodec.train --dataset sprites --out sprites.pt   # data parallel
 

@@ -89,10 +89,13 @@ def test_shipped_model_round_trips_carphone_a_sprite_and_balls_bit_exactly(name,
     assert sizes[1] > sizes[0]
     if card.domain.startswith(DOMAIN_OF_CLIP[clip]):
         # A trained model, not noise, on its own domain: at the top quality it clears 18 dB, and more bits do
-        # not buy visibly less quality. Measured q0 -> q4 on these 12 carphone frames: dsae-natural
-        # 21.3 -> 21.5 dB, frame-natural 23.45 -> 24.07 dB, rnn-natural 20.67 -> 20.66 dB (its quality levels
-        # do not work on carphone: 3.3x the bits for 0.01 dB less).
+        # not buy visibly less quality; the natural models' levels span a useful range (issue: quality levels
+        # that buy PSNR). Measured q0 -> q4 on these 12 carphone frames: dsae-natural 22.65 -> 25.65 dB,
+        # frame-natural 21.65 -> 28.12 dB, rnn-natural 21.78 -> 25.58 dB; dsae-nof-natural, the ablation not yet
+        # retrained with them, 21.17 -> 21.46 dB.
         assert psnrs[1] >= psnrs[0] - 0.05 and psnrs[1] > 18.0
+        if clip == "carphone" and name != "dsae-nof-natural":
+            assert psnrs[1] > psnrs[0] + 2.0
 
 
 @pytest.mark.parametrize("name", sorted(zoo.MODELS))
