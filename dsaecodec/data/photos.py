@@ -36,6 +36,7 @@ PACKAGES = ("gnome-backgrounds", "mate-backgrounds", "ukui-wallpapers", "lomiri-
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 MAX_SIDE = 720  # short side of a stored photo, pixels
 MIN_SIDE = 256  # smaller images are left out
+DETAIL_CELL = 16  # pixels per side of a cell of a photo's detail map
 
 
 def _average_hash(image: Image.Image) -> str:
@@ -145,14 +146,18 @@ class PhotoClips(Dataset):
     ~2 output pixels per frame, zooms by up to +-2% and turns by up to +-0.4 degrees per frame; brightness
     drifts by up to +-1.5% per frame; with probability 1/2 one to two objects move across it; frames average
     `shutter_samples` positions over half the frame interval (motion blur); Gaussian noise of 0-2 levels.
+
+    `detail_bias` > 0 aims the camera at detail: its centre is drawn with probability proportional to the
+    view's fine-detail energy (`detail_map`) to that power, instead of uniformly (0, the default, as before).
+    Wallpapers are mostly smooth sky and bokeh; low-resolution video such as carphone is detail throughout.
     """
 
     def __init__(self, paths: list[Path], frames: int = 8, crop: int = 64, length: int = 100_000, seed: int = 0,
-                 shutter_samples: int = 3, max_field: float = 3.0):
+                 shutter_samples: int = 3, max_field: float = 3.0, detail_bias: float = 0.0):
         if not paths:
             raise FileNotFoundError("no photos given")
         self.frames, self.crop, self.length, self.seed = frames, crop, length, seed
-        self.shutter_samples, self.max_field = shutter_samples, max_field
+        self.shutter_samples, self.max_field, self.detail_bias = shutter_samples, max_field, detail_bias
         self.photos = []
         for path in paths:
             with Image.open(path) as image:
@@ -162,8 +167,10 @@ class PhotoClips(Dataset):
         if not self.photos:
             raise ValueError(f"no photo is at least {crop}x{crop}")
         self.description = (f"camera-motion clips of {len(self.photos)} photos ({sum(p[0].numel() for p in self.photos):,}"
-                            f" pixels; views up to {max_field:g}x the crop)")
+                            f" pixels; views up to {max_field:g}x the crop"
+                            + (f", aimed at detail with bias {detail_bias:g})" if detail_bias else ")"))
         self._sources: dict[tuple[int, int], torch.Tensor] = {}  # made when first needed, then kept
+        self._detail: dict[tuple[int, int], torch.Tensor] = {}
 
     def _source(self, index: int, factor: int = 1) -> torch.Tensor:
         """Photo `index` as float (3, H, W) in [0, 1] for sampling, first averaged over `factor` x `factor`
@@ -175,15 +182,50 @@ class PhotoClips(Dataset):
             self._sources[index, factor] = photo.float().div(255.0)
         return self._sources[index, factor]
 
+    def detail_map(self, index: int, factor: int) -> torch.Tensor:
+        """Fine-detail energy of `_source(index, factor)` per DETAIL_CELL x DETAIL_CELL cell, (H/cell, W/cell): the
+        mean squared difference between the photo and its 4x down- and up-sampled self (what
+        benchmarks/data_detail.py measures). Kept once made."""
+        if (index, factor) not in self._detail:
+            source = self._source(index, factor)[None]
+            blurred = F.interpolate(F.avg_pool2d(source, 4), size=source.shape[-2:], mode="bilinear",
+                                    align_corners=False)
+            energy = (source - blurred).pow(2).mean(dim=1, keepdim=True)
+            self._detail[index, factor] = F.avg_pool2d(energy, DETAIL_CELL)[0, 0]
+        return self._detail[index, factor]
+
+    def _detailed_centre(self, rng: np.random.Generator, detail: torch.Tensor, side: float,
+                         low: np.ndarray, high: np.ndarray) -> np.ndarray | None:
+        """A view centre (x, y) in [low, high] drawn with probability ~ (the detail energy of a `side`-pixel view
+        around it) ** detail_bias, from a cell map (`detail_map`); None if no cell centre is in range."""
+        k = max(1, round(side / DETAIL_CELL)) | 1  # odd: the view's extent in cells
+        energy = F.avg_pool2d(detail[None, None], k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
+        ys = (torch.arange(energy.shape[0]) + 0.5) * DETAIL_CELL
+        xs = (torch.arange(energy.shape[1]) + 0.5) * DETAIL_CELL
+        inside = (((ys >= low[1]) & (ys <= high[1]))[:, None] & ((xs >= low[0]) & (xs <= high[0]))[None, :])
+        weights = (energy.clamp_min(1e-12) ** self.detail_bias * inside).flatten().double().numpy()
+        if weights.sum() <= 0:
+            return None
+        cell = rng.choice(weights.size, p=weights / weights.sum())
+        jitter = rng.uniform(-0.5, 0.5, 2) * DETAIL_CELL
+        centre = np.array([xs[cell % energy.shape[1]], ys[cell // energy.shape[1]]]) + jitter
+        return np.clip(centre, low, high)
+
     def __len__(self) -> int:
         return self.length
 
-    def _path(self, rng: np.random.Generator, size: tuple[int, int], side: float) -> list[torch.Tensor]:
-        """Affine matrices of one moving view (camera or object) at every shutter sample of every frame."""
+    def _path(self, rng: np.random.Generator, size: tuple[int, int], side: float,
+              detail: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Affine matrices of one moving view (camera or object) at every shutter sample of every frame; the
+        view's centre is drawn uniformly, or aimed at detail (`detail`: the source's `detail_map`)."""
         width, height = size
         margin = side * 0.75  # room for the motion of a clip; a photo with less is viewed from its centre
-        centre = np.array([rng.uniform(margin, width - margin) if width > 2 * margin else width / 2,
-                           rng.uniform(margin, height - margin) if height > 2 * margin else height / 2])
+        low = np.array([margin if width > 2 * margin else width / 2, margin if height > 2 * margin else height / 2])
+        high = np.array([width, height]) - low
+        centre = None if detail is None else self._detailed_centre(rng, detail, side, low, high)
+        if centre is None:
+            centre = np.array([rng.uniform(low[0], high[0]) if width > 2 * margin else width / 2,
+                               rng.uniform(low[1], high[1]) if height > 2 * margin else height / 2])
         velocity = rng.normal(0.0, 1.0, 2) * side / self.crop  # photo pixels per frame
         zoom, angle, turn = rng.uniform(-0.02, 0.02), rng.uniform(-0.1, 0.1), rng.uniform(-0.007, 0.007)
         matrices = []
@@ -208,8 +250,9 @@ class PhotoClips(Dataset):
         field = self.crop * math.exp(rng.uniform(0.0, math.log(min(self.max_field, min(height, width) / self.crop))))
         factor = 2 ** min(3, int(math.log2(field / self.crop)))  # pre-filter what bilinear sampling would alias
         view = field / factor  # the field in pixels of the pre-filtered photo
+        detail = self.detail_map(photo, factor) if self.detail_bias else None
         views = self._render(self._source(photo, factor),
-                             self._path(rng, (width // factor, height // factor), view), self.crop)
+                             self._path(rng, (width // factor, height // factor), view, detail), self.crop)
         for _ in range(rng.integers(1, 3) if rng.random() < 0.5 else 0):
             other_index = rng.integers(len(self.photos))
             other = self.photos[other_index]
