@@ -307,3 +307,22 @@ def test_the_plausibility_judge_rejects_what_breaks_the_physics():
     assert balls.judged([np.repeat(clip[:1], len(clip), 0) for clip in clips])["motion"] == 0  # frozen
     faded = [(clip * np.linspace(1, 0, len(clip))[:, None, None, None]).astype(np.uint8) for clip in clips]
     assert balls.judged(faded)["score"] < 0.2  # balls that shrink and vanish
+
+
+def test_ceiling_codes_every_level_and_finer_steps(tiny_model, tiny_weights_file, capsys, one_torch_thread):
+    weights = tiny_weights_file("tiny-run")
+    ceiling = load_script("ceiling")
+    ceiling.main(["--models", f"{tiny_model},{weights}", "--sets", "carphone", "--frames", "8", "--finer", "1,256"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{tiny_model} on carphone (8 frames)")
+    numbers = [tuple(map(float, m)) for m in re.findall(r"([0-9]+) b/f ([0-9.]+) dB", lines[1])]
+    assert len(numbers) == 4  # q0, q1, then q1 with steps 1x and 256x finer
+    assert numbers[2] == numbers[1]  # 1x finer is the top level itself
+    assert numbers[3][0] > 4 * numbers[1][0]  # finer steps cost bits
+    model = zoo.load_weights(weights)
+    before = {name: p.clone() for name, p in model.named_parameters()}
+    ceiling.psnr_and_bits(model, torch.rand(1, 2, 3, 32, 32), 1, 16.0)
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())  # the gains are put back
+    for bad in (["--frames", "12"], ["--sets", "sprites"]):
+        with pytest.raises(SystemExit):
+            ceiling.main(bad)

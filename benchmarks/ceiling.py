@@ -1,0 +1,81 @@
+"""How much quality a model's representation holds: each level's PSNR, and the PSNR when every quantisation step
+is made much finer than the top level's.
+
+    python benchmarks/ceiling.py                                        # dsae-natural and frame-natural, carphone and bikes
+    python benchmarks/ceiling.py --models dsae-natural,checkpoints/dsae-natural-span/dsae-natural-span.pt --finer 16,256
+
+A level that spends more bits for little PSNR is either quantised too coarsely (then finer steps buy PSNR) or at
+the model's ceiling (then they do not: the transforms, not the rate, limit the quality). The first `--frames` frames
+of each clip are coded in segments of 8 frames (one batch) by the training pass in eval mode: latents rounded,
+bits estimated from the learned densities (within ~2% of the coded bits on the validation clips; no file is
+written). `--finer K` multiplies every latent's gain by K at the top level, i.e. steps K times finer.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rate_distortion import SETS  # noqa: E402
+
+from dsaecodec import zoo  # noqa: E402
+
+SEGMENT = 8
+
+
+@torch.no_grad()
+def psnr_and_bits(model: torch.nn.Module, segments: torch.Tensor, quality: int, finer: float = 1.0) -> tuple[float, float]:
+    """(PSNR in dB of 8-bit reconstructions, estimated bits per frame) of segments (S, T, 3, H, W) in [0, 1] at a
+    level, with every log gain raised by log(finer)."""
+    gains = [p for name, p in model.named_parameters() if name.endswith("log_gain")]
+    saved = [p.clone() for p in gains]
+    for p in gains:
+        p.add_(math.log(finer))
+    try:
+        out = model(segments, quality)
+    finally:
+        for p, value in zip(gains, saved):
+            p.copy_(value)
+    x_hat = torch.round(out["x_hat"].clamp(0, 1) * 255) / 255
+    mse = (x_hat - segments).pow(2).mean().item()
+    bits = sum(v.item() for k, v in out.items() if k.endswith("_bits"))
+    return 10 * math.log10(1 / mse), bits / (segments.shape[0] * segments.shape[1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="dsae-natural,frame-natural",
+                        help="comma-separated shipped model names or weights files")
+    parser.add_argument("--sets", default="carphone,bikes", help="comma-separated natural test sets")
+    parser.add_argument("--frames", type=int, default=32, help="frames per clip (a multiple of 8)")
+    parser.add_argument("--finer", default="256", help="comma-separated factors of finer quantisation at the top level")
+    args = parser.parse_args(argv)
+    if args.frames <= 0 or args.frames % SEGMENT:
+        parser.error(f"--frames must be a positive multiple of {SEGMENT}")
+    unknown = [name for name in args.sets.split(",") if name not in SETS or SETS[name].domain != "natural"]
+    if unknown:
+        parser.error(f"unknown natural test set {unknown[0]!r}")
+    for model_name in args.models.split(","):
+        path = Path(model_name)
+        model = zoo.load_weights(path) if path.suffix == ".pt" else zoo.load_model(model_name)[0]
+        model.eval()
+        for set_name in args.sets.split(","):
+            frames = SETS[set_name].load(False)[0][1][:args.frames]
+            if len(frames) < args.frames:
+                parser.error(f"{set_name} has only {len(frames)} frames")
+            segments = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255).unflatten(0, (-1, SEGMENT))
+            top = model.qualities - 1
+            levels = [psnr_and_bits(model, segments, q) for q in range(model.qualities)]
+            finer = [(float(k), *psnr_and_bits(model, segments, top, float(k))) for k in args.finer.split(",")]
+            print(f"{model_name} on {set_name} ({args.frames} frames): "
+                  + " | ".join(f"q{q} {bits:.0f} b/f {psnr:.2f} dB" for q, (psnr, bits) in enumerate(levels))
+                  + "".join(f" | q{top} {k:g}x finer: {bits:.0f} b/f {psnr:.2f} dB" for k, psnr, bits in finer),
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
