@@ -17,22 +17,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rate_distortion import SETS  # noqa: E402
 
 from dsaecodec.data.clips import ClipCrops, default_clip_paths  # noqa: E402
-from dsaecodec.data.photos import PhotoClips, image_paths  # noqa: E402
+from dsaecodec.data.photos import PhotoClips, fine_detail, image_paths  # noqa: E402
 
 CROP = 64
 
 
 def down_up_psnr(crops: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) in [0, 1] -> (N,) PSNR in dB of each crop against its 4x down- and up-sampled self."""
-    blurred = F.interpolate(F.avg_pool2d(crops, 4), scale_factor=4, mode="bilinear", align_corners=False)
-    mse = (blurred - crops).pow(2).flatten(1).mean(dim=1).clamp_min(1e-10)
+    mse = fine_detail(crops).pow(2).flatten(1).mean(dim=1).clamp_min(1e-10)
     return 10 * torch.log10(1 / mse)
 
 

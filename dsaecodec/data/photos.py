@@ -137,6 +137,13 @@ def _affine(centre: np.ndarray, side: float, angle: float, size: tuple[int, int]
                          [sy * sin, sy * cos, 2 * centre[1] / height - 1]], dtype=torch.float32)
 
 
+def fine_detail(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) images minus their 4x down-sampled (averaged) and bilinearly up-sampled selves: the detail finer
+    than 4 pixels, (N, C, H, W)."""
+    blurred = F.interpolate(F.avg_pool2d(images, 4), size=images.shape[-2:], mode="bilinear", align_corners=False)
+    return images - blurred
+
+
 class PhotoClips(Dataset):
     """(T, 3, crop, crop) float clips in [0, 1] made from still photos by synthetic camera and object motion.
 
@@ -184,13 +191,9 @@ class PhotoClips(Dataset):
 
     def detail_map(self, index: int, factor: int) -> torch.Tensor:
         """Fine-detail energy of `_source(index, factor)` per DETAIL_CELL x DETAIL_CELL cell, (H/cell, W/cell): the
-        mean squared difference between the photo and its 4x down- and up-sampled self (what
-        benchmarks/data_detail.py measures). Kept once made."""
+        mean square of its `fine_detail` (what benchmarks/data_detail.py measures). Kept once made."""
         if (index, factor) not in self._detail:
-            source = self._source(index, factor)[None]
-            blurred = F.interpolate(F.avg_pool2d(source, 4), size=source.shape[-2:], mode="bilinear",
-                                    align_corners=False)
-            energy = (source - blurred).pow(2).mean(dim=1, keepdim=True)
+            energy = fine_detail(self._source(index, factor)[None]).pow(2).mean(dim=1, keepdim=True)
             self._detail[index, factor] = F.avg_pool2d(energy, DETAIL_CELL)[0, 0]
         return self._detail[index, factor]
 
