@@ -47,7 +47,8 @@ DATASETS = ("clips", "sprites", "balls")
 WARMUP_STEPS = 3  # steps left out of the reported training speed (compilation, first allocations)
 # a checkpoint resumes only with the same values of these (the model and what its latents are trained to hold)
 RESUME_MUST_MATCH = ("family", "no_f", "variant", "channels", "f_channels", "z_channels", "latent_channels",
-                     "hidden_channels", "lambdas", "paired_content", "paired_motion", "global_latents")
+                     "hidden_channels", "lambdas", "paired_content", "paired_motion", "global_latents",
+                     "swap_consistency")
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -85,6 +86,9 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--paired-motion", action="store_true",
         help="sprites, dsae with f: infer z_1:T from a clip of another character in the same motion (keeps "
              "the content out of z_1:T; with --paired-content the target is the true swap of the two partners)")
+    add("--swap-consistency", type=float, default=0.0, metavar="WEIGHT",
+        help="dsae with f: add WEIGHT x the swap-consistency loss (frames made of one clip's z_1:T and another's f, "
+             "analysed again, should give back that z_1:T and that f; unsupervised, see DSAE.swap_consistency)")
     add("--init", type=Path, default=None,
         help="start from this weights file (fine-tuning; same model options, or other --lambdas, each new quality "
              "level starting from the trained level of the nearest lambda, or a spatial DSAE with fewer "
@@ -230,6 +234,8 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
     lambdas = tuple(args.lambdas)
     if args.no_f and args.family != "dsae":
         raise SystemExit("--no-f is an ablation of the dsae family")
+    if args.swap_consistency and (args.family != "dsae" or args.no_f):
+        raise SystemExit("--swap-consistency trains a dsae model with f")
     for flag in ("paired_content", "paired_motion"):
         if getattr(args, flag) and (args.family != "dsae" or args.no_f or args.dataset != "sprites"):
             raise SystemExit(f"--{flag.replace('_', '-')} trains a dsae model with f on sprites")
@@ -455,6 +461,9 @@ def main(argv: list[str] | None = None) -> None:
         mse = torch.mean((out["x_hat"].float() - x) ** 2)
         rate_weight = min(1.0, step / args.rate_warmup) if args.rate_warmup else 1.0
         loss = rate_weight * bpp + config.lambdas[quality] * 255**2 * mse
+        if args.swap_consistency:
+            with autocast:
+                loss = loss + args.swap_consistency * model.swap_consistency(out["z_hat"], out["f_hat"])
         optimizer.zero_grad()
         if aux_optimizer:
             aux_optimizer.zero_grad()

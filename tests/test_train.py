@@ -108,6 +108,34 @@ def test_paired_training_only_for_a_dsae_with_f_on_sprites(tmp_path, flag, optio
         train.main(tiny_run(tmp_path, flag, "--steps", "1", *options))
 
 
+def test_swap_consistency_is_zero_only_for_a_model_whose_swaps_keep_their_latents(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = DSAE(DSAEConfig(channels=8, f_channels=4, z_channels=2, hidden_channels=8, lambdas=(0.001, 0.01),
+                            variant="factorised"))
+    x = torch.rand(3, 2, 3, 32, 32)
+    out = model(x, 1)
+    loss = model.swap_consistency(out["z_hat"], out["f_hat"])
+    assert loss.ndim == 0 and loss.item() > 0
+    loss.backward()
+    for name in ("g_a", "g_s", "content", "dynamics"):  # the decoder and the encoder are both trained by it
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(model, name).parameters()), name
+    # re-analysing a swap that gave back exactly what it was made of costs nothing
+    z_hat, f_hat = out["z_hat"].detach(), out["f_hat"].detach()
+    swapped_f = f_hat.roll(1, dims=0)
+    model.analyse = lambda frames: (None, swapped_f)
+    model.infer_z = lambda features, f: z_hat
+    assert model.swap_consistency(z_hat, f_hat).item() == 0
+    train.main(tiny_run(tmp_path, "--dataset", "sprites", "--variant", "factorised", "--swap-consistency", "0.1",
+                        "--steps", "3", "--validate-every", "0"))
+    assert re.search(r"step 3 q1: coded [0-9.]+ bpp", "".join(capsys.readouterr()))
+
+
+@pytest.mark.parametrize("options", [["--no-f"], ["--family", "rnn"]])
+def test_swap_consistency_only_for_a_dsae_with_f(tmp_path, options):
+    with pytest.raises(SystemExit, match="--swap-consistency"):
+        train.main(tiny_run(tmp_path, "--dataset", "sprites", "--swap-consistency", "0.1", "--steps", "1", *options))
+
+
 def test_init_starts_from_a_weights_file(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir(), second.mkdir()

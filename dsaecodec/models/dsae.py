@@ -174,8 +174,23 @@ class DSAE(CodecModel):
             z_prev, step_bits = self.z_coder.forward(z[:, t], mu, scale, z_gain, self.training)
             z_bits = z_bits + step_bits
             z_hats.append(z_prev)
-        x_hat = self.synthesise(torch.stack(z_hats, dim=1), f_hat)
-        return {"x_hat": x_hat, "f_bits": f_bits, "z_bits": z_bits}
+        z_hat = torch.stack(z_hats, dim=1)
+        x_hat = self.synthesise(z_hat, f_hat)
+        return {"x_hat": x_hat, "f_bits": f_bits, "z_bits": z_bits, "z_hat": z_hat, "f_hat": f_hat}
+
+    def swap_consistency(self, z_hat: Tensor, f_hat: Tensor) -> Tensor:
+        """Unsupervised swap consistency, a scalar: each clip's z_hat (B, T, C_z, h, w) is synthesised with the
+        next clip's f_hat (B, C_f, h, w) (the batch rolled by one), as a swap of two files would decode, and the
+        frames are analysed again; the mean squared distance of their z and f to the z_hat and f_hat they were
+        made of, each relative to the variance of those (0: consistent; about 0.2 for the models trained
+        without it). A decoder that took the motion from f, or the content from z_1:T, would draw frames whose
+        latents are the other clip's: the loss keeps each factor in its own latent without labels (the targets
+        are detached)."""
+        z_target, f_target = z_hat.detach(), f_hat.detach().roll(1, dims=0)
+        features, f = self.analyse(self.synthesise(z_hat, f_hat.roll(1, dims=0)).clamp(0, 1))
+        z = self.infer_z(features, f)
+        return (((z - z_target) ** 2).mean() / z_target.var().clamp_min(1e-6)
+                + ((f - f_target) ** 2).mean() / f_target.var().clamp_min(1e-6))
 
     def aux_loss(self) -> Tensor:
         """Loss of the quantiles of f's densities (trained by a separate optimiser, as in CompressAI);
