@@ -186,11 +186,11 @@ class DSAE(CodecModel):
         without it). A decoder that took the motion from f, or the content from z_1:T, would draw frames whose
         latents are the other clip's: the loss keeps each factor in its own latent without labels (the targets
         are detached)."""
-        z_target, f_target = z_hat.detach(), f_hat.detach().roll(1, dims=0)
-        features, f = self.analyse(self.synthesise(z_hat, f_hat.roll(1, dims=0)).clamp(0, 1))
+        f_other = f_hat.roll(1, dims=0)
+        features, f = self.analyse(self.synthesise(z_hat, f_other).clamp(0, 1))
         z = self.infer_z(features, f)
-        return (((z - z_target) ** 2).mean() / z_target.var().clamp_min(1e-6)
-                + ((f - f_target) ** 2).mean() / f_target.var().clamp_min(1e-6))
+        return sum(((made - target.detach()) ** 2).mean() / target.detach().var().clamp_min(1e-6)
+                   for made, target in ((z, z_hat), (f, f_other)))
 
     def aux_loss(self) -> Tensor:
         """Loss of the quantiles of f's densities (trained by a separate optimiser, as in CompressAI);
