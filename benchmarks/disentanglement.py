@@ -251,9 +251,15 @@ def motion_score(predicted: dict[str, np.ndarray], truth: list[Clip]) -> float:
     return float((predicted["motion"] == np.array([c.motion for c in truth])).mean())
 
 
+def part_score(predicted: dict[str, np.ndarray], truth: list[Clip], part: str) -> float:
+    """Accuracy of one part of the action x direction class: "action" or "direction"."""
+    judged = predicted["motion"] // len(DIRECTIONS) if part == "action" else predicted["motion"] % len(DIRECTIONS)
+    return float((judged == np.array([c[part] for c in truth])).mean())
+
+
 def scores(predicted: dict[str, np.ndarray], truth: list[Clip]) -> dict:
     return {"attributes": attribute_scores(predicted, truth), "action_direction": motion_score(predicted, truth),
-            "action": float((predicted["motion"] // len(DIRECTIONS) == np.array([c["action"] for c in truth])).mean())}
+            "action": part_score(predicted, truth, "action")}
 
 
 def histogram(values: np.ndarray, classes: int) -> tuple[list[int], float, int]:
@@ -361,6 +367,9 @@ def print_table(result: dict) -> None:
     print(row("swap: vs content A / motion B", {"attributes": swap_["attributes_match_content"],
                                                  "action_direction": swap_["action_direction_match_motion"]},
               swap_["pairs"]))
+    print(f"      action from B {swap_['action_match_motion']:.1%}; direction from B "
+          f"{swap_['direction_match_motion']:.1%}, from A {swap_['direction_match_content']:.1%} "
+          f"(A and B face the same way in {swap_['same_direction']:.1%} of the pairs)")
     print(row("  control: vs motion B / content A", {"attributes": swap_["attributes_match_motion"],
                                                       "action_direction": swap_["action_direction_match_content"]},
               swap_["pairs"]))
@@ -474,8 +483,10 @@ def main(argv: list[str] | None = None) -> dict:
         "action_direction_match_motion": motion_score(judged_swaps, b_clips),
         "attributes_match_motion": attribute_scores(judged_swaps, b_clips),
         "action_direction_match_content": motion_score(judged_swaps, a_clips),
-        "action_match_motion": float((judged_swaps["motion"] // len(DIRECTIONS)
-                                      == np.array([c["action"] for c in b_clips])).mean()),
+        "action_match_motion": part_score(judged_swaps, b_clips, "action"),
+        "direction_match_motion": part_score(judged_swaps, b_clips, "direction"),
+        "direction_match_content": part_score(judged_swaps, a_clips, "direction"),
+        "same_direction": float(np.mean([a["direction"] == b["direction"] for a, b in pairs])),
         "records": [{"content": dict(a), "motion": dict(b),
                      "judged": {**{n: int(judged_swaps[n][i]) for n in NAMES},
                                 "action_direction": motion_name(int(judged_swaps["motion"][i]))}}

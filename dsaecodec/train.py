@@ -48,7 +48,7 @@ WARMUP_STEPS = 3  # steps left out of the reported training speed (compilation, 
 # a checkpoint resumes only with the same values of these (the model and what its latents are trained to hold)
 RESUME_MUST_MATCH = ("family", "no_f", "variant", "channels", "f_channels", "z_channels", "latent_channels",
                      "hidden_channels", "lambdas", "paired_content", "paired_motion", "global_latents",
-                     "swap_consistency")
+                     "swap_consistency", "swap_f_weight")
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -89,6 +89,9 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--swap-consistency", type=float, default=0.0, metavar="WEIGHT",
         help="dsae with f: add WEIGHT x the swap-consistency loss (frames made of one clip's z_1:T and another's f, "
              "analysed again, should give back that z_1:T and that f; unsupervised, see DSAE.swap_consistency)")
+    add("--swap-f-weight", type=float, default=1.0, metavar="SHARE",
+        help="the weight of the swap-consistency loss's f term relative to its z term (0: only z_1:T must come "
+             "back from a swap, so a factor that both latents carry, like a sprite's direction, follows z_1:T)")
     add("--init", type=Path, default=None,
         help="start from this weights file (fine-tuning; same model options, or other --lambdas, each new quality "
              "level starting from the trained level of the nearest lambda, or a spatial DSAE with fewer "
@@ -236,6 +239,8 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
         raise SystemExit("--no-f is an ablation of the dsae family")
     if args.swap_consistency and (args.family != "dsae" or args.no_f):
         raise SystemExit("--swap-consistency trains a dsae model with f")
+    if args.swap_consistency < 0 or args.swap_f_weight < 0:
+        raise SystemExit("--swap-consistency and --swap-f-weight are weights of a loss: 0 or more")
     for flag in ("paired_content", "paired_motion"):
         if getattr(args, flag) and (args.family != "dsae" or args.no_f or args.dataset != "sprites"):
             raise SystemExit(f"--{flag.replace('_', '-')} trains a dsae model with f on sprites")
@@ -463,7 +468,8 @@ def main(argv: list[str] | None = None) -> None:
         loss = rate_weight * bpp + config.lambdas[quality] * 255**2 * mse
         if args.swap_consistency:
             with autocast:
-                loss = loss + args.swap_consistency * model.swap_consistency(out["z_hat"], out["f_hat"])
+                z_term, f_term = model.swap_consistency(out["z_hat"], out["f_hat"])
+                loss = loss + args.swap_consistency * (z_term + args.swap_f_weight * f_term)
         optimizer.zero_grad()
         if aux_optimizer:
             aux_optimizer.zero_grad()

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from dsaecodec import zoo
+from dsaecodec.data.sprites import DIRECTIONS
 from helpers import load_script
 
 
@@ -36,8 +37,14 @@ def test_disentanglement_smallest_run_on_the_tiny_model(tiny_weights_file, tmp_p
     assert swap["pairs"] == 2 and len(swap["records"]) == 2
     for key in ("attributes_match_content", "attributes_match_motion"):
         assert set(swap[key]) == set(attributes) and all(0 <= v <= 1 for v in swap[key].values())
-    for key in ("action_direction_match_motion", "action_direction_match_content", "action_match_motion"):
+    for key in ("action_direction_match_motion", "action_direction_match_content", "action_match_motion",
+                "direction_match_motion", "direction_match_content", "same_direction"):
         assert 0 <= swap[key] <= 1
+    # the judged direction, as the records name it, is what was scored
+    assert swap["direction_match_motion"] == np.mean([DIRECTIONS.index(r["judged"]["action_direction"].split("-")[1])
+                                                      == r["motion"]["direction"] for r in swap["records"]])
+    assert swap["same_direction"] == np.mean([r["content"]["direction"] == r["motion"]["direction"]
+                                              for r in swap["records"]])
     for record in swap["records"]:  # the pairs differ in every attribute and in the action
         a, b = record["content"], record["motion"]
         assert a["action"] != b["action"]

@@ -114,9 +114,9 @@ def test_swap_consistency_is_zero_only_for_a_model_whose_swaps_keep_their_latent
                             variant="factorised"))
     x = torch.rand(3, 2, 3, 32, 32)
     out = model(x, 1)
-    loss = model.swap_consistency(out["z_hat"], out["f_hat"])
-    assert loss.ndim == 0 and loss.item() > 0
-    loss.backward()
+    z_term, f_term = model.swap_consistency(out["z_hat"], out["f_hat"])
+    assert z_term.ndim == f_term.ndim == 0 and z_term.item() > 0 and f_term.item() > 0
+    (z_term + f_term).backward()
     for name in ("g_a", "g_s", "content", "dynamics"):  # the decoder and the encoder are both trained by it
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(model, name).parameters()), name
     # re-analysing a swap that gave back exactly what it was made of costs nothing
@@ -124,9 +124,9 @@ def test_swap_consistency_is_zero_only_for_a_model_whose_swaps_keep_their_latent
     swapped_f = f_hat.roll(1, dims=0)
     model.analyse = lambda frames: (None, swapped_f)
     model.infer_z = lambda features, f: z_hat
-    assert model.swap_consistency(z_hat, f_hat).item() == 0
+    assert [term.item() for term in model.swap_consistency(z_hat, f_hat)] == [0, 0]
     train.main(tiny_run(tmp_path, "--dataset", "sprites", "--variant", "factorised", "--swap-consistency", "0.1",
-                        "--steps", "3", "--validate-every", "0"))
+                        "--swap-f-weight", "0", "--steps", "3", "--validate-every", "0"))
     assert re.search(r"step 3 q1: coded [0-9.]+ bpp", "".join(capsys.readouterr()))
 
 
@@ -134,6 +134,12 @@ def test_swap_consistency_is_zero_only_for_a_model_whose_swaps_keep_their_latent
 def test_swap_consistency_only_for_a_dsae_with_f(tmp_path, options):
     with pytest.raises(SystemExit, match="--swap-consistency"):
         train.main(tiny_run(tmp_path, "--dataset", "sprites", "--swap-consistency", "0.1", "--steps", "1", *options))
+
+
+@pytest.mark.parametrize("weights", [("--swap-consistency", "-0.1"), ("--swap-consistency", "0.1", "--swap-f-weight", "-1")])
+def test_swap_consistency_weights_are_not_negative(tmp_path, weights):
+    with pytest.raises(SystemExit, match="0 or more"):
+        train.main(tiny_run(tmp_path, "--dataset", "sprites", "--variant", "factorised", "--steps", "1", *weights))
 
 
 def test_init_starts_from_a_weights_file(tmp_path):

@@ -178,19 +178,20 @@ class DSAE(CodecModel):
         x_hat = self.synthesise(z_hat, f_hat)
         return {"x_hat": x_hat, "f_bits": f_bits, "z_bits": z_bits, "z_hat": z_hat, "f_hat": f_hat}
 
-    def swap_consistency(self, z_hat: Tensor, f_hat: Tensor) -> Tensor:
-        """Unsupervised swap consistency, a scalar: each clip's z_hat (B, T, C_z, h, w) is synthesised with the
-        next clip's f_hat (B, C_f, h, w) (the batch rolled by one), as a swap of two files would decode, and the
-        frames are analysed again; the mean squared distance of their z and f to the z_hat and f_hat they were
-        made of, each relative to the variance of those (0: consistent; about 0.2 for the models trained
-        without it). A decoder that took the motion from f, or the content from z_1:T, would draw frames whose
-        latents are the other clip's: the loss keeps each factor in its own latent without labels (the targets
-        are detached)."""
+    def swap_consistency(self, z_hat: Tensor, f_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """Unsupervised swap consistency, two scalars (z term, f term): each clip's z_hat (B, T, C_z, h, w) is
+        synthesised with the next clip's f_hat (B, C_f, h, w) (the batch rolled by one), as a swap of two files
+        would decode, and the frames are analysed again; each term is the mean squared distance of the
+        re-inferred z (or f) to the z_hat (or f_hat) the frames were made of, relative to the variance of that
+        target (0: consistent; about 0.2 for the models trained without it). A decoder that took the motion from
+        f, or the content from z_1:T, would draw frames whose latents are the other clip's: the loss keeps each
+        factor in its own latent without labels (the targets are detached)."""
         f_other = f_hat.roll(1, dims=0)
         features, f = self.analyse(self.synthesise(z_hat, f_other).clamp(0, 1))
         z = self.infer_z(features, f)
-        return sum(((made - target.detach()) ** 2).mean() / target.detach().var().clamp_min(1e-6)
-                   for made, target in ((z, z_hat), (f, f_other)))
+        z_term, f_term = (((made - target.detach()) ** 2).mean() / target.detach().var().clamp_min(1e-6)
+                          for made, target in ((z, z_hat), (f, f_other)))
+        return z_term, f_term
 
     def aux_loss(self) -> Tensor:
         """Loss of the quantiles of f's densities (trained by a separate optimiser, as in CompressAI);
