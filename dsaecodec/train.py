@@ -48,7 +48,7 @@ WARMUP_STEPS = 3  # steps left out of the reported training speed (compilation, 
 # a checkpoint resumes only with the same values of these (the model and what its latents are trained to hold)
 RESUME_MUST_MATCH = ("family", "no_f", "variant", "channels", "f_channels", "z_channels", "latent_channels",
                      "hidden_channels", "lambdas", "paired_content", "paired_motion", "global_latents",
-                     "swap_consistency", "swap_f_weight")
+                     "swap_consistency", "swap_f_weight", "motion_changes")
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -86,6 +86,10 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--paired-motion", action="store_true",
         help="sprites, dsae with f: infer z_1:T from a clip of another character in the same motion (keeps "
              "the content out of z_1:T; with --paired-content the target is the true swap of the two partners)")
+    add("--motion-changes", type=float, default=0.0, metavar="P",
+        help="sprites: the share of training clips whose character switches to another action and direction at a "
+             "random frame (without it every clip holds one motion, so a factor constant within clips, like the "
+             "direction, is as static as the character; no labels are used)")
     add("--swap-consistency", type=float, default=0.0, metavar="WEIGHT",
         help="dsae with f: add WEIGHT x the swap-consistency loss (frames made of one clip's z_1:T and another's f, "
              "analysed again, should give back that z_1:T and that f; unsupervised, see DSAE.swap_consistency)")
@@ -225,7 +229,9 @@ def build_dataset(args: argparse.Namespace, split: str, length: int, seed: int, 
         if paired:
             return Partners(split=split, frames=args.frames, length=length, seed=seed,
                             content=args.paired_content, motion=args.paired_motion)
-        return _WithoutLabels(Sprites(split=split, frames=args.frames, length=length, seed=seed))
+        motion_changes = args.motion_changes if split == "train" else 0.0  # validation: the test split as it is
+        return _WithoutLabels(Sprites(split=split, frames=args.frames, length=length, seed=seed,
+                                      motion_changes=motion_changes))
     from dsaecodec.data.balls import BouncingBalls
 
     return BouncingBalls(frames=args.frames, size=args.crop, length=length, seed=seed, split=split)
@@ -239,6 +245,10 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
         raise SystemExit("--no-f is an ablation of the dsae family")
     if args.swap_consistency and (args.family != "dsae" or args.no_f):
         raise SystemExit("--swap-consistency trains a dsae model with f")
+    if args.motion_changes and (args.dataset != "sprites" or args.paired_content or args.paired_motion):
+        raise SystemExit("--motion-changes trains on sprites without --paired-*")
+    if not 0 <= args.motion_changes <= 1:
+        raise SystemExit("--motion-changes is a share of the training clips: 0 to 1")
     if args.swap_consistency < 0 or args.swap_f_weight < 0:
         raise SystemExit("--swap-consistency and --swap-f-weight are weights of a loss: 0 or more")
     for flag in ("paired_content", "paired_motion"):

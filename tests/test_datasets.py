@@ -22,7 +22,8 @@ def test_sprites_item_shapes_and_labels():
     clip, labels = Sprites("train")[0]
     assert clip.shape == (8, 3, 64, 64) and clip.dtype == torch.float32
     assert 0.0 <= clip.min() and clip.max() <= 1.0 and clip.std() > 0.1
-    assert set(labels) == {*ATTRIBUTES, "action", "direction", "phase", "identity"}
+    assert set(labels) == {*ATTRIBUTES, "action", "direction", "phase", "identity", "change"}
+    assert labels["change"] == 8  # no motion changes by default
     assert all(type(value) is int for value in labels.values())
     assert attributes_of(labels["identity"]) == {name: labels[name] for name in ATTRIBUTES}
     assert sprites.identity_of(labels) == labels["identity"]
@@ -41,6 +42,28 @@ def test_sprites_deterministic_by_split_seed_index():
     assert torch.equal(first[7][0], second[7][0]) and first[7][1] == second[7][1]
     assert not torch.equal(first[7][0], first[8][0])
     assert first[7][1] != Sprites("train", seed=2)[7][1]
+
+
+def test_motion_changes_switch_to_another_motion_from_the_same_phase():
+    plain, changing = Sprites("train", frames=6, length=40, seed=2), Sprites("train", frames=6, length=40, seed=2,
+                                                                              motion_changes=0.5)
+    changes = 0
+    for i in range(40):
+        (clip, labels), (own, _) = changing[i], plain[i]
+        k = labels["change"]
+        assert 1 <= k <= 6 and torch.equal(clip[:k], own[:k])  # the first motion, as without changes
+        if k < 6:
+            changes += 1
+            attributes = {name: labels[name] for name in ATTRIBUTES}
+            rest = [torch.from_numpy(render_clip(attributes, a, d, 6 - k, labels["phase"] + k)).permute(0, 3, 1, 2)
+                    .float() / 255.0 for a, d in itertools.product(range(len(ACTIONS)), range(len(DIRECTIONS)))
+                    if (a, d) != (labels["action"], labels["direction"])]
+            assert any(torch.equal(clip[k:], r) for r in rest)  # another motion, same character, same phase
+        assert torch.equal(clip, changing[i][0])  # a pure function of the index
+    assert 10 <= changes <= 30
+    assert all(Sprites("train", length=10, motion_changes=1.0)[i][1]["change"] < 8 for i in range(10))
+    with pytest.raises(ValueError, match="probability"):
+        Sprites("train", motion_changes=1.5)
 
 
 def test_sprites_length_and_looping():

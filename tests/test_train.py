@@ -126,7 +126,7 @@ def test_swap_consistency_is_zero_only_for_a_model_whose_swaps_keep_their_latent
     model.infer_z = lambda features, f: z_hat
     assert [term.item() for term in model.swap_consistency(z_hat, f_hat)] == [0, 0]
     train.main(tiny_run(tmp_path, "--dataset", "sprites", "--variant", "factorised", "--swap-consistency", "0.1",
-                        "--swap-f-weight", "0", "--steps", "3", "--validate-every", "0"))
+                        "--swap-f-weight", "0", "--motion-changes", "0.5", "--steps", "3", "--validate-every", "0"))
     assert re.search(r"step 3 q1: coded [0-9.]+ bpp", "".join(capsys.readouterr()))
 
 
@@ -134,6 +134,14 @@ def test_swap_consistency_is_zero_only_for_a_model_whose_swaps_keep_their_latent
 def test_swap_consistency_only_for_a_dsae_with_f(tmp_path, options):
     with pytest.raises(SystemExit, match="--swap-consistency"):
         train.main(tiny_run(tmp_path, "--dataset", "sprites", "--swap-consistency", "0.1", "--steps", "1", *options))
+
+
+@pytest.mark.parametrize("options", [("--motion-changes", "0.5", "--dataset", "balls"),
+                                     ("--motion-changes", "0.5", "--dataset", "sprites", "--paired-content"),
+                                     ("--motion-changes", "2", "--dataset", "sprites")])
+def test_motion_changes_only_as_a_share_of_unpaired_sprites(tmp_path, options):
+    with pytest.raises(SystemExit, match="--motion-changes"):
+        train.main(tiny_run(tmp_path, "--steps", "1", *options))
 
 
 @pytest.mark.parametrize("weights", [("--swap-consistency", "-0.1"), ("--swap-consistency", "0.1", "--swap-f-weight", "-1")])

@@ -362,11 +362,19 @@ class Sprites(Dataset):
     The split's distinct clips (identity × action × direction × starting phase: 72 000 train,
     21 312 test) are visited in an order fixed by `seed`; `length` (default: all of them) may be
     shorter (a subset) or longer (wraps). Item i is a pure function of (split, seed, i).
+
+    With `motion_changes` p > 0, a clip's character switches with probability p to another
+    action × direction at a random frame k (1 <= k < T) and goes on from the same phase: motion
+    that changes within a clip, as it does in real video. The labels then hold the first motion,
+    and "change" holds k (T: no change).
     """
 
-    def __init__(self, split: str = "train", frames: int = 8, length: int | None = None, seed: int = 0):
+    def __init__(self, split: str = "train", frames: int = 8, length: int | None = None, seed: int = 0,
+                 motion_changes: float = 0.0):
+        if not 0 <= motion_changes <= 1:
+            raise ValueError(f"motion_changes is a probability, not {motion_changes}")
         self.ids = self.identities(split)
-        self.frames = frames
+        self.frames, self.seed, self.motion_changes = frames, seed, motion_changes
         self.grid = (len(self.ids), len(ACTIONS), len(DIRECTIONS), CYCLE)
         self.order = np.random.default_rng(seed).permutation(int(np.prod(self.grid)))
         self.length = len(self.order) if length is None else length
@@ -391,7 +399,15 @@ class Sprites(Dataset):
         identity = int(self.ids[slot])
         attributes = attributes_of(identity)
         clip = render_clip(attributes, action, direction, self.frames, phase)
-        labels = {**attributes, "action": action, "direction": direction, "phase": phase, "identity": identity}
+        change = self.frames
+        rng = np.random.default_rng([self.seed, index])
+        if self.frames > 1 and rng.random() < self.motion_changes:
+            change = int(rng.integers(1, self.frames))
+            others = [m for m in np.ndindex(len(ACTIONS), len(DIRECTIONS)) if m != (action, direction)]
+            new_action, new_direction = others[rng.integers(len(others))]
+            clip[change:] = render_clip(attributes, new_action, new_direction, self.frames - change, phase + change)
+        labels = {**attributes, "action": action, "direction": direction, "phase": phase, "identity": identity,
+                  "change": change}
         return _as_tensor(clip), labels
 
 
