@@ -195,7 +195,8 @@ def data_description(args: argparse.Namespace, dataset: Dataset) -> str:
     """What a run trained on, in words (clips: the files behind the sources, which are paths on one machine)."""
     if args.dataset == "clips":
         return dataset.description
-    return f"synthetic {args.dataset}, train split, {args.frames}-frame clips drawn from seed {args.seed}"
+    changes = f", {args.motion_changes:.0%} of them changing motion at a random frame" if args.motion_changes else ""
+    return f"synthetic {args.dataset}, train split, {args.frames}-frame clips drawn from seed {args.seed}{changes}"
 
 
 class _WithoutLabels(Dataset):
