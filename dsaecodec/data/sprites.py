@@ -400,8 +400,8 @@ class Sprites(Dataset):
         attributes = attributes_of(identity)
         clip = render_clip(attributes, action, direction, self.frames, phase)
         change = self.frames
-        rng = np.random.default_rng([self.seed, index])
-        if self.frames > 1 and rng.random() < self.motion_changes:
+        rng = np.random.default_rng([self.seed, index]) if self.motion_changes and self.frames > 1 else None
+        if rng is not None and rng.random() < self.motion_changes:
             change = int(rng.integers(1, self.frames))
             others = [m for m in np.ndindex(len(ACTIONS), len(DIRECTIONS)) if m != (action, direction)]
             new_action, new_direction = others[rng.integers(len(others))]
