@@ -142,9 +142,6 @@ def encode(input_path: Path, output: Path | None, quality: float | None, bitrate
     the others are carried on; a summary table ends the run, and the exit code is 2 if any file failed.
     Outputs that exist are skipped unless --force. With --ray the folder is coded on a Ray cluster.
     """
-    from dsaecodec import zoo
-    from dsaecodec.codec import DEFAULT_QUALITY
-
     if sum(option is not None for option in (quality, bitrate, target_psnr)) > 1:
         raise ValueError("give one of --quality, --bitrate and --target-psnr")
     if ray_address is not None:
@@ -153,6 +150,13 @@ def encode(input_path: Path, output: Path | None, quality: float | None, bitrate
         check_address(ray_address)
         if not input_path.is_dir():
             raise ValueError(f"--ray codes a folder, and {input_path} is not one (code a single file without --ray)")
+    if ray_address is None:
+        from dsaecodec.parallel import start_workers_early
+
+        start_workers_early(_jobs(jobs, device))  # the workers' import of torch runs beside this process's
+    from dsaecodec import zoo
+    from dsaecodec.codec import DEFAULT_QUALITY
+
     options = EncodeOptions(card=zoo.registered_card(model_name),
                             quality=DEFAULT_QUALITY if quality is None else quality,
                             bits_per_second=None if bitrate is None else _bitrate(bitrate), target_psnr=target_psnr,
@@ -357,18 +361,22 @@ def decode(input_path: Path, output: Path | None, lossless: bool, no_audio: bool
     """Decompress a .dsae file into a playable video (with its sound, in .mp4 and .mkv)."""
     from fractions import Fraction
 
-    from tqdm import tqdm
-
-    from dsaecodec.codec import Decoder
     from dsaecodec.fileutil import check_output
-    from dsaecodec.videoio import VideoWriter, carries_audio
+    from dsaecodec.parallel import start_workers_early
 
     if verify and output:
         raise ValueError("--verify writes no output; leave out -o")
+    jobs = _jobs(jobs, device)
     if not verify:
         output = output or input_path.with_suffix(".mp4")
         _check_not_input(input_path, output)
         check_output(output, force)
+        start_workers_early(jobs)  # the workers' import of torch runs beside this process's
+    from tqdm import tqdm
+
+    from dsaecodec.codec import Decoder
+    from dsaecodec.videoio import VideoWriter, carries_audio
+
     with open(_readable(input_path), "rb") as source:
         decoder = Decoder(source, device=_device(device))
         header = decoder.header
@@ -391,7 +399,7 @@ def decode(input_path: Path, output: Path | None, lossless: bool, no_audio: bool
                          audio_window=window) as writer:
             length = header.segment_length
             total = sum(min(length, header.frame_count - k * length) for k in selected)
-            for frame in tqdm(decoder.frames(selected, _jobs(jobs, device)), total=total, unit="frame", desc="decode",
+            for frame in tqdm(decoder.frames(selected, jobs), total=total, unit="frame", desc="decode",
                               disable=None, leave=False):
                 writer.write(frame)
                 frame_count += 1

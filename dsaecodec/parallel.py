@@ -35,6 +35,14 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return context
 
 
+def start_workers_early(jobs: int) -> None:
+    """With `jobs > 1`, start the fork server that worker pools fork from now, before this process imports torch:
+    the server's own import of the codec (seconds) then runs on another core beside this process's, not after it
+    when the first pool starts. Call it first thing in a command; with `jobs == 1` it does nothing."""
+    if jobs > 1:
+        _worker_context()
+
+
 def _start_quiet_fork_server() -> None:
     """Start the fork server (if it is not running) with its stderr, which every worker inherits, on the null
     device: a worker cut off while it starts (Ctrl-C) would print a traceback there. A worker's errors reach

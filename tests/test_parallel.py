@@ -1,6 +1,9 @@
 """`--jobs`: segments coded in worker processes give the bytes and frames of one process, in order."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -66,3 +69,14 @@ def test_cli_jobs_option(tiny_model, tmp_path):
     assert (tmp_path / "1.y4m").read_bytes() == (tmp_path / "2.y4m").read_bytes()
     result = runner.invoke(main, ["encode", str(source), "-o", str(tmp_path / "0.dsae"), "--jobs", "0"])
     assert result.exit_code == 2 and not (tmp_path / "0.dsae").exists()
+
+
+def test_workers_can_start_before_torch_is_imported():
+    """`start_workers_early` starts the fork server (which imports the codec) without importing torch here, and
+    only when there will be workers."""
+    script = ("import sys; from multiprocessing import forkserver; from dsaecodec.parallel import start_workers_early; "
+              "start_workers_early(1); one = forkserver._forkserver._forkserver_pid; "
+              "start_workers_early(2); print(one, forkserver._forkserver._forkserver_pid is not None, "
+              "'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["None", "True", "False"], result.stdout + result.stderr
