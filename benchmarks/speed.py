@@ -5,8 +5,9 @@
     python benchmarks/speed.py --models dsae-natural --parts speed
     python benchmarks/speed.py --weights mine=/tmp/run/ckpt.pt   # also measure an unshipped weights file
 
-Four measurements, each through the real codec API (`codec.encode_stream` into file bytes with header,
-CRCs and index; `codec.Decoder` back to frames, checked equal to the encoder's reconstruction):
+Five measurements, the first four through the real codec API (`codec.encode_stream` into file bytes with
+header, CRCs and index; `codec.Decoder` back to frames, checked equal to the encoder's reconstruction), the
+last through the commands:
 
 speed     Encode and decode frames per second at 64x64 (carphone's centre 128x128, 2x2-averaged), 176x144
           (carphone) and 640x360 (bigbuckbunny's 1280x720, 2x2-averaged), the first --frames frames of each,
@@ -40,6 +41,11 @@ jobs      `--jobs 1` against `--jobs N` (default: every core, at least 2) at 640
           encode and decode frames per second and the speed-up, each timed call starting its own worker
           pool as a command does (the fork server that pools fork from starts once, in the warm-up); the
           bytes and decoded frames are checked identical.
+commands  Start-up as a user meets it: wall seconds of fresh `dsaecodec` processes (best of --repeats, after
+          one warm-up): `models`, `info`, and `encode` / `decode` of the 64x64 clip's first 16 frames (two
+          segments; cropped to 32x32 for the balls models; the whole command, an upper bound of the time to the
+          first coded frame) with `--jobs 1` and with the default (every core). A short clip shows what the
+          worker pool's start costs.
 
 The codec pins one intra-op torch thread while it codes (dsaecodec.priors.codec_threads), whatever the
 caller's setting. Prints tables with PASS/MISS against the team's targets; writes results/speed.json.
@@ -90,7 +96,12 @@ TARGETS = {
     "memory": "peak RSS flat in clip length (4x the frames: <= 5% more)",
     "memory_segments": "peak RSS flat in segment length (640x480, 64 vs 16 frames per segment: <= 5% more)",
     "jobs": "--jobs 2 vs --jobs 1 at 640x360: >= 1.6x faster encode and decode, same bytes and frames",
+    "answer": "`dsaecodec models` and `dsaecodec info` answer in < 1 s",
+    "start": "encode and decode of a 16-frame clip, whole command: <= 3 s",
 }
+ANSWER_GOAL_SECONDS = 1.0
+START_GOAL_SECONDS = 3.0
+COMMAND_FRAMES = 16
 JOBS_GOAL_SPEEDUP = 1.6
 OVERHEAD_GOAL_PERCENT = 0.1
 DECODE_GOAL_FPS = 30.0
@@ -323,6 +334,43 @@ def rss_child(spec: dict) -> dict:
             "after_segment": after_segment, "ru_maxrss_mib": _ru_maxrss_mib()}
 
 
+def run_commands(models: list[str], repeats: int, log: Callable[[str], None]) -> list[dict]:
+    """Wall seconds of fresh `dsaecodec` commands: models and info once, encode and decode of the 64x64 clip's
+    first COMMAND_FRAMES frames per model with `--jobs 1` and with the default; the files checked identical."""
+    from dsaecodec.videoio import VideoWriter
+
+    frames, fps, _ = load_clip("64x64", COMMAND_FRAMES)
+    command = [sys.executable, "-c", "from dsaecodec.cli import main; main()"]
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+
+        def seconds(*arguments: str) -> list[float]:
+            return timed(lambda: subprocess.run(command + list(arguments), check=True, capture_output=True),
+                         repeats)[0]
+
+        for model_name in models:
+            size = codec.loaded_model(model_name)[0].frame_size or 64  # the only size of a global-latent model
+            clip = Path(folder) / f"clip{size}.y4m"
+            with VideoWriter(clip, size, size, fps, force=True) as writer:
+                for frame in frames:
+                    writer.write(frame[:size, :size])
+            files = {}
+            for jobs in ("1", None):
+                options = ["--jobs", jobs] if jobs else []
+                coded = Path(folder) / f"{model_name}-{jobs or 'default'}.dsae"
+                encode = seconds("encode", str(clip), "-o", str(coded), "-m", model_name, "--force", *options)
+                decode = seconds("decode", str(coded), "-o", str(Path(folder) / "out.y4m"), "--force", *options)
+                files[jobs] = coded.read_bytes()
+                rows.append({"model": model_name, "command": "encode/decode", "jobs": jobs or "default",
+                             "frames": len(frames), "encode_seconds": encode, "decode_seconds": decode})
+            if files["1"] != files[None]:
+                raise RuntimeError(f"{model_name}: the default --jobs wrote other bytes than --jobs 1")
+            log(f"commands {model_name:<14} done")
+        rows[:0] = [{"model": "", "command": "models", "seconds": seconds("models")},
+                    {"model": models[0], "command": "info", "seconds": seconds("info", str(coded))}] if models else []
+    return rows
+
+
 SEGMENT_CROP = "640x480"
 
 
@@ -426,9 +474,15 @@ def run_overhead(models: list[str], frame_count: int | None, qualities: list[int
 
 # --- report ------------------------------------------------------------------------------------------------
 
-def targets(speed: list[dict], memory: list[dict], overhead: list[dict], jobs: list[dict],
+def targets(speed: list[dict], memory: list[dict], overhead: list[dict], jobs: list[dict], commands: list[dict],
             models: list[str]) -> list[dict]:
     rows = []
+    answers = [row for row in commands if row["command"] in ("models", "info")]
+    if answers:
+        value = max(min(row["seconds"]) for row in answers)
+        rows.append({"target": TARGETS["answer"], "model": "",
+                     "measured": ", ".join(f"{row['command']} {min(row['seconds']):.2f} s" for row in answers),
+                     "status": "PASS" if value < ANSWER_GOAL_SECONDS else "MISS"})
     for model_name in models:
         mine = [r for r in jobs if r["model"] == model_name and r["jobs"] == 2]
         if mine:
@@ -436,6 +490,13 @@ def targets(speed: list[dict], memory: list[dict], overhead: list[dict], jobs: l
             rows.append({"target": TARGETS["jobs"], "model": model_name,
                          "measured": f"encode {mine[0]['encode_speedup']:.2f}x, decode {mine[0]['decode_speedup']:.2f}x",
                          "status": "PASS" if value >= JOBS_GOAL_SPEEDUP else "MISS"})
+        mine = [r for r in commands if r["model"] == model_name and r["command"] == "encode/decode"]
+        if mine:
+            value = max(min(r[part]) for r in mine for part in ("encode_seconds", "decode_seconds"))
+            rows.append({"target": TARGETS["start"], "model": model_name,
+                         "measured": "; ".join(f"--jobs {r['jobs']}: encode {min(r['encode_seconds']):.2f} s, "
+                                               f"decode {min(r['decode_seconds']):.2f} s" for r in mine),
+                         "status": "PASS" if value <= START_GOAL_SECONDS else "MISS"})
         mine = [r for r in overhead if r["model"] == model_name]
         if mine:
             worst = max(mine, key=lambda r: r["payload_overhead_percent"])
@@ -493,6 +554,15 @@ def print_report(result: dict) -> None:
                   f"{one['encode']['fps_best']:>6.2f} {one['decode']['fps_best']:>6.2f} "
                   f"{many['encode']['fps_best']:>6.2f} {many['decode']['fps_best']:>6.2f} "
                   f"{row['encode_speedup']:>6.2f} {row['decode_speedup']:>6.2f}")
+    if result["commands"]:
+        print(f"\nfresh `dsaecodec` processes, wall seconds (best of {len(result['commands'][0]['seconds'])}); "
+              f"encode / decode: the 64x64 clip's first {COMMAND_FRAMES} frames, whole command")
+        for row in result["commands"]:
+            if row["command"] == "encode/decode":
+                print(f"  {row['model']:<14} --jobs {row['jobs']:<7} encode {min(row['encode_seconds']):5.2f}  "
+                      f"decode {min(row['decode_seconds']):5.2f}")
+            else:
+                print(f"  {row['command']:<22} {min(row['seconds']):5.2f}")
     if result["memory"]:
         meters = sorted({row["meter"] for row in result["memory"]})
         print(f"\npeak RSS (MiB, {'/'.join(meters)}) while encoding bigbuckbunny (1280x720, or its centre "
@@ -562,8 +632,8 @@ def main(argv: list[str] | None = None) -> dict:
                              f"{', '.join(zoo.MODELS)})")
     parser.add_argument("--weights", action="append", default=[], metavar="NAME=PATH", type=_weights_card,
                         help="also measure this weights file (e.g. a training checkpoint) as model NAME; repeatable")
-    parser.add_argument("--parts", default="speed,memory,overhead,jobs",
-                        help="comma-separated, from speed, memory, overhead, jobs (default: all)")
+    parser.add_argument("--parts", default="speed,memory,overhead,jobs,commands",
+                        help="comma-separated, from speed, memory, overhead, jobs, commands (default: all)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="worker processes for the jobs part, against 1 (default: every core, at least 2)")
     parser.add_argument("--quick", action="store_true",
@@ -593,7 +663,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     parts = [p for p in args.parts.split(",") if p]
     for part in parts:
-        if part not in ("speed", "memory", "overhead", "jobs"):
+        if part not in ("speed", "memory", "overhead", "jobs", "commands"):
             parser.error(f"unknown part {part!r}")
     sizes = args.sizes.split(",") if args.sizes else list(SIZES)
     for size in sizes:
@@ -625,6 +695,8 @@ def main(argv: list[str] | None = None) -> dict:
                     if "overhead" in parts and models else [])
         jobs = (run_jobs(models, frame_count, repeats, args.quality, args.jobs or max(2, available_cores()), log)
                 if "jobs" in parts and models else [])
+        shipped = [name for name in models if name not in added]  # what a fresh `dsaecodec` process knows
+        commands = run_commands(shipped, repeats, log) if "commands" in parts and shipped else []
     finally:
         for name, card in previous.items():
             if card is None:
@@ -645,7 +717,8 @@ def main(argv: list[str] | None = None) -> dict:
         "memory": memory,
         "overhead": overhead,
         "jobs": jobs,
-        "targets": targets(speed, memory, overhead, jobs, models),
+        "commands": commands,
+        "targets": targets(speed, memory, overhead, jobs, commands, models),
         "skipped": skipped,
     }
     print_report(result)

@@ -76,6 +76,21 @@ def test_speed_jobs_part_on_the_tiny_model(tiny_model, tmp_path):
     assert target["status"] in {"PASS", "MISS"} and "--jobs 2" in target["target"]
 
 
+@pytest.mark.slow  # a dozen fresh processes: ~30 s on idle cores
+def test_speed_commands_part_on_a_shipped_model(tmp_path):
+    """Fresh `dsaecodec` processes (which know only the shipped models): models, info, encode and decode with one
+    job and the default, on the model's frame size (32x32 for the balls models)."""
+    speed = load_script("speed")
+    speed.main(["--models", "dsae-balls", "--parts", "commands", "--repeats", "1", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "speed.json").read_text())
+
+    *_, one, default = result["commands"]
+    assert [row["command"] for row in result["commands"]] == ["models", "info", "encode/decode", "encode/decode"]
+    assert (one["jobs"], default["jobs"]) == ("1", "default")
+    assert all(len(row["encode_seconds"]) == len(row["decode_seconds"]) == 1 for row in (one, default))
+    assert [row["target"] for row in result["targets"]] == [speed.TARGETS["answer"], speed.TARGETS["start"]]
+
+
 def test_speed_memory_quick_on_the_tiny_model(tiny_model, tmp_path):
     """Peak RSS is measured in child processes, which must find a model registered at runtime (here tiny-test)."""
     speed = load_script("speed")
