@@ -366,8 +366,8 @@ def run_commands(models: list[str], repeats: int, log: Callable[[str], None]) ->
             if files["1"] != files[None]:
                 raise RuntimeError(f"{model_name}: the default --jobs wrote other bytes than --jobs 1")
             log(f"commands {model_name:<14} done")
-        rows[:0] = [{"model": "", "command": "models", "seconds": seconds("models")},
-                    {"model": models[0], "command": "info", "seconds": seconds("info", str(coded))}] if models else []
+        rows[:0] = [{"model": "", "command": "models", "seconds": seconds("models")},  # info of the last file
+                    {"model": model_name, "command": "info", "seconds": seconds("info", str(coded))}]
     return rows
 
 

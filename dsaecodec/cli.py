@@ -150,10 +150,11 @@ def encode(input_path: Path, output: Path | None, quality: float | None, bitrate
         check_address(ray_address)
         if not input_path.is_dir():
             raise ValueError(f"--ray codes a folder, and {input_path} is not one (code a single file without --ray)")
+    jobs_per_file = _jobs(jobs, device)
     if ray_address is None:
         from dsaecodec.parallel import start_workers_early
 
-        start_workers_early(_jobs(jobs, device))  # the workers' import of torch runs beside this process's
+        start_workers_early(jobs_per_file)  # the workers' import of torch runs beside this process's
     from dsaecodec import zoo
     from dsaecodec.codec import DEFAULT_QUALITY
 
@@ -161,7 +162,7 @@ def encode(input_path: Path, output: Path | None, quality: float | None, bitrate
                             quality=DEFAULT_QUALITY if quality is None else quality,
                             bits_per_second=None if bitrate is None else _bitrate(bitrate), target_psnr=target_psnr,
                             segment_length=segment_length, audio=not no_audio, device=device,
-                            jobs=_jobs(jobs, device), force=force)
+                            jobs=jobs_per_file, force=force)
     if input_path.is_dir():
         folder = input_path.resolve()
         encode_files = (functools.partial(_encode_here, options) if ray_address is None
