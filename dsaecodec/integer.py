@@ -31,6 +31,11 @@ are im2col/col2im and GEMM (mkldnn, NNPACK and XNNPACK take no float64, so ATEN_
 and the thread count only change the order of exact operations); on CUDA the layers run with cuDNN off (its FFT
 and Winograd algorithms would round), which is GEMM again. Everything after the convolution is int64 arithmetic.
 
+A synthesis transform (convolutions, inverse GDNs and pixel shuffles only, as the RNN codecs' g_s) runs in float64
+throughout instead (`exact_float`): the same integers, held as float64 values, and every step an operation whose
+exact result is an integer (or an integer / 2^k) below 2^53, which IEEE 754 float64 then returns unrounded. That
+saves the int64 round trips around every convolution and halves the passes over memory. Each step states its bound.
+
 The quantities coding needs besides the networks are fixed-point too: `IntegerGain` holds each channel's
 quantisation step at a quality (from the float log gains by exact rational arithmetic and a correctly rounded
 exp) and maps fixed-point scales to scale indices by integer comparison.
@@ -117,20 +122,33 @@ class IntegerConv2d:
         self.tap_sum = tap_sum
         bias = layer.bias if layer.bias is not None else torch.zeros(self.weight.shape[out_dim])
         self.bias = to_fixed(bias.detach())[None, :, None, None].to(layer.weight.device)
+        # exact_float adds 2^(shift - 1) to a total of at most tap_sum * INPUT_BOUND before scaling by 2^-shift
+        self.float_exact = (self.shift >= 1 and tap_sum * INPUT_BOUND + (1 << (self.shift - 1)) <= EXACT_BOUND
+                            and int(self.bias.abs().max()) <= EXACT_BOUND >> self.shift)
 
-    def __call__(self, x: Tensor) -> Tensor:
-        x = x.clamp(-INPUT_BOUND, INPUT_BOUND).double()
+    def _total(self, x: Tensor) -> Tensor:
+        """The sums of products w * x (float64, exact) of float64 integers x, clamped here."""
+        x = x.clamp(-INPUT_BOUND, INPUT_BOUND)
         with torch.backends.cudnn.flags(enabled=False):
             if self.transposed:
-                total = F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, self.output_padding,
-                                           1, self.dilation)
-            else:
-                total = F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation)
-        return round_shift(total.long(), self.shift) + self.bias
+                return F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, self.output_padding,
+                                          1, self.dilation)
+            return F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return round_shift(self._total(x.double()).long(), self.shift) + self.bias
+
+    def exact_float(self, x: Tensor) -> Tensor:
+        """`__call__` on float64 integers, in float64: floor(total * 2^-shift + 1/2) + bias. Exact when
+        `float_exact`: total * 2^-shift + 1/2 = (total + 2^(shift-1)) / 2^shift, an integer of magnitude at most
+        EXACT_BOUND over a power of two, and the output at most EXACT_BOUND / 2^shift + |bias| <= EXACT_BOUND."""
+        return self._total(x).mul_(2.0**-self.shift).add_(0.5).floor_().add_(self.bias.double())
 
 
 class IntegerLeakyReLU:
     """max(x, 0) + slope * min(x, 0) on int64 activations, the slope a multiple of 2^-FRACTION_BITS (0: ReLU)."""
+
+    float_exact = False  # its input is unbounded, so x * slope may pass 2^53
 
     def __init__(self, slope: float):
         self.slope = round(slope * ONE)
@@ -157,6 +175,8 @@ class IntegerAffine:
         self.scale = integer_scale.long()[None, :, None, None].to(norm.weight.device)
         self.offset = to_fixed(offset)[None, :, None, None].to(norm.weight.device)
 
+    float_exact = False
+
     def __call__(self, x: Tensor) -> Tensor:
         return round_shift(x.clamp(-INPUT_BOUND, INPUT_BOUND) * self.scale, self.shift) + self.offset
 
@@ -167,6 +187,13 @@ def floor_sqrt(n: Tensor) -> Tensor:
     one unit off (a faithful rather than correct one, as some fast-math builds give)."""
     root = torch.sqrt(n.double()).floor().long()
     return root - (root * root > n).long() + ((root + 1) * (root + 1) <= n).long()
+
+
+def floor_sqrt_float(n: Tensor) -> Tensor:
+    """`floor_sqrt` of float64 integers n in [0, 2^52], in float64: root <= 2^26, so root^2 and (root + 1)^2
+    are integers below 2^53, exact."""
+    root = torch.sqrt(n).floor_()
+    return root.sub_((root * root > n).double()).add_(((root + 1) ** 2 <= n).double())
 
 
 class IntegerInverseGDN:
@@ -187,6 +214,7 @@ class IntegerInverseGDN:
             norm.weight.copy_(gdn.gamma_reparam(gdn.gamma).reshape(channels, channels, 1, 1))
             norm.bias.copy_(gdn.beta_reparam(gdn.beta))
         self.norm = IntegerConv2d(norm)
+        self.float_exact = self.norm.float_exact
 
     def __call__(self, x: Tensor) -> Tensor:
         x = x.clamp(-INPUT_BOUND, INPUT_BOUND)
@@ -194,9 +222,19 @@ class IntegerInverseGDN:
         norm = self.norm(squares).clamp(0, self.NORM_LIMIT * ONE) << FRACTION_BITS
         return round_shift(x * floor_sqrt(norm), FRACTION_BITS)
 
+    def exact_float(self, x: Tensor) -> Tensor:
+        """`__call__` on float64 integers, in float64: x^2 and x * root are at most 2^52, and adding 2^15 before
+        scaling by 2^-16 keeps them below 2^53, so each floor(v * 2^-16 + 1/2) is exact."""
+        x = x.clamp(-INPUT_BOUND, INPUT_BOUND)
+        squares = (x * x).mul_(2.0**-FRACTION_BITS).add_(0.5).floor_()
+        norm = self.norm.exact_float(squares).clamp_(0, self.NORM_LIMIT * ONE).mul_(ONE)
+        return floor_sqrt_float(norm).mul_(x).mul_(2.0**-FRACTION_BITS).add_(0.5).floor_()
+
 
 class IntegerPixelShuffle:
     """`nn.PixelShuffle`: a rearrangement, exact on integers."""
+
+    float_exact = True
 
     def __init__(self, factor: int):
         self.factor = factor
@@ -204,9 +242,13 @@ class IntegerPixelShuffle:
     def __call__(self, x: Tensor) -> Tensor:
         return F.pixel_shuffle(x, self.factor)
 
+    exact_float = __call__
+
 
 class IntegerSigmoid:
     """`nn.Sigmoid` on int64 activations (by table, see `sigmoid`)."""
+
+    float_exact = False
 
     def __call__(self, x: Tensor) -> Tensor:
         return sigmoid(x)
@@ -214,14 +256,24 @@ class IntegerSigmoid:
 
 class IntegerSequential:
     """`nn.Sequential` of convolutions (plain and transposed), (leaky) ReLUs, eval-mode batch norms, inverse GDNs,
-    pixel shuffles and sigmoids, converted layer by layer."""
+    pixel shuffles and sigmoids, converted layer by layer; in float64 throughout (`exact_float`) where every layer
+    can be."""
 
     def __init__(self, network: nn.Sequential):
         self.layers = [convert(layer) for layer in network]
+        self.float_exact = all(layer.float_exact for layer in self.layers)
 
     def __call__(self, x: Tensor) -> Tensor:
+        if self.float_exact:
+            return self.exact_float(x.double()).long()
         for layer in self.layers:
             x = layer(x)
+        return x
+
+    def exact_float(self, x: Tensor) -> Tensor:
+        """`__call__` on float64 integers, in float64 (only when `float_exact`)."""
+        for layer in self.layers:
+            x = layer.exact_float(x)
         return x
 
 

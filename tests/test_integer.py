@@ -173,6 +173,32 @@ def test_integer_synthesis_layers_follow_their_float_layers():
         integer.convert(GDN(6))
 
 
+def test_float64_synthesis_gives_the_int64_integers():
+    """A synthesis transform runs in float64 (`exact_float`): the same integers as the int64 layers give one by one,
+    over the whole input range and beyond it, with large weights and a large GDN norm; a network with a leaky ReLU
+    (unbounded input to its product) keeps the int64 path."""
+    from dsaecodec.models.layers import synthesis_transform
+
+    generator = torch.Generator().manual_seed(3)
+    network = synthesis_transform(5, 4)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 3)
+        for gdn in (layer for layer in network if isinstance(layer, GDN)):
+            gdn.gamma.copy_(gdn.gamma_reparam.init(torch.rand(4, 4, generator=generator) * 50))
+    converted = integer.convert(network)
+    assert converted.float_exact
+    for x in (random_activations((2, 5, 3, 4), generator),
+              torch.randint(-2**17, 2**17, (2, 5, 3, 4), generator=generator, dtype=torch.int64)):
+        layer_by_layer = x
+        for layer in converted.layers:
+            layer_by_layer = layer(layer_by_layer) if not isinstance(layer, integer.IntegerSequential) else \
+                layer.layers[1](layer.layers[0](layer_by_layer))
+        assert torch.equal(converted(x), layer_by_layer)
+        assert converted(x).abs().max() > 2**20  # the test reaches large values
+    assert not integer.convert(nn.Sequential(nn.Conv2d(2, 2, 1), nn.LeakyReLU(0.1))).float_exact
+
+
 def test_integer_gain_interpolates_exactly_and_picks_the_float_scale_index():
     log_gain = torch.tensor([[-1.5, 0.0, 2.0], [0.25, 0.5, 3.0]])
     half = IntegerGain(log_gain, 0.5)
