@@ -5,7 +5,7 @@
     python benchmarks/speed.py --models dsae-natural --parts speed
     python benchmarks/speed.py --weights mine=/tmp/run/ckpt.pt   # also measure an unshipped weights file
 
-Five measurements, the first four through the real codec API (`codec.encode_stream` into file bytes with
+Six measurements, the first five through the real codec API (`codec.encode_stream` into file bytes with
 header, CRCs and index; `codec.Decoder` back to frames, checked equal to the encoder's reconstruction), the
 last through the commands:
 
@@ -41,6 +41,11 @@ jobs      `--jobs 1` against `--jobs N` (default: every core, at least 2) at 640
           encode and decode frames per second and the speed-up, each timed call starting its own worker
           pool as a command does (the fork server that pools fork from starts once, in the warm-up); the
           bytes and decoded frames are checked identical.
+device    `--device cuda` against the CPU (whenever PyTorch sees a CUDA device; skipped with a note otherwise), at
+          every size: encode and decode frames per second on the device, whether its encode writes the CPU's
+          bytes, whether the CPU's file decodes there (the integer entropy path keeps its latents) and how far its
+          frames are from the CPU's decode, and whether the device's file decodes on the CPU. `--device cpu`
+          runs the same comparison against itself (how the part is tested without a GPU).
 commands  Start-up as a user meets it: wall seconds of fresh `dsaecodec` processes (best of --repeats, after
           one warm-up): `models`, `info`, and `encode` / `decode` of the 64x64 clip's first 16 frames (two
           segments; cropped to 32x32 for the balls models; the whole command, an upper bound of the time to the
@@ -82,7 +87,7 @@ import torch  # noqa: E402
 from classical import ANCHORS, decode_packets, encode_packets  # noqa: E402
 
 from bitstream import coder  # noqa: E402
-from bitstream.format import BitstreamReader  # noqa: E402
+from bitstream.format import BitstreamError, BitstreamReader  # noqa: E402
 from dsaecodec import codec, zoo  # noqa: E402
 from dsaecodec.parallel import available_cores  # noqa: E402
 from dsaecodec.videoio import VideoReader, read_video  # noqa: E402
@@ -98,6 +103,7 @@ TARGETS = {
     "jobs": "--jobs 2 vs --jobs 1 at 640x360: >= 1.6x faster encode and decode, same bytes and frames",
     "answer": "`dsaecodec models` and `dsaecodec info` answer in < 1 s",
     "start": "encode and decode of a 16-frame clip, whole command: <= 3 s",
+    "device": "a file encoded on the CPU decodes on the device and vice versa (same latents: no desync)",
 }
 ANSWER_GOAL_SECONDS = 1.0
 START_GOAL_SECONDS = 3.0
@@ -157,18 +163,18 @@ def timed(run: Callable[[], object], repeats: int) -> tuple[list[float], object]
 
 
 def learned_encode(frames: np.ndarray, fps: Fraction, model_name: str, quality: int, jobs: int = 1,
-                   reconstructions: bool = True) -> tuple[bytes, np.ndarray | None]:
+                   reconstructions: bool = True, device: str = "cpu") -> tuple[bytes, np.ndarray | None]:
     """Frames -> (.dsae file bytes, the encoder's reconstruction or None without `reconstructions`, as
     `dsaecodec encode` codes), through codec.encode_stream."""
     out = io.BytesIO()
     segments = list(codec.encode_stream(iter(frames), out, fps=fps, model_name=model_name, quality=quality,
-                                        jobs=jobs, reconstructions=reconstructions))
+                                        device=device, jobs=jobs, reconstructions=reconstructions))
     return out.getvalue(), np.concatenate([s.reconstruction for s in segments]) if reconstructions else None
 
 
-def learned_decode(data: bytes, jobs: int = 1) -> np.ndarray:
+def learned_decode(data: bytes, jobs: int = 1, device: str = "cpu") -> np.ndarray:
     """The frames of a .dsae file, as `dsaecodec decode` has them (`Decoder.frames`), stacked."""
-    decoder = codec.Decoder(data)
+    decoder = codec.Decoder(data, device)
     return np.stack(list(decoder.frames(range(len(decoder)), jobs)))
 
 
@@ -262,6 +268,42 @@ def run_speed(models: list[str], sizes: list[str], frame_count: int, repeats: in
                     row[f"{part}_ratio_vs_x264_{label}"] = (learned[part]["fps_best"]
                                                             / x264[label][part]["fps_best"])
             rows.append(row)
+    return rows
+
+
+def _decoded_or_error(data: bytes, device: str) -> tuple[np.ndarray | None, str]:
+    """(frames, "") of a file decoded on `device`, or (None, the error) where the decoder refuses it."""
+    try:
+        return learned_decode(data, device=device), ""
+    except BitstreamError as error:
+        return None, str(error)
+
+
+def run_device(models: list[str], sizes: list[str], frame_count: int, repeats: int, quality: int | None,
+               device: str, log: Callable[[str], None]) -> list[dict]:
+    """`--device DEVICE` against the CPU at each size: speed on the device, and files crossing between the two."""
+    rows = []
+    for size in sizes:
+        frames, fps, description = load_clip(size, frame_count)
+        for model_name in models:
+            started = time.perf_counter()
+            level = quality_for(model_name, quality)
+            cpu_file = learned_encode(frames, fps, model_name, level, reconstructions=False)[0]
+            cpu_frames = learned_decode(cpu_file)
+            enc_seconds, (device_file, _) = timed(
+                lambda: learned_encode(frames, fps, model_name, level, reconstructions=False, device=device), repeats)
+            dec_seconds, (device_frames, device_error) = timed(lambda: _decoded_or_error(cpu_file, device), repeats)
+            back_frames, back_error = _decoded_or_error(device_file, "cpu")
+            codec.loaded_model(model_name, "cpu")  # the cached model back where the other parts expect it
+            log(f"device {size:<8} {model_name:<14} {time.perf_counter() - started:6.1f} s")
+            rows.append({
+                "model": model_name, "size": size, "clip": description, "frames": len(frames), "quality": level,
+                "device": device, "encode": _fps(len(frames), enc_seconds), "decode": _fps(len(frames), dec_seconds),
+                "same_bytes": device_file == cpu_file, "cpu_file_on_device_error": device_error,
+                "max_pixel_difference": (None if device_frames is None else
+                                         int(np.abs(device_frames.astype(np.int16) - cpu_frames).max())),
+                "device_file_on_cpu_error": back_error,
+                "device_file_on_cpu_frames": back_frames is not None})
     return rows
 
 
@@ -475,7 +517,7 @@ def run_overhead(models: list[str], frame_count: int | None, qualities: list[int
 # --- report ------------------------------------------------------------------------------------------------
 
 def targets(speed: list[dict], memory: list[dict], overhead: list[dict], jobs: list[dict], commands: list[dict],
-            models: list[str]) -> list[dict]:
+            device: list[dict], models: list[str]) -> list[dict]:
     rows = []
     answers = [row for row in commands if row["command"] in ("models", "info")]
     if answers:
@@ -504,6 +546,13 @@ def targets(speed: list[dict], memory: list[dict], overhead: list[dict], jobs: l
             status = "PASS" if value <= OVERHEAD_GOAL_PERCENT else "MISS"
             rows.append({"target": TARGETS["overhead"], "model": model_name,
                          "measured": f"{value:+.3f}% (q{worst['quality']})", "status": status})
+        mine = [r for r in device if r["model"] == model_name]
+        if mine:
+            failed = [f"{r['size']}: {r['cpu_file_on_device_error'] or r['device_file_on_cpu_error']}" for r in mine
+                      if r["cpu_file_on_device_error"] or r["device_file_on_cpu_error"]]
+            rows.append({"target": TARGETS["device"], "model": model_name,
+                         "measured": "; ".join(failed) or f"both ways at {', '.join(r['size'] for r in mine)}",
+                         "status": "MISS" if failed else "PASS"})
         mine = [r for r in speed if r["model"] == model_name and r["size"] == "176x144"]
         if mine:
             value = mine[0]["learned"]["decode"]["fps_best"]
@@ -554,6 +603,18 @@ def print_report(result: dict) -> None:
                   f"{one['encode']['fps_best']:>6.2f} {one['decode']['fps_best']:>6.2f} "
                   f"{many['encode']['fps_best']:>6.2f} {many['decode']['fps_best']:>6.2f} "
                   f"{row['encode_speedup']:>6.2f} {row['decode_speedup']:>6.2f}")
+    if result["device"]:
+        print(f"\n--device {result['device'][0]['device']} against the CPU, frames/s, {result['clock']}; "
+              "files: the CPU's decoded on the device, the device's on the CPU")
+        print(f"{'model':<14} {'size':<8} {'q':>2} {'frames':>6} {'enc':>7} {'dec':>7} {'CPU bytes':>9} "
+              f"{'CPU file there':>14} {'max px diff':>11} {'its file here':>13}")
+        for row in result["device"]:
+            print(f"{row['model']:<14} {row['size']:<8} {row['quality']:>2} {row['frames']:>6} "
+                  f"{row['encode']['fps_best']:>7.1f} {row['decode']['fps_best']:>7.1f} "
+                  f"{'same' if row['same_bytes'] else 'differ':>9} "
+                  f"{'error' if row['cpu_file_on_device_error'] else 'decodes':>14} "
+                  f"{'' if row['max_pixel_difference'] is None else row['max_pixel_difference']:>11} "
+                  f"{'error' if row['device_file_on_cpu_error'] else 'decodes':>13}")
     if result["commands"]:
         print(f"\nfresh `dsaecodec` processes, wall seconds (best of {len(result['commands'][0]['seconds'])}); "
               f"encode / decode: the 64x64 clip's first {COMMAND_FRAMES} frames, whole command")
@@ -632,8 +693,11 @@ def main(argv: list[str] | None = None) -> dict:
                              f"{', '.join(zoo.MODELS)})")
     parser.add_argument("--weights", action="append", default=[], metavar="NAME=PATH", type=_weights_card,
                         help="also measure this weights file (e.g. a training checkpoint) as model NAME; repeatable")
-    parser.add_argument("--parts", default="speed,memory,overhead,jobs,commands",
-                        help="comma-separated, from speed, memory, overhead, jobs, commands (default: all)")
+    parser.add_argument("--parts", default="speed,memory,overhead,jobs,device,commands",
+                        help="comma-separated, from speed, memory, overhead, jobs, device, commands (default: all)")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                        help="what the device part compares with the CPU (default: cuda; skipped, with a note, "
+                             "where PyTorch sees no CUDA device)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="worker processes for the jobs part, against 1 (default: every core, at least 2)")
     parser.add_argument("--quick", action="store_true",
@@ -663,7 +727,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     parts = [p for p in args.parts.split(",") if p]
     for part in parts:
-        if part not in ("speed", "memory", "overhead", "jobs", "commands"):
+        if part not in ("speed", "memory", "overhead", "jobs", "device", "commands"):
             parser.error(f"unknown part {part!r}")
     sizes = args.sizes.split(",") if args.sizes else list(SIZES)
     for size in sizes:
@@ -695,6 +759,12 @@ def main(argv: list[str] | None = None) -> dict:
                     if "overhead" in parts and models else [])
         jobs = (run_jobs(models, frame_count, repeats, args.quality, args.jobs or max(2, available_cores()), log)
                 if "jobs" in parts and models else [])
+        device = []
+        if "device" in parts and models:
+            if args.device == "cuda" and not torch.cuda.is_available():
+                skipped.append("device: PyTorch sees no CUDA device")
+            else:
+                device = run_device(models, sizes, frame_count, repeats, args.quality, args.device, log)
         shipped = [name for name in models if name not in added]  # what a fresh `dsaecodec` process knows
         commands = run_commands(shipped, repeats, log) if "commands" in parts and shipped else []
     finally:
@@ -717,8 +787,9 @@ def main(argv: list[str] | None = None) -> dict:
         "memory": memory,
         "overhead": overhead,
         "jobs": jobs,
+        "device": device,
         "commands": commands,
-        "targets": targets(speed, memory, overhead, jobs, commands, models),
+        "targets": targets(speed, memory, overhead, jobs, commands, device, models),
         "skipped": skipped,
     }
     print_report(result)

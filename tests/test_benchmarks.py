@@ -76,6 +76,25 @@ def test_speed_jobs_part_on_the_tiny_model(tiny_model, tmp_path):
     assert target["status"] in {"PASS", "MISS"} and "--jobs 2" in target["target"]
 
 
+def test_speed_device_part_against_itself_and_without_cuda(tiny_model, tmp_path, monkeypatch):
+    """The device part with `--device cpu` standing in for a GPU: files cross both ways and agree; with the default
+    (cuda) on a machine without one, the part is skipped with a note."""
+    speed = load_script("speed")
+    speed.main(["--models", tiny_model, "--parts", "device", "--device", "cpu", "--sizes", "64x64", "--frames", "3",
+                "--repeats", "1", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "speed.json").read_text())
+    (row,) = result["device"]
+    assert row["model"] == tiny_model and row["device"] == "cpu" and row["frames"] == 3
+    assert row["same_bytes"] and row["max_pixel_difference"] == 0 and row["device_file_on_cpu_frames"]
+    assert row["cpu_file_on_device_error"] == row["device_file_on_cpu_error"] == ""
+    (target,) = result["targets"]
+    assert target["target"] == speed.TARGETS["device"] and target["status"] == "PASS"
+
+    monkeypatch.setattr(speed.torch.cuda, "is_available", lambda: False)
+    result = speed.main(["--models", tiny_model, "--parts", "device", "--out", str(tmp_path)])
+    assert result["device"] == [] and "device: PyTorch sees no CUDA device" in result["skipped"]
+
+
 @pytest.mark.slow  # a dozen fresh processes: ~30 s on idle cores
 def test_speed_commands_part_on_a_shipped_model(tmp_path):
     """Fresh `dsaecodec` processes (which know only the shipped models): models, info, encode and decode with one
