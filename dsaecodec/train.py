@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from dsaecodec.models.base import load_with_other_levels
-from dsaecodec.models.dsae import DSAEConfig, widen_z
+from dsaecodec.models.dsae import DSAEConfig, widen
 from dsaecodec.models.frame import FrameConfig
 from dsaecodec.models.rnn import RNNConfig
 from dsaecodec.zoo import FAMILIES, load_weights, resize_table_buffers, save_weights
@@ -99,7 +99,7 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--init", type=Path, default=None,
         help="start from this weights file (fine-tuning; same model options, or other --lambdas, each new quality "
              "level starting from the trained level of the nearest lambda, or a spatial DSAE with fewer "
-             "--z-channels, whose new channels start unused) instead of a random initialisation; "
+             "--z-channels or --channels, whose new channels start unused) instead of a random initialisation; "
              "a checkpoint found by --resume takes precedence")
     add("--family", choices=sorted(FAMILIES), default="dsae",
         help="dsae; frame: frame-by-frame VAE with a hyperprior; rnn: deterministic recurrent codec")
@@ -423,13 +423,13 @@ def main(argv: list[str] | None = None) -> None:
         if initial.config == config:
             model.load_state_dict(initial.state_dict())
         else:
-            try:  # the changes of options a trained model can start: a wider z, other quality levels
-                (widen_z if tuple(initial.config.lambdas) == tuple(config.lambdas) else load_with_other_levels)(
+            try:  # the changes of options a trained model can start: a wider z or wider transforms, other levels
+                (widen if tuple(initial.config.lambdas) == tuple(config.lambdas) else load_with_other_levels)(
                     initial, model)
             except ValueError:
                 raise SystemExit(f"{args.init} holds a model with other options ({initial.config}); --init needs "
                                  f"the model options it was trained with, but for other --lambdas or (a spatial "
-                                 f"DSAE's) more --z-channels") from None
+                                 f"DSAE's) more --z-channels or more --channels") from None
         if rank == 0:
             print(f"initialised from {args.init}")
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from dsaecodec import train, zoo
 from dsaecodec.cli import main
 from dsaecodec.data.sprites import Partners
-from dsaecodec.models.dsae import DSAE, DSAEConfig, widen_z
+from dsaecodec.models.dsae import DSAE, DSAEConfig, widen, widen_z
 from dsaecodec.videoio import VideoWriter
 from helpers import synthetic_clip
 
@@ -166,15 +166,16 @@ def test_init_starts_from_a_weights_file(tmp_path):
         train.main(tiny_run(second, *common, "--steps", "1", "--init", str(tmp_path / "junk.pt")))
 
 
-def test_init_grows_the_dynamic_latent_of_a_trained_dsae(tmp_path):
+@pytest.mark.parametrize("option, grown, smaller", [("--z-channels", 5, 3), ("--channels", 12, 8)])
+def test_init_grows_a_trained_dsae(tmp_path, option, grown, smaller):
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir(), second.mkdir()
     common = ["--dataset", "balls", "--validate-every", "0"]
     train.main(tiny_run(first, *common, "--steps", "2"))
-    train.main(tiny_run(second, *common, "--steps", "1", "--init", str(first / "model.pt"), "--z-channels", "5"))
-    assert zoo.load_weights(second / "model.pt").config.z_channels == 5
-    with pytest.raises(SystemExit, match="other options"):  # z only grows
-        train.main(tiny_run(second, *common, "--steps", "1", "--init", str(second / "model.pt"), "--z-channels", "3"))
+    train.main(tiny_run(second, *common, "--steps", "1", "--init", str(first / "model.pt"), option, str(grown)))
+    assert getattr(zoo.load_weights(second / "model.pt").config, option[2:].replace("-", "_")) == grown
+    with pytest.raises(SystemExit, match="other options"):  # it only grows
+        train.main(tiny_run(second, *common, "--steps", "1", "--init", str(second / "model.pt"), option, str(smaller)))
 
 
 @pytest.mark.parametrize("family, options", [("dsae", []), ("frame", []), ("rnn", []), ("dsae", ["--global-latents"])])
@@ -219,6 +220,26 @@ def test_a_widened_dsae_decodes_as_the_trained_one_until_it_trains():
                    DSAEConfig(channels=8, f_channels=5, z_channels=6)):
         with pytest.raises(ValueError):
             widen_z(trained, DSAE(config))
+
+
+@pytest.mark.parametrize("variant", ["full", "factorised"])
+def test_a_dsae_with_wider_transforms_decodes_as_the_trained_one_until_it_trains(variant):
+    torch.manual_seed(0)
+    trained = DSAE(DSAEConfig(channels=8, f_channels=4, z_channels=2, variant=variant))
+    wider = DSAE(DSAEConfig(channels=12, f_channels=4, z_channels=2, variant=variant))
+    widen(trained, wider)
+    trained.eval(), wider.eval()
+    x = torch.rand(1, 3, 3, 32, 32)
+    with torch.no_grad():
+        before, after = trained(x, 1), wider(x, 1)
+    torch.testing.assert_close(after["x_hat"], before["x_hat"])
+    torch.testing.assert_close(after["z_bits"], before["z_bits"])
+    assert wider.g_a[0].weight[8:].abs().sum() > 0 and not wider.g_a[2].weight[:8, 8:].any()  # computed, not read
+    assert not wider.g_s[7][0].weight[:, 8:].any()
+    for config in (DSAEConfig(channels=6, f_channels=4, z_channels=2, variant=variant),
+                   DSAEConfig(channels=12, f_channels=5, z_channels=2, variant=variant)):
+        with pytest.raises(ValueError):
+            widen(trained, DSAE(config))
 
 
 def test_weights_record_their_run_and_cards_and_models_show_it(tmp_path):

@@ -355,3 +355,51 @@ def widen_z(trained: DSAE, wider: DSAE) -> None:
     place("z_prior.head.2.weight", 0, [(c0, c1, "zero"), (c0, c1, "zero")])  # rows: mean, then scale
     place("z_prior.head.2.bias", 0, [(c0, c1, "zero"), (c0, c1, "mean")])
     wider.load_state_dict(state)
+
+
+def widen_channels(trained: DSAE, wider: DSAE) -> None:
+    """Load a trained spatial DSAE into `wider`, the same model with wider transforms (channels N -> N').
+
+    Every tensor of `trained` is kept in the leading slice of its wider counterpart. The new feature channels keep
+    their fresh initialisation where they are computed (new rows of each convolution and GDN), and every old
+    channel reads them with zero weights (new columns of the old rows; the GDNs' gamma stays zero there), so
+    `wider` computes exactly what `trained` does until training puts the new channels to use. The latents, their
+    entropy models and the z prior do not change. The full posterior's first layer reads [features, f]: its f
+    columns move behind the new feature columns.
+    Raises ValueError unless the two are DSAEs with spatial latents that differ only by larger channels.
+    """
+    old, new = trained.config, wider.config
+    if not (isinstance(old, DSAEConfig) and isinstance(new, DSAEConfig)):
+        raise ValueError("only a DSAE's channels can grow")
+    n0, n1 = old.channels, new.channels
+    if old.frame_size or n1 <= n0 or replace(old, channels=n1) != new:
+        raise ValueError("only the channels of a spatial DSAE can grow")
+    from dsaecodec.zoo import resize_table_buffers  # the weights-file module imports the models
+
+    resize_table_buffers(wider, trained.state_dict())  # the entropy tables, built or not, as trained has them
+    state = {name: tensor.clone() for name, tensor in wider.state_dict().items()}
+    f_read = old.use_f and old.variant == "full"
+    for name, source in trained.state_dict().items():
+        target = state[name]
+        if source.shape == target.shape:
+            state[name] = source.clone()
+            continue
+        rows = source.shape[0]
+        if source.dim() == 1 or name.endswith(".gamma"):  # biases, GDN beta; gamma (C, C): the new block stays
+            target[tuple(slice(0, size) for size in source.shape)] = source  # as fresh (0 off the diagonal)
+        elif name == "dynamics.0.weight" and f_read:  # columns [features N | f], new rows fresh
+            target[:rows, :n0], target[:rows, n0:n1] = source[:, :n0], 0
+            target[:rows, n1:] = source[:, n0:]
+        else:  # a convolution (out, in, k, k): old rows copied, their new input columns zero, new rows fresh
+            columns = source.shape[1]
+            target[:rows, :columns], target[:rows, columns:] = source, 0
+    wider.load_state_dict(state)
+
+
+def widen(trained: DSAE, wider: DSAE) -> None:
+    """`widen_z` or `widen_channels`, whichever option `wider` has larger; ValueError for any other change."""
+    old, new = trained.config, wider.config
+    if isinstance(old, DSAEConfig) and isinstance(new, DSAEConfig) and replace(old, z_channels=new.z_channels) == new:
+        widen_z(trained, wider)
+    else:
+        widen_channels(trained, wider)
