@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 from fractions import Fraction
 
 import pytest
@@ -19,7 +20,7 @@ from click.testing import CliRunner
 from dsaecodec import train, zoo
 from dsaecodec.cli import main
 from dsaecodec.data.sprites import Partners
-from dsaecodec.models.dsae import DSAE, DSAEConfig, widen, widen_z
+from dsaecodec.models.dsae import DSAE, DSAEConfig, widen
 from dsaecodec.videoio import VideoWriter
 from helpers import synthetic_clip
 
@@ -203,43 +204,28 @@ def test_init_moves_a_trained_model_to_other_quality_levels(tmp_path, family, op
                             "--lambdas", "0.001", "0.02", "--channels", "6"))
 
 
-def test_a_widened_dsae_decodes_as_the_trained_one_until_it_trains():
+@pytest.mark.parametrize("variant, grown, shrunk", [("full", {"z_channels": 6}, {"z_channels": 1}),
+                                                     ("full", {"channels": 12}, {"channels": 6}),
+                                                     ("factorised", {"channels": 12}, {"channels": 6})])
+def test_a_grown_dsae_decodes_as_the_trained_one_until_it_trains(variant, grown, shrunk):
     torch.manual_seed(0)
-    trained = DSAE(DSAEConfig(channels=8, f_channels=4, z_channels=2))
-    wider = DSAE(DSAEConfig(channels=8, f_channels=4, z_channels=6))
-    widen_z(trained, wider)
-    trained.eval(), wider.eval()
-    x = torch.rand(1, 3, 3, 32, 32)
-    with torch.no_grad():
-        before, after = trained(x, 1), wider(x, 1)
-    torch.testing.assert_close(after["x_hat"], before["x_hat"])
-    assert torch.equal(after["f_bits"], before["f_bits"])
-    new_rows = wider.dynamics[2].weight[2:]
-    assert new_rows.abs().sum() > 0 and not wider.g_s[0].weight[:, 2:6].any()  # new z written, not yet read
-    for config in (DSAEConfig(channels=8, f_channels=4, z_channels=1),
-                   DSAEConfig(channels=8, f_channels=5, z_channels=6)):
-        with pytest.raises(ValueError):
-            widen_z(trained, DSAE(config))
-
-
-@pytest.mark.parametrize("variant", ["full", "factorised"])
-def test_a_dsae_with_wider_transforms_decodes_as_the_trained_one_until_it_trains(variant):
-    torch.manual_seed(0)
-    trained = DSAE(DSAEConfig(channels=8, f_channels=4, z_channels=2, variant=variant))
-    wider = DSAE(DSAEConfig(channels=12, f_channels=4, z_channels=2, variant=variant))
+    config = DSAEConfig(channels=8, f_channels=4, z_channels=2, variant=variant)
+    trained, wider = DSAE(config), DSAE(replace(config, **grown))
     widen(trained, wider)
     trained.eval(), wider.eval()
     x = torch.rand(1, 3, 3, 32, 32)
     with torch.no_grad():
         before, after = trained(x, 1), wider(x, 1)
     torch.testing.assert_close(after["x_hat"], before["x_hat"])
-    torch.testing.assert_close(after["z_bits"], before["z_bits"])
-    assert wider.g_a[0].weight[8:].abs().sum() > 0 and not wider.g_a[2].weight[:8, 8:].any()  # computed, not read
-    assert not wider.g_s[7][0].weight[:, 8:].any()
-    for config in (DSAEConfig(channels=6, f_channels=4, z_channels=2, variant=variant),
-                   DSAEConfig(channels=12, f_channels=5, z_channels=2, variant=variant)):
+    assert torch.equal(after["f_bits"], before["f_bits"])
+    if "z_channels" in grown:  # new z written, not yet read
+        assert wider.dynamics[2].weight[2:].abs().sum() > 0 and not wider.g_s[0].weight[:, 2:6].any()
+    else:  # new features computed, not yet read
+        assert wider.g_a[0].weight[8:].abs().sum() > 0 and not wider.g_a[2].weight[:8, 8:].any()
+        assert not wider.g_s[7][0].weight[:, 8:].any()
+    for other in (replace(config, **shrunk), replace(config, **grown, f_channels=5)):
         with pytest.raises(ValueError):
-            widen(trained, DSAE(config))
+            widen(trained, DSAE(other))
 
 
 def test_weights_record_their_run_and_cards_and_models_show_it(tmp_path):
