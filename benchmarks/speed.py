@@ -43,9 +43,9 @@ jobs      `--jobs 1` against `--jobs N` (default: every core, at least 2) at 640
           bytes and decoded frames are checked identical.
 device    `--device cuda` against the CPU (whenever PyTorch sees a CUDA device; skipped with a note otherwise), at
           every size: encode and decode frames per second on the device, whether its encode writes the CPU's
-          bytes, whether the CPU's file decodes there (the integer entropy path keeps its latents) and how far its
-          frames are from the CPU's decode, and whether the device's file decodes on the CPU. `--device cpu`
-          runs the same comparison against itself (how the part is tested without a GPU).
+          bytes, and each side's file decoded on the other side (the integer entropy path keeps the latents):
+          the decoder's error if it refuses the file, else how far its frames are from the own side's decode.
+          `--device cpu` runs the same comparison against itself (how the part is tested without a GPU).
 commands  Start-up as a user meets it: wall seconds of fresh `dsaecodec` processes (best of --repeats, after
           one warm-up): `models`, `info`, and `encode` / `decode` of the 64x64 clip's first 16 frames (two
           segments; cropped to 32x32 for the balls models; the whole command, an upper bound of the time to the
@@ -95,6 +95,7 @@ from dsaecodec.videoio import VideoReader, read_video  # noqa: E402
 SIZES = ("64x64", "176x144", "640x360")
 X264 = "x264-medium"
 X264_CRF = 32
+CROSSING_PIXEL_LIMIT = 8  # float synthesis may round a level or a few apart on another device; a desync is far off
 TARGETS = {
     "overhead": "entropy-coder overhead <= 0.1% over ideal (payload bits, worst quality, carphone)",
     "decode": "decode >= 30 frames/s at 176x144 on 2 CPU cores",
@@ -103,7 +104,8 @@ TARGETS = {
     "jobs": "--jobs 2 vs --jobs 1 at 640x360: >= 1.6x faster encode and decode, same bytes and frames",
     "answer": "`dsaecodec models` and `dsaecodec info` answer in < 1 s",
     "start": "encode and decode of a 16-frame clip, whole command: <= 3 s",
-    "device": "a file encoded on the CPU decodes on the device and vice versa (same latents: no desync)",
+    "device": f"files cross between the CPU and the device both ways, frames within {CROSSING_PIXEL_LIMIT} levels of the "
+              "other side's decode (no desync)",
 }
 ANSWER_GOAL_SECONDS = 1.0
 START_GOAL_SECONDS = 3.0
@@ -271,17 +273,20 @@ def run_speed(models: list[str], sizes: list[str], frame_count: int, repeats: in
     return rows
 
 
-def _decoded_or_error(data: bytes, device: str) -> tuple[np.ndarray | None, str]:
-    """(frames, "") of a file decoded on `device`, or (None, the error) where the decoder refuses it."""
+def _crossing(data: bytes, here: np.ndarray, there: str) -> dict:
+    """A file decoded on device `there`, against its frames decoded elsewhere (`here`, uint8 (N, H, W, 3)):
+    {"error": the decoder's refusal or "", "max_pixel_difference": levels of 0..255, or None after an error}."""
     try:
-        return learned_decode(data, device=device), ""
+        frames = learned_decode(data, device=there)
     except BitstreamError as error:
-        return None, str(error)
+        return {"error": str(error), "max_pixel_difference": None}
+    return {"error": "", "max_pixel_difference": int(np.abs(frames.astype(np.int16) - here).max())}
 
 
 def run_device(models: list[str], sizes: list[str], frame_count: int, repeats: int, quality: int | None,
                device: str, log: Callable[[str], None]) -> list[dict]:
-    """`--device DEVICE` against the CPU at each size: speed on the device, and files crossing between the two."""
+    """`--device DEVICE` against the CPU at each size: encode and decode speed on the device, and each side's file
+    decoded on the other side, against its own side's decode."""
     rows = []
     for size in sizes:
         frames, fps, description = load_clip(size, frame_count)
@@ -289,21 +294,16 @@ def run_device(models: list[str], sizes: list[str], frame_count: int, repeats: i
             started = time.perf_counter()
             level = quality_for(model_name, quality)
             cpu_file = learned_encode(frames, fps, model_name, level, reconstructions=False)[0]
-            cpu_frames = learned_decode(cpu_file)
             enc_seconds, (device_file, _) = timed(
                 lambda: learned_encode(frames, fps, model_name, level, reconstructions=False, device=device), repeats)
-            dec_seconds, (device_frames, device_error) = timed(lambda: _decoded_or_error(cpu_file, device), repeats)
-            back_frames, back_error = _decoded_or_error(device_file, "cpu")
-            codec.loaded_model(model_name, "cpu")  # the cached model back where the other parts expect it
+            dec_seconds, device_decode = timed(lambda: learned_decode(device_file, device=device), repeats)
             log(f"device {size:<8} {model_name:<14} {time.perf_counter() - started:6.1f} s")
             rows.append({
                 "model": model_name, "size": size, "clip": description, "frames": len(frames), "quality": level,
                 "device": device, "encode": _fps(len(frames), enc_seconds), "decode": _fps(len(frames), dec_seconds),
-                "same_bytes": device_file == cpu_file, "cpu_file_on_device_error": device_error,
-                "max_pixel_difference": (None if device_frames is None else
-                                         int(np.abs(device_frames.astype(np.int16) - cpu_frames).max())),
-                "device_file_on_cpu_error": back_error,
-                "device_file_on_cpu_frames": back_frames is not None})
+                "same_bytes": device_file == cpu_file,
+                "cpu_file_there": _crossing(cpu_file, learned_decode(cpu_file), device),
+                "device_file_here": _crossing(device_file, device_decode, "cpu")})
     return rows
 
 
@@ -517,7 +517,7 @@ def run_overhead(models: list[str], frame_count: int | None, qualities: list[int
 # --- report ------------------------------------------------------------------------------------------------
 
 def targets(speed: list[dict], memory: list[dict], overhead: list[dict], jobs: list[dict], commands: list[dict],
-            device: list[dict], models: list[str]) -> list[dict]:
+            device_rows: list[dict], models: list[str]) -> list[dict]:
     rows = []
     answers = [row for row in commands if row["command"] in ("models", "info")]
     if answers:
@@ -546,13 +546,14 @@ def targets(speed: list[dict], memory: list[dict], overhead: list[dict], jobs: l
             status = "PASS" if value <= OVERHEAD_GOAL_PERCENT else "MISS"
             rows.append({"target": TARGETS["overhead"], "model": model_name,
                          "measured": f"{value:+.3f}% (q{worst['quality']})", "status": status})
-        mine = [r for r in device if r["model"] == model_name]
-        if mine:
-            failed = [f"{r['size']}: {r['cpu_file_on_device_error'] or r['device_file_on_cpu_error']}" for r in mine
-                      if r["cpu_file_on_device_error"] or r["device_file_on_cpu_error"]]
+        crossings = [(r["size"], r[way]) for r in device_rows if r["model"] == model_name
+                     for way in ("cpu_file_there", "device_file_here")]
+        if crossings:
+            worst = max(-1 if c["error"] else c["max_pixel_difference"] for _, c in crossings)
+            failed = [f"{size}: {c['error']}" for size, c in crossings if c["error"]]
             rows.append({"target": TARGETS["device"], "model": model_name,
-                         "measured": "; ".join(failed) or f"both ways at {', '.join(r['size'] for r in mine)}",
-                         "status": "MISS" if failed else "PASS"})
+                         "measured": "; ".join(failed) or f"max {worst} levels apart",
+                         "status": "PASS" if not failed and worst <= CROSSING_PIXEL_LIMIT else "MISS"})
         mine = [r for r in speed if r["model"] == model_name and r["size"] == "176x144"]
         if mine:
             value = mine[0]["learned"]["decode"]["fps_best"]
@@ -607,14 +608,13 @@ def print_report(result: dict) -> None:
         print(f"\n--device {result['device'][0]['device']} against the CPU, frames/s, {result['clock']}; "
               "files: the CPU's decoded on the device, the device's on the CPU")
         print(f"{'model':<14} {'size':<8} {'q':>2} {'frames':>6} {'enc':>7} {'dec':>7} {'CPU bytes':>9} "
-              f"{'CPU file there':>14} {'max px diff':>11} {'its file here':>13}")
+              f"{'CPU file there':>14} {'its file here':>13}  (max levels from the other side's decode)")
         for row in result["device"]:
+            there, here = (("error" if c["error"] else c["max_pixel_difference"])
+                           for c in (row["cpu_file_there"], row["device_file_here"]))
             print(f"{row['model']:<14} {row['size']:<8} {row['quality']:>2} {row['frames']:>6} "
                   f"{row['encode']['fps_best']:>7.1f} {row['decode']['fps_best']:>7.1f} "
-                  f"{'same' if row['same_bytes'] else 'differ':>9} "
-                  f"{'error' if row['cpu_file_on_device_error'] else 'decodes':>14} "
-                  f"{'' if row['max_pixel_difference'] is None else row['max_pixel_difference']:>11} "
-                  f"{'error' if row['device_file_on_cpu_error'] else 'decodes':>13}")
+                  f"{'same' if row['same_bytes'] else 'differ':>9} {there:>14} {here:>13}")
     if result["commands"]:
         print(f"\nfresh `dsaecodec` processes, wall seconds (best of {len(result['commands'][0]['seconds'])}); "
               f"encode / decode: the 64x64 clip's first {COMMAND_FRAMES} frames, whole command")
@@ -759,12 +759,12 @@ def main(argv: list[str] | None = None) -> dict:
                     if "overhead" in parts and models else [])
         jobs = (run_jobs(models, frame_count, repeats, args.quality, args.jobs or max(2, available_cores()), log)
                 if "jobs" in parts and models else [])
-        device = []
+        device_rows = []
         if "device" in parts and models:
             if args.device == "cuda" and not torch.cuda.is_available():
                 skipped.append("device: PyTorch sees no CUDA device")
             else:
-                device = run_device(models, sizes, frame_count, repeats, args.quality, args.device, log)
+                device_rows = run_device(models, sizes, frame_count, repeats, args.quality, args.device, log)
         shipped = [name for name in models if name not in added]  # what a fresh `dsaecodec` process knows
         commands = run_commands(shipped, repeats, log) if "commands" in parts and shipped else []
     finally:
@@ -787,9 +787,9 @@ def main(argv: list[str] | None = None) -> dict:
         "memory": memory,
         "overhead": overhead,
         "jobs": jobs,
-        "device": device,
+        "device": device_rows,
         "commands": commands,
-        "targets": targets(speed, memory, overhead, jobs, commands, device, models),
+        "targets": targets(speed, memory, overhead, jobs, commands, device_rows, models),
         "skipped": skipped,
     }
     print_report(result)

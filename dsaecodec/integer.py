@@ -125,6 +125,7 @@ class IntegerConv2d:
         # exact_float adds 2^(shift - 1) to a total of at most tap_sum * INPUT_BOUND before scaling by 2^-shift
         self.float_exact = (self.shift >= 1 and tap_sum * INPUT_BOUND + (1 << (self.shift - 1)) <= EXACT_BOUND
                             and int(self.bias.abs().max()) <= EXACT_BOUND >> self.shift)
+        self.float_bias = self.bias.double()  # exact when float_exact
 
     def _total(self, x: Tensor) -> Tensor:
         """The sums of products w * x (float64, exact) of float64 integers x, clamped here."""
@@ -142,7 +143,7 @@ class IntegerConv2d:
         """`__call__` on float64 integers, in float64: floor(total * 2^-shift + 1/2) + bias. Exact when
         `float_exact`: total * 2^-shift + 1/2 = (total + 2^(shift-1)) / 2^shift, an integer of magnitude at most
         EXACT_BOUND over a power of two, and the output at most EXACT_BOUND / 2^shift + |bias| <= EXACT_BOUND."""
-        return self._total(x).mul_(2.0**-self.shift).add_(0.5).floor_().add_(self.bias.double())
+        return self._total(x).mul_(2.0**-self.shift).add_(0.5).floor_().add_(self.float_bias)
 
 
 class IntegerLeakyReLU:
@@ -163,6 +164,8 @@ class IntegerAffine:
     Computed from the layer's float32 parameters in float64 on the CPU (each operation correctly rounded: the same
     integers everywhere), b from the rounded a."""
 
+    float_exact = False  # no float64 path: no synthesis transform that runs in float64 has a batch norm
+
     def __init__(self, norm: nn.BatchNorm2d):
         if norm.training or not norm.affine or norm.running_mean is None:
             raise ValueError("a batch norm converts in eval mode, with affine parameters and running statistics")
@@ -174,8 +177,6 @@ class IntegerAffine:
         offset = bias - mean * integer_scale / 2.0**self.shift
         self.scale = integer_scale.long()[None, :, None, None].to(norm.weight.device)
         self.offset = to_fixed(offset)[None, :, None, None].to(norm.weight.device)
-
-    float_exact = False
 
     def __call__(self, x: Tensor) -> Tensor:
         return round_shift(x.clamp(-INPUT_BOUND, INPUT_BOUND) * self.scale, self.shift) + self.offset
@@ -193,7 +194,7 @@ def floor_sqrt_float(n: Tensor) -> Tensor:
     """`floor_sqrt` of float64 integers n in [0, 2^52], in float64: root <= 2^26, so root^2 and (root + 1)^2
     are integers below 2^53, exact."""
     root = torch.sqrt(n).floor_()
-    return root.sub_((root * root > n).double()).add_(((root + 1) ** 2 <= n).double())
+    return root - (root * root > n).double() + ((root + 1) * (root + 1) <= n).double()
 
 
 class IntegerInverseGDN:

@@ -77,22 +77,31 @@ def test_speed_jobs_part_on_the_tiny_model(tiny_model, tmp_path):
 
 
 def test_speed_device_part_against_itself_and_without_cuda(tiny_model, tmp_path, monkeypatch):
-    """The device part with `--device cpu` standing in for a GPU: files cross both ways and agree; with the default
-    (cuda) on a machine without one, the part is skipped with a note."""
+    """The device part with a CPU device standing in for a GPU ("cpu:0", so that the test sees it reach the codec):
+    files cross both ways and agree; with the default (cuda) on a machine without one, the part is skipped."""
     speed = load_script("speed")
-    speed.main(["--models", tiny_model, "--parts", "device", "--device", "cpu", "--sizes", "64x64", "--frames", "3",
-                "--repeats", "1", "--out", str(tmp_path)])
-    result = json.loads((tmp_path / "speed.json").read_text())
-    (row,) = result["device"]
-    assert row["model"] == tiny_model and row["device"] == "cpu" and row["frames"] == 3
-    assert row["same_bytes"] and row["max_pixel_difference"] == 0 and row["device_file_on_cpu_frames"]
-    assert row["cpu_file_on_device_error"] == row["device_file_on_cpu_error"] == ""
-    (target,) = result["targets"]
+    devices = []
+    loaded_model = speed.codec.loaded_model
+    monkeypatch.setattr(speed.codec, "loaded_model",
+                        lambda name, device="cpu": devices.append(device) or loaded_model(name, device))
+    (row,) = speed.run_device([tiny_model], ["64x64"], 3, 1, None, "cpu:0", lambda line: None)
+    assert "cpu:0" in devices and "cpu" in devices
+    assert row["model"] == tiny_model and row["device"] == "cpu:0" and row["frames"] == 3 and row["same_bytes"]
+    assert row["cpu_file_there"] == row["device_file_here"] == {"error": "", "max_pixel_difference": 0}
+    (target,) = speed.targets([], [], [], [], [], [row], [tiny_model])
     assert target["target"] == speed.TARGETS["device"] and target["status"] == "PASS"
+    broken = {**row, "device_file_here": {"error": "segment 0: entropy-coded payload is corrupted",
+                                          "max_pixel_difference": None}}
+    assert speed.targets([], [], [], [], [], [broken], [tiny_model])[0]["status"] == "MISS"
+    far = {**row, "cpu_file_there": {"error": "", "max_pixel_difference": speed.CROSSING_PIXEL_LIMIT + 1}}
+    assert speed.targets([], [], [], [], [], [far], [tiny_model])[0]["status"] == "MISS"
 
     monkeypatch.setattr(speed.torch.cuda, "is_available", lambda: False)
     result = speed.main(["--models", tiny_model, "--parts", "device", "--out", str(tmp_path)])
     assert result["device"] == [] and "device: PyTorch sees no CUDA device" in result["skipped"]
+    speed.main(["--models", tiny_model, "--parts", "device", "--device", "cpu", "--sizes", "64x64", "--frames", "2",
+                "--repeats", "1", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "speed.json").read_text())["targets"][0]["status"] == "PASS"
 
 
 @pytest.mark.slow  # a dozen fresh processes: ~30 s on idle cores

@@ -173,29 +173,59 @@ def test_integer_synthesis_layers_follow_their_float_layers():
         integer.convert(GDN(6))
 
 
-def test_float64_synthesis_gives_the_int64_integers():
-    """A synthesis transform runs in float64 (`exact_float`): the same integers as the int64 layers give one by one,
-    over the whole input range and beyond it, with large weights and a large GDN norm; a network with a leaky ReLU
-    (unbounded input to its product) keeps the int64 path."""
+def _float64_agrees(layer, x: torch.Tensor) -> bool:
+    """`layer`'s float64 path gives the integers of its int64 path on int64 activations x."""
+    return torch.equal(layer.exact_float(x.double()).long(), layer(x))
+
+
+def test_float64_layers_give_the_int64_integers():
+    """Synthesis layers in float64 (`exact_float`): the integers of the int64 layers, layer by layer, over the whole
+    input range and beyond, through ties of the rounding (odd inputs halved, odd multiples of 1/2 through a GDN) and a
+    GDN norm past its limit; a whole
+    synthesis transform alike; layers whose bounds do not hold keep the int64 path."""
     from dsaecodec.models.layers import synthesis_transform
 
     generator = torch.Generator().manual_seed(3)
+    halve = nn.Conv2d(1, 1, 1)  # weight 0.5: an odd input is a tie, rounded half up, both signs
+    with torch.no_grad():
+        halve.weight.fill_(0.5), halve.bias.fill_(0.0)
+    odd = torch.arange(-41, 42, 2, dtype=torch.int64).reshape(1, 1, 6, 7)
+    assert _float64_agrees(integer.IntegerConv2d(halve), odd)
+    assert integer.IntegerConv2d(halve)(odd).tolist() == [[[[(v + 1) // 2 for v in row] for row in odd[0, 0].tolist()]]]
+
     network = synthesis_transform(5, 4)
     with torch.no_grad():
         for parameter in network.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 3)
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
         for gdn in (layer for layer in network if isinstance(layer, GDN)):
-            gdn.gamma.copy_(gdn.gamma_reparam.init(torch.rand(4, 4, generator=generator) * 50))
+            gdn.gamma.copy_(gdn.gamma_reparam.init(torch.rand(4, 4, generator=generator) * 1000))
     converted = integer.convert(network)
     assert converted.float_exact
-    for x in (random_activations((2, 5, 3, 4), generator),
-              torch.randint(-2**17, 2**17, (2, 5, 3, 4), generator=generator, dtype=torch.int64)):
-        layer_by_layer = x
-        for layer in converted.layers:
-            layer_by_layer = layer(layer_by_layer) if not isinstance(layer, integer.IntegerSequential) else \
-                layer.layers[1](layer.layers[0](layer_by_layer))
-        assert torch.equal(converted(x), layer_by_layer)
-        assert converted(x).abs().max() > 2**20  # the test reaches large values
+    layers = [part for layer in converted.layers for part in getattr(layer, "layers", [layer])]
+    for layer in layers:
+        channels = layer.weight.shape[1] if isinstance(layer, integer.IntegerConv2d) else 4 * (
+            4 if isinstance(layer, integer.IntegerPixelShuffle) else 1)
+        for x in (random_activations((2, channels, 3, 4), generator),
+                  torch.randint(-2**17, 2**17, (2, channels, 3, 4), generator=generator, dtype=torch.int64),
+                  torch.randint(-8, 8, (2, channels, 3, 4), generator=generator) * 2**15):  # GDN: x * root ties
+            assert _float64_agrees(layer, x)
+    gdn = next(layer for layer in layers if isinstance(layer, integer.IntegerInverseGDN))
+    big = random_activations((2, 4, 3, 4), generator)
+    squares = round_shift(big.clamp(-INPUT_BOUND, INPUT_BOUND) ** 2, integer.FRACTION_BITS)
+    assert (gdn.norm(squares) > gdn.NORM_LIMIT * integer.ONE).any()  # the norm's clamp is reached
+    x = random_activations((2, 5, 3, 4), generator)
+    by_layers = x
+    for layer in layers:
+        by_layers = layer(by_layers)
+    assert torch.equal(converted(x), by_layers)
+
+    wide = nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        wide.weight.fill_(0.5), wide.bias.fill_(1e8)  # a bias beyond 2^53 / 2^shift
+    assert not integer.IntegerConv2d(wide).float_exact
+    with torch.no_grad():
+        wide.weight.fill_(2.0**16), wide.bias.fill_(0.0)  # weights that need shift < 1
+    assert not integer.IntegerConv2d(wide).float_exact
     assert not integer.convert(nn.Sequential(nn.Conv2d(2, 2, 1), nn.LeakyReLU(0.1))).float_exact
 
 

@@ -204,12 +204,13 @@ def test_init_moves_a_trained_model_to_other_quality_levels(tmp_path, family, op
                             "--lambdas", "0.001", "0.02", "--channels", "6"))
 
 
-@pytest.mark.parametrize("variant, grown, shrunk", [("full", {"z_channels": 6}, {"z_channels": 1}),
-                                                     ("full", {"channels": 12}, {"channels": 6}),
-                                                     ("factorised", {"channels": 12}, {"channels": 6})])
-def test_a_grown_dsae_decodes_as_the_trained_one_until_it_trains(variant, grown, shrunk):
+@pytest.mark.parametrize("options, grown, shrunk", [({}, {"z_channels": 6}, {"z_channels": 1}),
+                                                     ({}, {"channels": 12}, {"channels": 6}),
+                                                     ({"variant": "factorised"}, {"channels": 12}, {"channels": 6}),
+                                                     ({"use_f": False}, {"channels": 12}, {"channels": 6})])
+def test_a_grown_dsae_decodes_as_the_trained_one_until_it_trains(options, grown, shrunk):
     torch.manual_seed(0)
-    config = DSAEConfig(channels=8, f_channels=4, z_channels=2, variant=variant)
+    config = DSAEConfig(channels=8, f_channels=4, z_channels=2, **options)
     trained, wider = DSAE(config), DSAE(replace(config, **grown))
     widen(trained, wider)
     trained.eval(), wider.eval()

@@ -362,7 +362,8 @@ def widen_channels(trained: DSAE, wider: DSAE) -> None:
 
     Every tensor of `trained` is kept in the leading slice of its wider counterpart. The new feature channels keep
     their fresh initialisation where they are computed (new rows of each convolution and GDN), and every old
-    channel reads them with zero weights (new columns of the old rows; the GDNs' gamma stays zero there), so
+    channel reads them with zero weights (new columns of the old rows; the GDNs' gamma keeps its initial zeros
+    there: `wider` must be as built, untrained), so
     `wider` computes exactly what `trained` does until training puts the new channels to use. The latents, their
     entropy models and the z prior do not change. The full posterior's first layer reads [features, f]: its f
     columns move behind the new feature columns.
