@@ -78,6 +78,11 @@ def round_shift(x: Tensor, bits: int) -> Tensor:
     return (x + (1 << (bits - 1))) >> bits
 
 
+def round_shift_float(x: Tensor, bits: int) -> Tensor:
+    """`round_shift` of float64 integers, in place: floor(x * 2^-bits + 1/2), exact while |x| + 2^(bits-1) <= 2^53."""
+    return x.mul_(2.0**-bits).add_(0.5).floor_()
+
+
 def to_fixed(x: Tensor, bits: int = FRACTION_BITS) -> Tensor:
     """A float tensor as int64 integers / 2^bits, rounded half to even (exact: scaling by 2^bits does not round)."""
     return torch.round(x.double() * 2.0**bits).long()
@@ -143,7 +148,7 @@ class IntegerConv2d:
         """`__call__` on float64 integers, in float64: floor(total * 2^-shift + 1/2) + bias. Exact when
         `float_exact`: total * 2^-shift + 1/2 = (total + 2^(shift-1)) / 2^shift, an integer of magnitude at most
         EXACT_BOUND over a power of two, and the output at most EXACT_BOUND / 2^shift + |bias| <= EXACT_BOUND."""
-        return self._total(x).mul_(2.0**-self.shift).add_(0.5).floor_().add_(self.float_bias)
+        return round_shift_float(self._total(x), self.shift).add_(self.float_bias)
 
 
 class IntegerLeakyReLU:
@@ -227,9 +232,9 @@ class IntegerInverseGDN:
         """`__call__` on float64 integers, in float64: x^2 and x * root are at most 2^52, and adding 2^15 before
         scaling by 2^-16 keeps them below 2^53, so each floor(v * 2^-16 + 1/2) is exact."""
         x = x.clamp(-INPUT_BOUND, INPUT_BOUND)
-        squares = (x * x).mul_(2.0**-FRACTION_BITS).add_(0.5).floor_()
+        squares = round_shift_float(x * x, FRACTION_BITS)
         norm = self.norm.exact_float(squares).clamp_(0, self.NORM_LIMIT * ONE).mul_(ONE)
-        return floor_sqrt_float(norm).mul_(x).mul_(2.0**-FRACTION_BITS).add_(0.5).floor_()
+        return round_shift_float(floor_sqrt_float(norm).mul_(x), FRACTION_BITS)
 
 
 class IntegerPixelShuffle:
