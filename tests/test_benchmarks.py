@@ -288,7 +288,7 @@ def test_learning_curves_plots_a_training_run(tmp_path, capsys):
 
 
 def test_gpu_script_trains_a_recipe_inside_its_budget_on_the_cpu(tmp_path):
-    command = [sys.executable, "benchmarks/gpu_train.py", "--minutes", "0.5", "--probe-steps", "3", "--out",
+    command = [sys.executable, "benchmarks/gpu_train.py", "--minutes", "0.5", "--probe-steps", "5", "--out",
                str(tmp_path), "--name", "run", "--", "--dataset", "balls", "--channels", "8", "--f-channels", "4",
                "--z-channels", "2", "--batch", "2", "--frames", "3", "--crop", "32", "--validation-clips", "1",
                "--threads", "1", "--lambdas", "0.001", "0.01", "--device", "cpu"]
@@ -308,6 +308,10 @@ def test_gpu_script_fills_its_budget_with_steps():
     assert script.steps_within(script.FIXED_SECONDS + 100, 0.5) == 200
     assert script.steps_within(script.FIXED_SECONDS + 100.9, 0.5) == 201
     assert script.steps_within(10, 0.5) == 1  # nothing left: the smallest run
+    log = "train: 100%|...\ntraining speed: 812.5 frames/s (394 ms per step of 8 clips x 8 frames, 37 steps after 3)\n"
+    assert script.probe_pace("$ dsaecodec train ...\n" + log) == 0.394
+    with pytest.raises(SystemExit):
+        script.probe_pace("$ dsaecodec train ...\nTraceback ...\n")
 
 
 def test_balls_benchmark_codes_every_length_and_judges_samples(tmp_path, one_torch_thread):
