@@ -176,12 +176,17 @@ class PhotoClips(Dataset):
         self.description = (f"camera-motion clips of {len(self.photos)} photos ({sum(p[0].numel() for p in self.photos):,}"
                             f" pixels; views up to {max_field:g}x the crop"
                             + (f", aimed at detail with bias {detail_bias:g})" if detail_bias else ")"))
-        self._sources: dict[tuple[int, int], torch.Tensor] = {}  # made when first needed, then kept
+        self._sources: dict[tuple[int, int], torch.Tensor] = {}
+        for index, photo in enumerate(self.photos):  # made up front: DataLoader workers then share them
+            largest = min(3, int(math.log2(min(max_field, min(photo.shape[1:]) / crop))))
+            for factor in (1, 2, 4, 8)[:largest + 1]:
+                self._source(index, factor)
         self._detail: dict[tuple[int, int], torch.Tensor] = {}
 
     def _source(self, index: int, factor: int = 1) -> torch.Tensor:
         """Photo `index` as float (3, H, W) in [0, 1] for sampling, first averaged over `factor` x `factor`
-        pixels and rounded to 8 bits (3, H/factor, W/factor). Kept once made (about 4 bytes a pixel)."""
+        pixels and rounded to 8 bits (3, H/factor, W/factor). Kept once made (about 4 bytes a pixel); __init__
+        makes every one a view can need."""
         if (index, factor) not in self._sources:
             photo = self.photos[index]
             if factor > 1:
