@@ -285,7 +285,8 @@ class FactorisedCoder(nn.Module):
     def dequantise_fixed(self, symbols: Tensor, gain: IntegerGain) -> Tensor:
         """Table symbols (B, C, h, w) -> y_hat, physical, as int64 activations (integer.py), the same on every
         machine: (symbol + offset + median) * step, the median rounded to the activations' grid."""
-        offsets = self._offset.long()[None, :, None, None].to(symbols.device)
+        symbols = symbols.to(self._offset.device)  # decoded symbols come from the CPU
+        offsets = self._offset.long()[None, :, None, None]
         return gain.dequantise(symbols + offsets, integer.to_fixed(self._medians()))
 
     def encode_symbols(self, y: Tensor, gain: Tensor, coder: SymbolEncoder) -> Tensor:

@@ -215,7 +215,8 @@ class IntegerInverseGDN:
         if not gdn.inverse:
             raise ValueError("only the inverse GDN has an integer counterpart (synthesis transforms)")
         channels = gdn.beta.shape[0]
-        norm = nn.utils.skip_init(nn.Conv2d, channels, channels, 1)  # no random initialisation: the RNG is the caller's
+        # no random initialisation (the RNG is the caller's), on the GDN's device (IntegerConv2d keeps its weights there)
+        norm = nn.utils.skip_init(nn.Conv2d, channels, channels, 1, device=gdn.beta.device)
         with torch.no_grad():
             norm.weight.copy_(gdn.gamma_reparam(gdn.gamma).reshape(channels, channels, 1, 1))
             norm.bias.copy_(gdn.beta_reparam(gdn.beta))
