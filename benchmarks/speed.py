@@ -297,13 +297,18 @@ def run_device(models: list[str], sizes: list[str], frame_count: int, repeats: i
             enc_seconds, (device_file, _) = timed(
                 lambda: learned_encode(frames, fps, model_name, level, reconstructions=False, device=device), repeats)
             dec_seconds, device_decode = timed(lambda: learned_decode(device_file, device=device), repeats)
-            log(f"device {size:<8} {model_name:<14} {time.perf_counter() - started:6.1f} s")
-            rows.append({
-                "model": model_name, "size": size, "clip": description, "frames": len(frames), "quality": level,
-                "device": device, "encode": _fps(len(frames), enc_seconds), "decode": _fps(len(frames), dec_seconds),
-                "same_bytes": device_file == cpu_file,
-                "cpu_file_there": _crossing(cpu_file, learned_decode(cpu_file), device),
-                "device_file_here": _crossing(device_file, device_decode, "cpu")})
+            row = {"model": model_name, "size": size, "clip": description, "frames": len(frames), "quality": level,
+                   "device": device, "encode": _fps(len(frames), enc_seconds),
+                   "decode": _fps(len(frames), dec_seconds), "same_bytes": device_file == cpu_file,
+                   "cpu_file_there": _crossing(cpu_file, learned_decode(cpu_file), device),
+                   "device_file_here": _crossing(device_file, device_decode, "cpu")}
+            rows.append(row)
+            # the whole row in the log too: a run stopped before the table still tells what it found
+            crossings = ", ".join(f"{key} {row[key]['error'] or row[key]['max_pixel_difference']}"
+                                  for key in ("cpu_file_there", "device_file_here"))
+            log(f"device {size:<8} {model_name:<14} {time.perf_counter() - started:6.1f} s: encode "
+                f"{row['encode']['fps_best']:.1f}, decode {row['decode']['fps_best']:.1f} frames/s, "
+                f"{'same' if row['same_bytes'] else 'other'} bytes, {crossings}")
     return rows
 
 
