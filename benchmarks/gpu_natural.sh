@@ -3,7 +3,9 @@
 # fixed time, then check that their files cross between the CPU and the GPU (benchmarks/speed.py, device part).
 #
 #   benchmarks/gpu_natural.sh prepare          # here: .gpu/ (ignored by git) with what the GPU machine lacks
+#   benchmarks/gpu_natural.sh slim             # here, just before the call: leave the large tracked folders out
 #   benchmarks/gpu_natural.sh run MINUTES      # there, from the repository root, with .gpu carried
+#   benchmarks/gpu_natural.sh restore          # here, right after the call (commit nothing in between)
 #
 # prepare packs the wheels of benchmarks/gpu_wheels.sh (unpacked, xz: the call's working tree is limited to
 # 64 MiB), the photo collection (~/dsae-photos) and the recipes' --init weights. run trains each model with
@@ -29,7 +31,22 @@ if [ "${1:-}" = prepare ]; then
   du -sh .gpu
   exit 0
 fi
-[ "${1:-}" = run ] && [ -n "${2:-}" ] || { echo "usage: $0 prepare | run MINUTES [train options]" >&2; exit 2; }
+LARGE=(checkpoints docs)  # and dsaecodec/weights/*.pt: the call's working tree is limited to 64 MiB
+if [ "${1:-}" = slim ]; then  # un-index them and ignore them, so that they stay here
+  git rm -r -q --cached "${LARGE[@]}" && git ls-files 'dsaecodec/weights/*.pt' | xargs git rm -q --cached
+  printf '/%s/\n' "${LARGE[@]}" >> .git/info/exclude && echo '/dsaecodec/weights/*.pt' >> .git/info/exclude
+  echo "travels: $( (git ls-files; git ls-files --others --exclude-standard) | xargs du -cb | tail -1 | cut -f1) bytes" \
+    "+ .gpu $(du -sb .gpu | cut -f1) bytes"
+  exit 0
+fi
+if [ "${1:-}" = restore ]; then
+  git reset -q
+  for path in "${LARGE[@]}"; do sed -i "\\|^/$path/\$|d" .git/info/exclude; done
+  sed -i '\|^/dsaecodec/weights/\*\.pt$|d' .git/info/exclude
+  git status --short
+  exit 0
+fi
+[ "${1:-}" = run ] && [ -n "${2:-}" ] || { echo "usage: $0 prepare | slim | run MINUTES [train options] | restore" >&2; exit 2; }
 MINUTES=$2; shift 2
 : "${OUT:?OUT must name the folder for the results}"
 export PYTHONUNBUFFERED=1
