@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the three natural models (configs/{dsae,frame,rnn}-natural-b32.toml) side by side on one lent GPU for a
+# Train natural models (configs/{dsae,frame}-natural-b32.toml; MODELS below) side by side on one lent GPU for a
 # fixed time, then check that their files cross between the CPU and the GPU (benchmarks/speed.py, device part).
 #
 #   benchmarks/gpu_natural.sh prepare          # here: .gpu/ (ignored by git) with what the GPU machine lacks
@@ -8,14 +8,17 @@
 #   benchmarks/gpu_natural.sh restore          # here, right after the call (commit nothing in between)
 #
 # prepare packs the wheels of benchmarks/gpu_wheels.sh (unpacked, xz: the call's working tree is limited to
-# 64 MiB), the photo collection (~/dsae-photos) and the recipes' --init weights. run trains each model with
+# 64 MiB), the photo collection (~/dsae-photos) and the recipes' --init weights; an earlier call's NAME.pt, xz'd
+# into .gpu/done/, joins the crossing check of a call that trains the others. run trains each model with
 # benchmarks/gpu_train.py (its steps picked from a probe so that it ends within MINUTES), codes carphone and
 # bigbuckbunny with the new weights on both sides (at most CROSS_SECONDS, default 140), and leaves in $OUT the
 # weights (NAME.pt) and logs.tar.gz (logs, learning curves, summaries, speed.json). DEVICE=cpu and extra
 # `dsaecodec train` options after MINUTES (e.g. --batch 2) try it out on a CPU.
 set -u
 cd "$(dirname "$0")/.."
-MODELS=${MODELS:-dsae frame rnn}  # or a subset, e.g. MODELS=rnn
+# configs/rnn-natural-b32.toml records its CPU run (checkpoints every 200 steps, one DataLoader worker):
+# add it with MODELS="dsae frame rnn" and e.g. --checkpoint-every 2000 --data-workers 3 after MINUTES
+MODELS=${MODELS:-dsae frame}
 if [ "${1:-}" = prepare ]; then
   set -e
   bash benchmarks/gpu_wheels.sh > /dev/null
@@ -75,7 +78,9 @@ wait "${pids[@]}"  # not a bare wait: it would wait for the tee above too
 date; tail -n 2 $R/*.out
 cp $R/*.pt "$OUT"/ 2>/dev/null  # the weights are safe before anything else runs
 tar -czf "$OUT"/logs.tar.gz -C $R --exclude='*.pt' --exclude='*.ckpt' .
-for f in .gpu/done/*.pt.xz; do [ -f "$f" ] && xz -dc "$f" > $R/$(basename "$f" .xz); done  # earlier calls' weights
+for f in .gpu/done/*.pt.xz; do  # weights of earlier calls, for models this call did not train
+  [ -f "$f" ] && [ ! -f $R/$(basename "$f" .xz) ] && xz -dc "$f" > $R/$(basename "$f" .xz)
+done
 weights=(); names=()
 for m in dsae frame rnn; do [ -f $R/$m.pt ] && weights+=(--weights $m-gpu=$R/$m.pt) && names+=($m-gpu); done
 if [ ${#names[@]} -gt 0 ]; then

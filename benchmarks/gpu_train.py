@@ -53,7 +53,7 @@ def probe_pace(log: str) -> float:
     paces = re.findall(r"training speed: .*\(([0-9.]+) ms per step", log)
     if not paces:
         raise SystemExit("the probe reported no training speed (too few --probe-steps?)")
-    return float(paces[-1]) / 1000
+    return max(float(paces[-1]), 0.5) / 1000  # printed in whole milliseconds: "0 ms" is under half of one
 
 
 def steps_within(seconds_left: float, seconds_per_step: float) -> int:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--probe-steps", type=int, default=40, help="steps timed before choosing --steps")
     args = parser.parse_args(own)
     if args.probe_steps < 5:
-        parser.error("--probe-steps must be at least 5 (train.py leaves its first 3 steps out of its pace)")
+        parser.error("--probe-steps must be at least 5 (train.py leaves its first steps out of its pace)")
     if any(arg.split("=")[0] in ("--out", "--steps", "--resume", "--stop-after") for arg in train_args):
         parser.error("the recipe after -- must leave --out, --steps, --resume and --stop-after to this script")
     if not any(arg.split("=")[0] == "--device" for arg in train_args):

@@ -494,6 +494,8 @@ def main(argv: list[str] | None = None) -> None:
         if aux_optimizer:
             aux_optimizer.step()
         step += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the step's kernels are queued, not done: time them done
         if step - first_step > WARMUP_STEPS:
             timed_seconds, timed_steps = timed_seconds + time.perf_counter() - clock, timed_steps + 1
 

@@ -177,16 +177,22 @@ class PhotoClips(Dataset):
                             f" pixels; views up to {max_field:g}x the crop"
                             + (f", aimed at detail with bias {detail_bias:g})" if detail_bias else ")"))
         self._sources: dict[tuple[int, int], torch.Tensor] = {}
-        for index, photo in enumerate(self.photos):  # made up front: DataLoader workers then share them
-            largest = min(3, int(math.log2(min(max_field, min(photo.shape[1:]) / crop))))
-            for factor in (1, 2, 4, 8)[:largest + 1]:
-                self._source(index, factor)
+        if length >= len(self.photos):  # a training set: every source up front, so DataLoader workers share them
+            views = [set((1, 2, 4, 8)[:self._largest_factor(photo) + 1]) for photo in self.photos]
+            objects = {factor for factors in views for factor in factors if factor >= 4}  # any photo, see __getitem__
+            for index, factors in enumerate(views):
+                for factor in sorted(factors | objects):
+                    self._source(index, factor)
         self._detail: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _largest_factor(self, photo: torch.Tensor) -> int:
+        """log2 of the largest pre-filter factor a view of `photo` (uint8 (3, H, W)) can have (`__getitem__`)."""
+        return min(3, int(math.log2(min(self.max_field, min(photo.shape[1:]) / self.crop))))
 
     def _source(self, index: int, factor: int = 1) -> torch.Tensor:
         """Photo `index` as float (3, H, W) in [0, 1] for sampling, first averaged over `factor` x `factor`
-        pixels and rounded to 8 bits (3, H/factor, W/factor). Kept once made (about 4 bytes a pixel); __init__
-        makes every one a view can need."""
+        pixels and rounded to 8 bits (3, H/factor, W/factor). Kept once made (about 4 bytes a pixel); a training
+        set's __init__ makes every one its items can need."""
         if (index, factor) not in self._sources:
             photo = self.photos[index]
             if factor > 1:
