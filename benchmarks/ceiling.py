@@ -59,11 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [name for name in args.sets.split(",") if name not in SETS or SETS[name].domain != "natural"]
     if unknown:
         parser.error(f"unknown natural test set {unknown[0]!r}")
-    missing = [name for name in args.models.split(",") if name.endswith(".pt") and not Path(name).expanduser().is_file()]
+    paths = {name: Path(name).expanduser() for name in args.models.split(",")}
+    missing = [name for name, path in paths.items() if path.suffix == ".pt" and not path.is_file()]
     if missing:
         parser.error(f"{missing[0]}: no such weights file")
-    for model_name in args.models.split(","):
-        path = Path(model_name).expanduser()
+    for model_name, path in paths.items():
         model = zoo.load_weights(path) if path.suffix == ".pt" else zoo.load_model(model_name)[0]
         model.eval()
         for set_name in args.sets.split(","):

@@ -285,7 +285,6 @@ class FactorisedCoder(nn.Module):
     def dequantise_fixed(self, symbols: Tensor, gain: IntegerGain) -> Tensor:
         """Table symbols (B, C, h, w) -> y_hat, physical, as int64 activations (integer.py), the same on every
         machine: (symbol + offset + median) * step, the median rounded to the activations' grid."""
-        symbols = symbols.to(self._offset.device)  # decoded symbols come from the CPU
         offsets = self._offset.long()[None, :, None, None]
         return gain.dequantise(symbols + offsets, integer.to_fixed(self._medians()))
 
@@ -301,15 +300,15 @@ class FactorisedCoder(nn.Module):
         return symbols
 
     def decode_symbols(self, coder: SymbolDecoder, shape: tuple[int, int, int]) -> Tensor:
-        """Decode the table symbols (B, C, h, w), `shape` = (B, h, w)."""
+        """Decode the table symbols (B, C, h, w), `shape` = (B, h, w), on this coder's device."""
         count = int(np.prod(shape))
         return torch.stack([torch.from_numpy(coder.categorical(pmf, count)).long().reshape(shape)
-                            for pmf in self.pmfs()], dim=1)
+                            for pmf in self.pmfs()], dim=1).to(self._offset.device)
 
     def sample_symbols(self, shape: tuple[int, int, int], rng: np.random.Generator) -> Tensor:
-        """Table symbols (B, C, h, w), `shape` = (B, h, w), drawn from the coded tables."""
+        """Table symbols (B, C, h, w), `shape` = (B, h, w), drawn from the coded tables, on this coder's device."""
         symbols = np.stack([rng.choice(len(pmf), size=shape, p=pmf / pmf.sum()) for pmf in self.pmfs()], axis=1)
-        return torch.from_numpy(symbols)
+        return torch.from_numpy(symbols).to(self._offset.device)
 
     def encode(self, y: Tensor, gain: Tensor, coder: SymbolEncoder) -> Tensor:
         """Code y (B, C, h, w), physical (see `encode_symbols`); returns y_hat as the decoder has it."""
@@ -317,12 +316,12 @@ class FactorisedCoder(nn.Module):
 
     def decode(self, coder: SymbolDecoder, shape: tuple[int, int, int], gain: Tensor) -> Tensor:
         """Decode y_hat (B, C, h, w), physical, `shape` = (B, h, w)."""
-        return self._dequantise(self.decode_symbols(coder, shape).to(gain.device), gain)
+        return self._dequantise(self.decode_symbols(coder, shape), gain)
 
     def sample(self, shape: tuple[int, int, int], gain: Tensor, rng: np.random.Generator) -> Tensor:
         """y_hat (B, C, h, w), physical, `shape` = (B, h, w), drawn from the coded tables (as decode would
         give it)."""
-        return self._dequantise(self.sample_symbols(shape, rng).to(gain.device), gain)
+        return self._dequantise(self.sample_symbols(shape, rng), gain)
 
 
 class GaussianCoder:

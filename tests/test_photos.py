@@ -56,6 +56,18 @@ def test_a_wider_field_shows_pre_filtered_photos_with_more_detail_per_pixel(phot
     assert roughness(wide) > 1.2 * roughness(near)
 
 
+def test_a_training_set_makes_its_photo_sources_up_front_and_draws_the_same_clips(photo_folder):
+    """Sources made in __init__ (shared by DataLoader workers) for a set drawn from more than its photos, as a
+    few validation clips make them when first used; the clips are the same either way."""
+    paths = image_paths(photo_folder)
+    training, validation = (PhotoClips(paths, frames=2, crop=16, length=length, seed=1, max_field=8.0)
+                            for length in (40, 1))
+    made = set(training._sources)
+    assert not validation._sources and {factor for _, factor in made} == {1, 2, 4, 8}  # 4x, 8x: moving objects too
+    assert all(torch.equal(training[i], validation[i]) for i in range(40))
+    assert set(training._sources) == made and set(validation._sources) <= made
+
+
 def test_a_detail_bias_aims_the_camera_at_the_textured_part_of_a_photo(tmp_path):
     """A photo flat grey on its left half and noise on its right: views aimed at detail land on the noise."""
     rng = np.random.default_rng(0)
