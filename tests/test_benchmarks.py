@@ -374,3 +374,26 @@ def test_ceiling_codes_every_level_and_finer_steps(tiny_model, tiny_weights_file
     for bad in (["--frames", "12"], ["--sets", "sprites"]):
         with pytest.raises(SystemExit):
             ceiling.main(bad)
+
+
+def test_ceiling_fits_latents_without_touching_the_weights(tiny_model, one_torch_thread):
+    from dsaecodec.models.frame import FrameConfig, FrameVAE
+    from dsaecodec.models.rnn import RNNCodec, RNNConfig
+
+    ceiling = load_script("ceiling")
+    torch.manual_seed(0)
+    x = torch.rand(1, 2, 3, 32, 32)
+    dsae, frame_vae = zoo.load_model(tiny_model)[0].eval(), FrameVAE(FrameConfig(channels=8, lambdas=(0.001, 0.01)))
+    with torch.no_grad():  # targets each synthesis can draw exactly, from latents other than the encoder's
+        features, f = dsae.analyse(x)
+        y = frame_vae.g_a(x.flatten(0, 1))
+        targets = [dsae.synthesise(3 * dsae.infer_z(features, f), 3 * f), frame_vae.g_s(3 * y).unflatten(0, (1, 2))]
+    for model, target in zip((dsae, frame_vae), targets):
+        before = {name: p.clone() for name, p in model.named_parameters()}
+        start, fitted = (((ceiling.fit_latents(model, target, steps) - target) ** 2).mean() for steps in (0, 40))
+        assert fitted < start / 4  # the fitted latents draw the target far better than the encoder's
+        assert all(torch.equal(p, before[name]) and p.grad is None for name, p in model.named_parameters())
+    assert 0 < ceiling.fitted_psnr(dsae, x, 2) < 60
+    with pytest.raises(ValueError, match="only a DSAE"):
+        ceiling.fit_latents(RNNCodec(RNNConfig(channels=8, latent_channels=4, hidden_channels=4, feature_channels=4)),
+                            x, 1)
