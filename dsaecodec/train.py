@@ -99,7 +99,7 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--init", type=Path, default=None,
         help="start from this weights file (fine-tuning; same model options, or other --lambdas, each new quality "
              "level starting from the trained level of the nearest lambda, or a spatial DSAE with fewer "
-             "--z-channels or --channels, whose new channels start unused) instead of a random initialisation; "
+             "--z-channels and/or --channels, whose new channels start unused) instead of a random initialisation; "
              "a checkpoint found by --resume takes precedence")
     add("--family", choices=sorted(FAMILIES), default="dsae",
         help="dsae; frame: frame-by-frame VAE with a hyperprior; rnn: deterministic recurrent codec")
@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> None:
             except ValueError:
                 raise SystemExit(f"{args.init} holds a model with other options ({initial.config}); --init needs "
                                  f"the model options it was trained with, but for other --lambdas or (a spatial "
-                                 f"DSAE's) more --z-channels or more --channels") from None
+                                 f"DSAE's) more --z-channels and/or more --channels") from None
         if rank == 0:
             print(f"initialised from {args.init}")
 

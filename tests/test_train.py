@@ -207,7 +207,8 @@ def test_init_moves_a_trained_model_to_other_quality_levels(tmp_path, family, op
 @pytest.mark.parametrize("options, grown, shrunk", [({}, {"z_channels": 6}, {"z_channels": 1}),
                                                      ({}, {"channels": 12}, {"channels": 6}),
                                                      ({"variant": "factorised"}, {"channels": 12}, {"channels": 6}),
-                                                     ({"use_f": False}, {"channels": 12}, {"channels": 6})])
+                                                     ({"use_f": False}, {"channels": 12}, {"channels": 6}),
+                                                     ({}, {"z_channels": 6, "channels": 12}, {"z_channels": 1})])
 def test_a_grown_dsae_decodes_as_the_trained_one_until_it_trains(options, grown, shrunk):
     torch.manual_seed(0)
     config = DSAEConfig(channels=8, f_channels=4, z_channels=2, **options)
@@ -219,9 +220,9 @@ def test_a_grown_dsae_decodes_as_the_trained_one_until_it_trains(options, grown,
         before, after = trained(x, 1), wider(x, 1)
     torch.testing.assert_close(after["x_hat"], before["x_hat"])
     assert torch.equal(after["f_bits"], before["f_bits"])
-    if "z_channels" in grown:  # new z written, not yet read
-        assert wider.dynamics[2].weight[2:].abs().sum() > 0 and not wider.g_s[0].weight[:, 2:6].any()
-    else:  # new features computed, not yet read
+    if "z_channels" in grown:  # new z written, not yet read by the old features
+        assert wider.dynamics[2].weight[2:].abs().sum() > 0 and not wider.g_s[0].weight[:8, 2:6].any()
+    if "channels" in grown:  # new features computed, not yet read
         assert wider.g_a[0].weight[8:].abs().sum() > 0 and not wider.g_a[2].weight[:8, 8:].any()
         assert not wider.g_s[7][0].weight[:, 8:].any()
     for other in (replace(config, **shrunk), replace(config, **grown, f_channels=5)):

@@ -398,9 +398,16 @@ def widen_channels(trained: DSAE, wider: DSAE) -> None:
 
 
 def widen(trained: DSAE, wider: DSAE) -> None:
-    """`widen_z` or `widen_channels`, whichever option `wider` has larger; ValueError for any other change."""
+    """`widen_z`, `widen_channels`, or both (z first, into a DSAE with only the wider z), whichever options `wider`
+    has larger; ValueError for any other change."""
     old, new = trained.config, wider.config
-    if isinstance(old, DSAEConfig) and isinstance(new, DSAEConfig) and replace(old, z_channels=new.z_channels) == new:
+    if not (isinstance(old, DSAEConfig) and isinstance(new, DSAEConfig)):
+        raise ValueError("only a DSAE can grow")
+    if replace(old, z_channels=new.z_channels) == new:
         widen_z(trained, wider)
-    else:
+    elif new.z_channels == old.z_channels:
         widen_channels(trained, wider)
+    else:
+        middle = DSAE(replace(old, z_channels=new.z_channels))
+        widen_z(trained, middle)
+        widen_channels(middle, wider)
