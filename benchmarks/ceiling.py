@@ -15,9 +15,11 @@ at all: starting from the encoder's latents (unquantised), it fits them to the f
 MSE alone, no rounding and no rate, and prints the PSNR of the frames drawn from the fitted latents (DSAE: f and
 every z_t; frame VAE: every y_t). The gap to the finer-steps PSNR is what a better encoder could win; the fitted
 PSNR itself is the most these weights can give at any rate. About 4 min per 1500 steps for 16 carphone frames on 2
-cores; the RNN codec, whose latents are read back through its own reconstructions, is not fitted.
+cores; the RNN codec, whose latents are read back through its own reconstructions, is not fitted. `--fit-only z`
+(or `f`) fits one of a DSAE's latents alone, the other staying the encoder's: which encoder leaves the gap.
 
     python benchmarks/ceiling.py --sets carphone --frames 16 --fit 1500
+    python benchmarks/ceiling.py --sets carphone --frames 16 --fit 1500 --fit-only z --models dsae-natural
 """
 from __future__ import annotations
 
@@ -57,14 +59,18 @@ def psnr_and_bits(model: torch.nn.Module, segments: torch.Tensor, quality: int, 
     return 10 * math.log10(1 / mse), bits / (segments.shape[0] * segments.shape[1])
 
 
-def fit_latents(model: torch.nn.Module, segments: torch.Tensor, steps: int, lr: float = 0.05) -> torch.Tensor:
+def fit_latents(model: torch.nn.Module, segments: torch.Tensor, steps: int, lr: float = 0.05,
+                only: str | None = None) -> torch.Tensor:
     """The frames (S, T, 3, H, W), not clamped, that a DSAE or frame VAE synthesises from latents fitted to segments
     (S, T, 3, H, W) in [0, 1] by `steps` Adam steps (learning rate `lr`) on the MSE, starting from the encoder's
-    unquantised latents; the weights are not changed. ValueError for another model."""
+    unquantised latents; the weights are not changed. `only` ("z" or "f", a DSAE's): fit that latent alone, the
+    other staying the encoder's. ValueError for another model or latent."""
+    names = ["y"]
     with torch.no_grad():
         if isinstance(model, DSAE):
             features, f = model.analyse(segments)
             latents = [model.infer_z(features, f)] + ([f] if f is not None else [])
+            names = ["z", "f"][:len(latents)]
 
             def draw(z: torch.Tensor, f: torch.Tensor | None = None) -> torch.Tensor:
                 return model.synthesise(z, f)
@@ -75,22 +81,25 @@ def fit_latents(model: torch.nn.Module, segments: torch.Tensor, steps: int, lr: 
                 return model.g_s(y).unflatten(0, segments.shape[:2])
         else:
             raise ValueError(f"{type(model).__name__}: only a DSAE's or a frame VAE's latents can be fitted")
-    latents = [latent.clone().requires_grad_(True) for latent in latents]
-    optimiser = torch.optim.Adam(latents, lr=lr)
+    if only is not None and (not isinstance(model, DSAE) or only not in names):
+        raise ValueError(f"{type(model).__name__} has no latent {only!r} to fit alone")
+    latents = [latent.clone() for latent in latents]
+    free = [latent.requires_grad_(True) for name, latent in zip(names, latents) if only in (None, name)]
+    optimiser = torch.optim.Adam(free, lr=lr)
     for _ in range(steps):
         with torch.enable_grad():
             loss = (draw(*latents) - segments).pow(2).mean()
-            gradients = torch.autograd.grad(loss, latents)  # the weights' .grad stay untouched
-        for latent, gradient in zip(latents, gradients):
+            gradients = torch.autograd.grad(loss, free)  # the weights' .grad stay untouched
+        for latent, gradient in zip(free, gradients):
             latent.grad = gradient
         optimiser.step()
     with torch.no_grad():
         return draw(*latents)
 
 
-def fitted_psnr(model: torch.nn.Module, segments: torch.Tensor, steps: int) -> float:
+def fitted_psnr(model: torch.nn.Module, segments: torch.Tensor, steps: int, only: str | None = None) -> float:
     """PSNR in dB of the 8-bit frames `fit_latents` draws, against segments (S, T, 3, H, W) in [0, 1]."""
-    x_hat = torch.round(fit_latents(model, segments, steps).clamp(0, 1) * 255) / 255
+    x_hat = torch.round(fit_latents(model, segments, steps, only=only).clamp(0, 1) * 255) / 255
     return 10 * math.log10(1 / (x_hat - segments).pow(2).mean().item())
 
 
@@ -104,9 +113,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fit", type=int, default=0, metavar="STEPS",
                         help="also fit the latents to the frames by STEPS Adam steps on the MSE (no rate) and print "
                              "the PSNR the synthesis then reaches (DSAE and frame VAE; slow, see above)")
+    parser.add_argument("--fit-only", choices=("z", "f"), default=None,
+                        help="with --fit, a DSAE's: fit only z_1:T or only f, the other staying the encoder's")
     args = parser.parse_args(argv)
     if args.fit < 0:
         parser.error("--fit must be >= 0")
+    if args.fit_only and not args.fit:
+        parser.error("--fit-only needs --fit STEPS")
     if args.frames <= 0 or args.frames % SEGMENT:
         parser.error(f"--frames must be a positive multiple of {SEGMENT}")
     unknown = [name for name in args.sets.split(",") if name not in SETS or SETS[name].domain != "natural"]
@@ -130,8 +143,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{model_name} on {set_name} ({args.frames} frames): "
                   + " | ".join(f"q{q} {bits:.0f} b/f {psnr:.2f} dB" for q, (psnr, bits) in enumerate(levels))
                   + "".join(f" | q{top} {k:g}x finer: {bits:.0f} b/f {psnr:.2f} dB" for k, psnr, bits in finer)
-                  + (f" | fitted latents ({args.fit} steps): {fitted_psnr(model, segments, args.fit):.2f} dB"
-                     if args.fit and isinstance(model, (DSAE, FrameVAE)) else ""),
+                  + (f" | fitted {args.fit_only or 'latents'} ({args.fit} steps): "
+                     f"{fitted_psnr(model, segments, args.fit, args.fit_only):.2f} dB"
+                     if args.fit and isinstance(model, DSAE if args.fit_only else (DSAE, FrameVAE)) else ""),
                   flush=True)
 
 

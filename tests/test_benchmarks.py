@@ -371,7 +371,7 @@ def test_ceiling_codes_every_level_and_finer_steps(tiny_model, tiny_weights_file
     before = {name: p.clone() for name, p in model.named_parameters()}
     ceiling.psnr_and_bits(model, torch.rand(1, 2, 3, 32, 32), 1, 16.0)
     assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())  # the gains are put back
-    for bad in (["--frames", "12"], ["--sets", "sprites"]):
+    for bad in (["--frames", "12"], ["--sets", "sprites"], ["--fit-only", "z"]):
         with pytest.raises(SystemExit):
             ceiling.main(bad)
 
@@ -394,6 +394,12 @@ def test_ceiling_fits_latents_without_touching_the_weights(tiny_model, one_torch
         assert fitted < start / 4  # the fitted latents draw the target far better than the encoder's
         assert all(torch.equal(p, before[name]) and p.grad is None for name, p in model.named_parameters())
     assert 0 < ceiling.fitted_psnr(dsae, x, 2) < 60
+    start, both, z_alone, f_alone = (
+        ((ceiling.fit_latents(dsae, targets[0], steps, only=only) - targets[0]) ** 2).mean()
+        for steps, only in ((0, None), (40, None), (40, "z"), (40, "f")))
+    assert both < z_alone < start and both < f_alone < start  # one latent alone draws the target less well
+    with pytest.raises(ValueError, match="no latent 'z'"):
+        ceiling.fit_latents(frame_vae, x, 1, only="z")
     with pytest.raises(ValueError, match="only a DSAE"):
         ceiling.fit_latents(RNNCodec(RNNConfig(channels=8, latent_channels=4, hidden_channels=4, feature_channels=4)),
                             x, 1)
