@@ -65,7 +65,6 @@ def fit_latents(model: torch.nn.Module, segments: torch.Tensor, steps: int, lr: 
     (S, T, 3, H, W) in [0, 1] by `steps` Adam steps (learning rate `lr`) on the MSE, starting from the encoder's
     unquantised latents; the weights are not changed. `only` ("z" or "f", a DSAE's): fit that latent alone, the
     other staying the encoder's. ValueError for another model or latent."""
-    names = ["y"]
     with torch.no_grad():
         if isinstance(model, DSAE):
             features, f = model.analyse(segments)
@@ -75,7 +74,7 @@ def fit_latents(model: torch.nn.Module, segments: torch.Tensor, steps: int, lr: 
             def draw(z: torch.Tensor, f: torch.Tensor | None = None) -> torch.Tensor:
                 return model.synthesise(z, f)
         elif isinstance(model, FrameVAE):
-            latents = [model.g_a(segments.flatten(0, 1))]
+            latents, names = [model.g_a(segments.flatten(0, 1))], ["y"]
 
             def draw(y: torch.Tensor) -> torch.Tensor:
                 return model.g_s(y).unflatten(0, segments.shape[:2])

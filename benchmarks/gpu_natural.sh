@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Train natural models (configs/{dsae,frame}-natural-STAGE.toml; MODELS and STAGE below) side by side on one lent GPU for a
-# fixed time, then check that their files cross between the CPU and the GPU (benchmarks/speed.py, device part).
+# Train natural models (configs/{dsae,frame}-natural-STAGE.toml; MODELS and STAGE below) side by side on one lent
+# GPU for a fixed time, then check that their files cross between the CPU and the GPU (benchmarks/speed.py, device
+# part).
 #
 #   benchmarks/gpu_natural.sh prepare          # here: .gpu/ (ignored by git) with what the GPU machine lacks
 #   benchmarks/gpu_natural.sh slim             # here, just before the call: leave the large tracked folders out
