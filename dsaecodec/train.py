@@ -40,7 +40,7 @@ from tqdm import tqdm
 from dsaecodec.models.base import load_with_other_levels
 from dsaecodec.models.dsae import DSAEConfig, widen
 from dsaecodec.models.frame import FrameConfig
-from dsaecodec.models.rnn import RNNConfig
+from dsaecodec.models.rnn import RNNConfig, restate
 from dsaecodec.zoo import FAMILIES, load_weights, resize_table_buffers, save_weights
 
 DATASETS = ("clips", "sprites", "balls")
@@ -48,7 +48,7 @@ WARMUP_STEPS = 3  # steps left out of the reported training speed (compilation, 
 # a checkpoint resumes only with the same values of these (the model and what its latents are trained to hold)
 RESUME_MUST_MATCH = ("family", "no_f", "variant", "channels", "f_channels", "z_channels", "latent_channels",
                      "hidden_channels", "lambdas", "paired_content", "paired_motion", "global_latents",
-                     "swap_consistency", "swap_f_weight", "motion_changes")
+                     "swap_consistency", "swap_f_weight", "motion_changes", "state_from")
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -98,8 +98,9 @@ def argument_parser() -> argparse.ArgumentParser:
              "back from a swap, so a factor that both latents carry, like a sprite's direction, follows z_1:T)")
     add("--init", type=Path, default=None,
         help="start from this weights file (fine-tuning; same model options, or other --lambdas, each new quality "
-             "level starting from the trained level of the nearest lambda, or a spatial DSAE with fewer "
-             "--z-channels and/or --channels, whose new channels start unused) instead of a random initialisation; "
+             "level starting from the trained level of the nearest lambda, a spatial DSAE with fewer "
+             "--z-channels and/or --channels, whose new channels start unused, or an RNN whose state read its "
+             "reconstructions into --state-from latents) instead of a random initialisation; "
              "a checkpoint found by --resume takes precedence")
     add("--family", choices=sorted(FAMILIES), default="dsae",
         help="dsae; frame: frame-by-frame VAE with a hyperprior; rnn: deterministic recurrent codec")
@@ -116,6 +117,10 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--latent-channels", type=int, default=64, help="rnn: channels of the frame latent y_t; "
         "frame with --global-latents: size of the vector y_t (and of its hyper-latent)")
     add("--hidden-channels", type=int, default=64, help="dsae and rnn: channels of the ConvLSTM state")
+    add("--state-from", choices=("latents", "reconstructions"), default="reconstructions",
+        help="rnn: what drives the ConvLSTM state, the decoded latents y_hat_t-1 (a small decoding loop, g_s in "
+             "float after it) or the reconstructions x_hat_t-1 (g_s inside the loop, in exact integer arithmetic: "
+             "exact pixels everywhere, several times slower decoding)")
     add("--lambdas", type=float, nargs="+", default=list(DSAEConfig().lambdas),
         help="rate-distortion weights, one per quality level, lowest quality first")
     add("--seed", type=int, default=0, help="seed of the model initialisation and of the data stream")
@@ -261,7 +266,8 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
         config = FrameConfig(channels=args.channels, lambdas=lambdas, frame_size=size, **vector_size)
     elif args.family == "rnn":
         config = RNNConfig(channels=args.channels, latent_channels=args.latent_channels,
-                           hidden_channels=args.hidden_channels, lambdas=lambdas, frame_size=size)
+                           hidden_channels=args.hidden_channels, lambdas=lambdas, frame_size=size,
+                           state_from=args.state_from)
     else:  # without f, there is nothing for the full posterior q(z_t | x_t, f) to condition on
         config = DSAEConfig(channels=args.channels, f_channels=args.f_channels, z_channels=args.z_channels,
                             hidden_channels=args.hidden_channels, variant="factorised" if args.no_f else args.variant,
@@ -423,13 +429,19 @@ def main(argv: list[str] | None = None) -> None:
         if initial.config == config:
             model.load_state_dict(initial.state_dict())
         else:
-            try:  # the changes of options a trained model can start: a wider z or wider transforms, other levels
-                (widen if tuple(initial.config.lambdas) == tuple(config.lambdas) else load_with_other_levels)(
-                    initial, model)
+            try:  # the changes of options a trained model can start: a wider z or wider transforms, other levels,
+                # an RNN's state read from its latents
+                if isinstance(config, RNNConfig) and isinstance(initial.config, RNNConfig) \
+                        and initial.config.state_from != config.state_from:
+                    restate(initial, model)
+                else:
+                    (widen if tuple(initial.config.lambdas) == tuple(config.lambdas) else load_with_other_levels)(
+                        initial, model)
             except ValueError:
                 raise SystemExit(f"{args.init} holds a model with other options ({initial.config}); --init needs "
-                                 f"the model options it was trained with, but for other --lambdas or (a spatial "
-                                 f"DSAE's) more --z-channels and/or more --channels") from None
+                                 f"the model options it was trained with, but for other --lambdas, (a spatial "
+                                 f"DSAE's) more --z-channels and/or more --channels, or (an RNN's) "
+                                 f"--state-from latents") from None
         if rank == 0:
             print(f"initialised from {args.init}")
 

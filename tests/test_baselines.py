@@ -12,11 +12,11 @@ import torch
 from click.testing import CliRunner
 
 from bitstream.format import BitstreamReader
-from dsaecodec import codec, train, zoo
+from dsaecodec import codec, integer, train, zoo
 from dsaecodec.cli import main as cli_main
 from dsaecodec.models.dsae import DSAE, DSAEConfig
 from dsaecodec.models.frame import FrameConfig
-from dsaecodec.models.rnn import RNNConfig
+from dsaecodec.models.rnn import RNNCodec, RNNConfig
 from dsaecodec.videoio import VideoWriter, read_video
 from helpers import assert_resume_is_exact, encode_with_reconstruction, synthetic_clip
 
@@ -24,6 +24,8 @@ LAMBDAS = (0.001, 0.01)
 TINY = {
     "tiny-frame": ("frame", FrameConfig(channels=8, lambdas=LAMBDAS)),
     "tiny-rnn": ("rnn", RNNConfig(channels=8, latent_channels=4, hidden_channels=8, feature_channels=4, lambdas=LAMBDAS)),
+    "tiny-rnn-latents": ("rnn", RNNConfig(channels=8, latent_channels=4, hidden_channels=8, feature_channels=4,
+                                          lambdas=LAMBDAS, state_from="latents")),
     "tiny-dsae-nof": ("dsae", DSAEConfig(channels=8, z_channels=4, hidden_channels=8, variant="factorised",
                                          use_f=False, lambdas=LAMBDAS)),
 }
@@ -142,6 +144,29 @@ def test_default_dsae_parameters_are_unchanged():
         "5b106bf7e65cb9ab1b3c7c302ae49ad1a60fd6b357b19aadcf5cb3214f0f0f48"
 
 
+@pytest.mark.parametrize("frame_size", [0, 32])
+def test_a_latent_driven_state_reads_the_decoded_latents(frame_size):
+    """The coding loop's (integer) state follows the float recurrence on the decoded latents y_hat_t-1, not on,
+    say, the means they were coded around: non-zero symbols, which a tiny random model would rarely code."""
+    torch.manual_seed(0)
+    model = RNNCodec(RNNConfig(channels=8, latent_channels=4, hidden_channels=8, feature_channels=4, lambdas=LAMBDAS,
+                               frame_size=frame_size, state_from="latents")).eval()
+    states, latents = [], []
+
+    def take_symbols(t, hidden, mu, index, y_gain):
+        symbols = torch.full_like(mu, 3 - 2 * t)
+        states.append(integer.to_float(hidden))
+        latents.append(integer.to_float(mu + y_gain.dequantise(symbols)))
+        return symbols
+
+    assert list(model._roll_out(1.0, 3, (1, 1) if frame_size else (2, 3), take_symbols, pixels=False)) == [None] * 3
+    state = None
+    with torch.no_grad():
+        for t in range(3):
+            state = model.advance(latents[t - 1] if t else None, state, states[0])
+            torch.testing.assert_close(state[0], states[t], atol=1e-3, rtol=0)
+
+
 def test_weights_saved_before_use_f_existed_still_load(tmp_path):
     torch.manual_seed(0)
     model = DSAE(DSAEConfig(channels=8, f_channels=4, z_channels=2, hidden_channels=4, lambdas=LAMBDAS)).eval()
@@ -160,7 +185,8 @@ TRAIN = ["--dataset", "balls", "--channels", "8", "--f-channels", "4", "--z-chan
          "--threads", "1", "--lambdas", "0.001", "0.01", "--validate-every", "0"]
 
 
-@pytest.mark.parametrize("family, extra", [("frame", ()), ("rnn", ()), ("dsae", ("--no-f",))])
+@pytest.mark.parametrize("family, extra", [("frame", ()), ("rnn", ()), ("rnn", ("--state-from", "latents")),
+                                           ("dsae", ("--no-f",))])
 def test_short_training_run_writes_loadable_weights(tmp_path, family, extra, capsys):
     out = tmp_path / "model.pt"
     train.main(["--out", str(out), "--family", family, *extra, "--steps", "5", *TRAIN])
@@ -168,8 +194,10 @@ def test_short_training_run_writes_loadable_weights(tmp_path, family, extra, cap
     model = zoo.load_weights(out)
     assert isinstance(model, zoo.FAMILIES[family][0]) and model.qualities == 2
     assert model.config.to_dict()["channels"] == 8
-    if extra:
+    if family == "dsae":
         assert not model.config.use_f and not any("f_entropy" in k or "content" in k for k in model.state_dict())
+    if family == "rnn":
+        assert model.config.state_from == (extra[1] if extra else "reconstructions")
     pixels = torch.randint(0, 256, (3, 3, 32, 48), dtype=torch.uint8)
     streams, x_hat = model.compress_segment(pixels, 1)
     assert x_hat.dtype == torch.uint8 and x_hat.shape == pixels.shape

@@ -56,14 +56,16 @@ def test_latents_are_vectors_and_decoding_is_exact(use_f):
 
 
 def tiny_global_baseline(family: str) -> torch.nn.Module:
+    """frame, rnn (its state read from the reconstructions) or rnn-latents (from the decoded latents)."""
     torch.manual_seed(0)
     if family == "frame":
         return FrameVAE(FrameConfig(channels=8, latent_channels=6, lambdas=(0.001, 0.01), frame_size=SIZE))
     return RNNCodec(RNNConfig(channels=8, latent_channels=6, hidden_channels=5, feature_channels=4,
-                              lambdas=(0.001, 0.01), frame_size=SIZE))
+                              lambdas=(0.001, 0.01), frame_size=SIZE,
+                              state_from="latents" if family == "rnn-latents" else "reconstructions"))
 
 
-@pytest.mark.parametrize("family, symbols_per_frame", [("frame", 6 + 6), ("rnn", 6)])
+@pytest.mark.parametrize("family, symbols_per_frame", [("frame", 6 + 6), ("rnn", 6), ("rnn-latents", 6)])
 def test_the_global_baselines_code_vectors_and_decode_exactly(family, symbols_per_frame):
     """frame: y_t and its hyper-latent, one vector each per frame; rnn: y_t, one vector per frame."""
     model = tiny_global_baseline(family)
@@ -147,7 +149,7 @@ def test_resume_at_a_validation_step_continues_exactly(tmp_path):
     assert_resume_is_exact(tmp_path, common, stop_after=4)
 
 
-@pytest.mark.parametrize("family", ["dsae", "dsae-nof", "frame", "rnn"])
+@pytest.mark.parametrize("family", ["dsae", "dsae-nof", "frame", "rnn", "rnn-latents"])
 def test_every_family_samples_frames_from_its_priors(family):
     model = tiny_global(family == "dsae") if family.startswith("dsae") else tiny_global_baseline(family)
     model.eval()
