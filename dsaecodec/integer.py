@@ -3,9 +3,9 @@ same on every machine.
 
 A float network's output depends on the order in which its kernels sum, and PyTorch picks kernels by instruction
 set, thread count and device: one flipped scale index desynchronises the range decoder. So the networks that set
-scale indices and means (the DSAE's z prior, the frame VAE's hyper-synthesis, and the RNN codec's whole decoding
-loop, whose state reads its reconstructions) are converted from their trained float weights into fixed-point ones
-for coding:
+scale indices and means (the DSAE's z prior, the frame VAE's hyper-synthesis, and the RNN codec's decoding loop,
+with its synthesis where its state reads its reconstructions) are converted from their trained float weights into
+fixed-point ones for coding:
 
     activations     int64 tensors, value = integer / 2^FRACTION_BITS; each convolution clamps its input to
                     +-ACTIVATION_LIMIT (so |integer| <= INPUT_BOUND = 2^26)

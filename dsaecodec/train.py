@@ -40,7 +40,7 @@ from tqdm import tqdm
 from dsaecodec.models.base import load_with_other_levels
 from dsaecodec.models.dsae import DSAEConfig, widen
 from dsaecodec.models.frame import FrameConfig
-from dsaecodec.models.rnn import RNNConfig, restate
+from dsaecodec.models.rnn import RNNConfig, distil_past, restate
 from dsaecodec.zoo import FAMILIES, load_weights, resize_table_buffers, save_weights
 
 DATASETS = ("clips", "sprites", "balls")
@@ -117,6 +117,10 @@ def argument_parser() -> argparse.ArgumentParser:
     add("--latent-channels", type=int, default=64, help="rnn: channels of the frame latent y_t; "
         "frame with --global-latents: size of the vector y_t (and of its hyper-latent)")
     add("--hidden-channels", type=int, default=64, help="dsae and rnn: channels of the ConvLSTM state")
+    add("--distil-steps", type=int, default=0, metavar="N",
+        help="with --init of an RNN whose state read its reconstructions and --state-from latents: first N batches "
+             "of training clips teaching the new encoder of the past alone what the old one computed "
+             "(rnn.distil_past)")
     add("--state-from", choices=("latents", "reconstructions"), default="reconstructions",
         help="rnn: what drives the ConvLSTM state, the decoded latents y_hat_t-1 (a small decoding loop, g_s in "
              "float after it) or the reconstructions x_hat_t-1 (g_s inside the loop, in exact integer arithmetic: "
@@ -278,6 +282,19 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
         raise SystemExit(f"cannot build this model: {error}") from None
 
 
+def distil(args: argparse.Namespace, trained: torch.nn.Module, model: torch.nn.Module, device: torch.device,
+           rank: int) -> None:
+    """`rnn.distil_past` on --distil-steps batches of training clips (a stream of its own, seed + 2), printing
+    its error at the start and the end."""
+    dataset = build_dataset(args, "train", length=args.distil_steps * args.batch, seed=args.seed + 2)
+    batches = (torch.stack([dataset[k * args.batch + i] for i in range(args.batch)]).to(device)
+               for k in range(args.distil_steps))
+    errors = distil_past(trained, model, tqdm(batches, total=args.distil_steps, desc="distil", disable=rank != 0),
+                         args.distil_steps)
+    if rank == 0:
+        print(f"distilled the encoder of the past: mean squared error {errors[0]:.4g} -> {errors[-1]:.4g}")
+
+
 def frame_size(args: argparse.Namespace) -> int:
     """The fixed frame side of a --global-latents model (sprites: 64, balls: --crop); 0 without the flag."""
     if not args.global_latents:
@@ -434,6 +451,8 @@ def main(argv: list[str] | None = None) -> None:
                 if isinstance(config, RNNConfig) and isinstance(initial.config, RNNConfig) \
                         and initial.config.state_from != config.state_from:
                     restate(initial, model)
+                    if args.distil_steps:
+                        distil(args, initial.to(device), model, device, rank)
                 else:
                     (widen if tuple(initial.config.lambdas) == tuple(config.lambdas) else load_with_other_levels)(
                         initial, model)

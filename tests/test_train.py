@@ -376,3 +376,14 @@ def test_init_moves_a_trained_rnn_to_a_state_read_from_its_latents(tmp_path, opt
     assert (a_hat.int() - b_hat.int()).abs().max() <= 1
     with pytest.raises(SystemExit, match="other options"):  # and not back
         train.main(tiny_run(first, *common, "--steps", "1", "--init", str(second / "model.pt")))
+
+
+def test_distillation_teaches_the_new_encoder_of_the_past_what_the_old_one_computed(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    common = ["--dataset", "balls", "--validate-every", "0", "--family", "rnn"]
+    train.main(tiny_run(first, *common, "--steps", "2"))
+    train.main(tiny_run(second, *common, "--steps", "0", "--init", str(first / "model.pt"), "--state-from", "latents",
+                        "--distil-steps", "30"))
+    before, after = map(float, re.search(r"mean squared error (\S+) -> (\S+)", capsys.readouterr().out).groups())
+    assert after < 0.5 * before

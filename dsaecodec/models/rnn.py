@@ -9,8 +9,9 @@ Shapes, for frames (B, T, 3, H, W) with H, W multiples of 16:
     x_hat_t    = g_s(y_hat_t, h_t)                       the DSAE's transforms g_a, g_s
 
 What drives it, p_t, is the model's `state_from` option:
-- "latents": the decoded latent y_hat_t, and `e` two 3x3 convolutions at 1/16. (y_hat_t, h_t) determine x_hat_t, so
-  the state reads what a reconstruction would tell it, and the decoding loop (e, ConvLSTM, prior; all at 1/16) stays
+- "latents": the decoded latent and the state that decoded it, [y_hat_t, h_t], and `e` three 3x3 convolutions of
+  them at 1/16. They determine x_hat_t = g_s(y_hat_t, h_t), so `e` can compute what the encoder of a reconstruction
+  would (`distil_past` teaches it exactly that), and the decoding loop (e, ConvLSTM, prior; all at 1/16) stays
   small: g_s runs after it, in float, as the DSAE's does.
 - "reconstructions" (also every weights file without the option): the clamped reconstruction x_hat_t, and `e`
   four 3x3 stride-2 convolutions of it. The loop then holds g_s, so g_s runs in exact integer arithmetic too
@@ -93,7 +94,8 @@ class RNNCodec(CodecModel):
         self.latent = nn.Sequential(conv(d + ch, d, kernel), nn.LeakyReLU(0.1), conv(d, cy, kernel))
         self.g_s = global_synthesis(cy + ch, n, size) if size else synthesis_transform(cy + ch, n)
         if config.state_from == "latents":
-            self.past = nn.Sequential(conv(cy, ce, kernel), nn.LeakyReLU(0.1), conv(ce, ce, kernel))
+            self.past = nn.Sequential(conv(cy + ch, d, kernel), nn.LeakyReLU(0.1), conv(d, d, kernel),
+                                      nn.LeakyReLU(0.1), conv(d, ce, kernel))
         elif size:
             self.past = global_analysis(ce // 4, size)
         else:
@@ -113,14 +115,14 @@ class RNNCodec(CodecModel):
         return self.config.state_from == "latents"
 
     def advance(self, previous: Tensor | None, state: State | None, like: Tensor) -> State:
-        """The state for the next frame, from the previous decoded latent y_hat (B, C_y, h, w) or reconstruction
-        (B, 3, H, W) in [0, 1] (`state_from`), or None before the first frame; `like` (B, *, h, w) gives batch and
-        latent size."""
+        """The state for the next frame, from the previous decoded latent y_hat (B, C_y, h, w), read with the
+        state's h, or reconstruction (B, 3, H, W) in [0, 1] (`state_from`), or None before the first frame; `like`
+        (B, *, h, w) gives batch and latent size."""
         if previous is None:
             b, _, h, w = like.shape
             inputs = like.new_zeros(b, self.config.feature_channels, h, w)
         else:
-            inputs = self.past(previous)
+            inputs = self.past(torch.cat([previous, state[0]], dim=1) if self.reads_latents else previous)
         return self.cell(inputs, state if state is not None else self.cell.zero_state(inputs))
 
     def entropy_parameters(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
@@ -189,7 +191,7 @@ class RNNCodec(CodecModel):
             if previous is None:
                 inputs = self.y_log_gain.new_zeros(1, self.config.feature_channels, *shape, dtype=torch.int64)
             else:
-                inputs = past(previous)
+                inputs = past(torch.cat([previous, state[0]], dim=1) if self.reads_latents else previous)
             state = cell(inputs, state if state is not None else cell.zero_state(inputs))
             mu, scale_raw = prior(state[0]).chunk(2, dim=1)
             index = y_gain.scale_index(integer.softplus(scale_raw))
@@ -256,3 +258,37 @@ def restate(trained: RNNCodec, model: RNNCodec) -> None:
     with torch.no_grad():
         for tensor in model.past[-1].parameters():
             tensor.zero_()
+
+
+def distil_past(trained: RNNCodec, model: RNNCodec, clips: Iterable[Tensor], batches: int, updates: int = 4,
+                lr: float = 1e-3) -> list[float]:
+    """Teach `model.past` (state read from the latents, `restate`d from `trained`) what `trained.past` computes of
+    the reconstruction x_hat_t = g_s(y_hat_t, h_t): on `trained`'s own coding-like roll-out (eval mode: rounded
+    latents) of each of `batches` batches of clips (B, T, 3, H, W), at qualities in turn, `updates` Adam steps on
+    `model.past` alone (learning rate `lr` decaying to 0 on a cosine) reduce the mean squared error of its output
+    for [y_hat_t, h_t] to `trained.past`'s for x_hat_t, t < T - 1. Returns each batch's error (before its first
+    step). With a perfect fit, `model` codes as `trained` does."""
+    optimizer = torch.optim.Adam(model.past.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=batches * updates)
+    trained.eval()
+    errors = []
+    for k, x in zip(range(batches), clips):
+        latents, features = [], []  # g_s's input [y_hat_t, h_t] for t = 0..T-1; past's output for x_hat_0..T-2
+        hooks = [trained.g_s.register_forward_hook(lambda module, inputs, output: latents.append(inputs[0])),
+                 trained.past.register_forward_hook(lambda module, inputs, output: features.append(output))]
+        try:
+            with torch.no_grad():
+                trained(x, k % trained.qualities)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        inputs, targets = torch.cat(latents[:-1]), torch.cat(features)
+        for update in range(updates):
+            error = F.mse_loss(model.past(inputs), targets)
+            optimizer.zero_grad()
+            error.backward()
+            optimizer.step()
+            schedule.step()
+            if not update:
+                errors.append(error.item())
+    return errors
