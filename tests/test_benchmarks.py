@@ -403,3 +403,11 @@ def test_ceiling_fits_latents_without_touching_the_weights(tiny_model, one_torch
     with pytest.raises(ValueError, match="only a DSAE"):
         ceiling.fit_latents(RNNCodec(RNNConfig(channels=8, latent_channels=4, hidden_channels=4, feature_channels=4)),
                             x, 1)
+
+
+def test_integer_cost_measures_the_integer_paths_share_of_decoding():
+    """The in-tree table of benchmarks/integer_cost.py: a shipped model's decode spends some, not all, of its time in
+    the integer path (a fresh process, 2 carphone frames)."""
+    integer_cost = load_script("integer_cost")
+    rows = integer_cost.measure(integer_cost.ROOT, "dsae-natural", 2, 1, "0", integer_cost.SHARE)
+    assert len(rows) == 1 and 0.01 < rows[0]["integer_share"] < 0.9
