@@ -43,9 +43,11 @@ exp) and maps fixed-point scales to scale indices by integer comparison.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from fractions import Fraction
+from typing import Callable, Hashable, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +64,7 @@ EXACT_BOUND = 2**53 - 1  # every integer of at most this magnitude is a float64
 SCALE_BITS = 24  # scales (softplus outputs): value = integer / 2^24, finer for the small scales of large gains
 TABLE_BITS = 6  # nonlinearity tables: one entry per 2^-6
 TABLE_RANGE = 16  # ... over [-16, 16]; beyond, sigmoid and tanh are +-1 and softplus(x) is x or 0 to < 2^-23
+T = TypeVar("T")
 _DECIMAL = Context(prec=40, rounding=ROUND_HALF_EVEN)  # every decimal operation here runs in this context (not the
 # thread's, which a caller may change): 40 digits, far more than the 24 bits any table entry keeps
 
@@ -309,6 +312,19 @@ def convert(layer: nn.Module) -> IntegerLayer:
     if isinstance(layer, nn.Sequential):
         return IntegerSequential(layer)
     raise ValueError(f"no integer counterpart for {type(layer).__name__}")
+
+
+def cached(model: nn.Module, key: Hashable, make: Callable[[], T]) -> T:
+    """`make()` (an integer network, a level's `IntegerGain`), kept on `model` under `key` until one of its
+    parameters or buffers changes: an optimiser step or `load_state_dict` changes a tensor in place, which bumps its
+    version counter; `to()` moves its storage. (Writing through `.data` in place would go unseen: nothing here
+    does.) Coding converts once per model and quality, not once per segment."""
+    stamp = tuple((id(tensor), tensor._version, tensor.data_ptr())
+                  for tensor in itertools.chain(model.parameters(), model.buffers()))
+    store = model.__dict__.setdefault("_integer_parts", {})  # a plain attribute: not state, not a submodule
+    if key not in store or store[key][0] != stamp:
+        store[key] = (stamp, make())
+    return store[key][1]
 
 
 # --- nonlinearities by table ----------------------------------------------------------------------

@@ -395,3 +395,21 @@ def test_files_encoded_under_other_cpu_kernels_decode_here(tmp_path):
         assert encoded["symbols"][path] == decoded["symbols"][path] and len(encoded["symbols"][path]) >= 1, path
         if exact_pixels(path):
             assert encoded["frames"][path] == decoded["frames"][path], path
+
+
+def test_integer_parts_are_converted_once_until_the_weights_change():
+    from dsaecodec.models.rnn import RNNCodec, RNNConfig
+
+    model = RNNCodec(RNNConfig(channels=8, latent_channels=4, hidden_channels=8, feature_channels=4))
+    first = integer.cached(model, "parts", object)
+    assert integer.cached(model, "parts", object) is first and integer.cached(model, "other", object) is not first
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.rand(1, 2, 3, 16, 16), 0)["z_bits"].backward()
+    optimiser.step()  # an in-place update
+    second = integer.cached(model, "parts", object)
+    assert second is not first and integer.cached(model, "parts", object) is second
+    model.load_state_dict(RNNCodec(model.config).state_dict())  # copied in place
+    third = integer.cached(model, "parts", object)
+    assert third is not second
+    model.to(torch.float64)  # moved: the same parameters, other storage
+    assert integer.cached(model, "parts", object) is not third

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from bitstream.coder import SymbolDecoder, SymbolEncoder
 from dsaecodec.entropy import FactorisedCoder, GaussianCoder
-from dsaecodec.integer import IntegerGain, to_float
+from dsaecodec.integer import IntegerGain, cached, to_float
 from dsaecodec.models.base import CodecConfig, CodecModel, Streams
 from dsaecodec.models.layers import (
     analysis_transform,
@@ -218,7 +218,8 @@ class DSAE(CodecModel):
         decodes them, `sample` draws them. z_hat_t = mu + symbols * step, exactly. Yields z_hat_t (1, C_z, h, w),
         float32, frame by frame (a generator: frame t's symbols are taken when z_hat_t is asked for).
         """
-        prior, z_gain = self.z_prior.integer(), IntegerGain(self.z_log_gain, quality)
+        prior = cached(self, "z_prior", self.z_prior.integer)
+        z_gain = cached(self, ("z_gain", quality), lambda: IntegerGain(self.z_log_gain, quality))
         z_prev = self.z_log_gain.new_zeros(1, self.config.z_channels, *shape, dtype=torch.int64)
         state = None
         for t in range(frames):

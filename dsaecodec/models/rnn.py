@@ -183,9 +183,11 @@ class RNNCodec(CodecModel):
         frame by frame (a generator: frame t's symbols are taken when x_hat_t is asked for); None instead unless
         `pixels`, where the loop needs no synthesis (the state reads the latents).
         """
-        past, prior = integer.convert(self.past), integer.convert(self.prior)
-        g_s = None if self.reads_latents else integer.convert(self.g_s)  # g_s in the loop: in integers
-        cell, y_gain = IntegerConvLSTMCell(self.cell), IntegerGain(self.y_log_gain, quality)
+        past, prior, g_s, cell = integer.cached(self, "loop", lambda: (
+            integer.convert(self.past), integer.convert(self.prior),
+            None if self.reads_latents else integer.convert(self.g_s),  # g_s in the loop: in integers
+            IntegerConvLSTMCell(self.cell)))
+        y_gain = integer.cached(self, ("y_gain", quality), lambda: IntegerGain(self.y_log_gain, quality))
         state, previous = None, None
         for t in range(frames):
             if previous is None:
