@@ -259,6 +259,10 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
         raise SystemExit("--motion-changes trains on sprites without --paired-*")
     if not 0 <= args.motion_changes <= 1:
         raise SystemExit("--motion-changes is a share of the training clips: 0 to 1")
+    if args.distil_steps and (args.distil_steps < 0 or args.family != "rnn" or args.state_from != "latents"
+                              or not args.init):
+        raise SystemExit("--distil-steps is a number of batches (0 or more) for --family rnn --state-from latents "
+                         "--init WEIGHTS of an RNN whose state read its reconstructions")
     if args.swap_consistency < 0 or args.swap_f_weight < 0:
         raise SystemExit("--swap-consistency and --swap-f-weight are weights of a loss: 0 or more")
     for flag in ("paired_content", "paired_motion"):

@@ -387,3 +387,11 @@ def test_distillation_teaches_the_new_encoder_of_the_past_what_the_old_one_compu
                         "--distil-steps", "30"))
     before, after = map(float, re.search(r"mean squared error (\S+) -> (\S+)", capsys.readouterr().out).groups())
     assert after < 0.5 * before
+
+
+@pytest.mark.parametrize("options", [["--distil-steps", "-1", "--state-from", "latents", "--init", "x.pt"],
+                                     ["--distil-steps", "3", "--state-from", "latents"],
+                                     ["--distil-steps", "3", "--init", "x.pt"]])
+def test_distillation_needs_an_rnn_moved_to_its_latents(tmp_path, options):
+    with pytest.raises(SystemExit, match="--distil-steps"):
+        train.main(tiny_run(tmp_path, "--dataset", "balls", "--family", "rnn", "--steps", "1", *options))
