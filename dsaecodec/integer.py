@@ -42,6 +42,7 @@ exp) and maps fixed-point scales to scale indices by integer comparison.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -138,7 +139,7 @@ class IntegerConv2d:
     def _total(self, x: Tensor) -> Tensor:
         """The sums of products w * x (float64, exact) of float64 integers x, clamped here."""
         x = x.clamp(-INPUT_BOUND, INPUT_BOUND)
-        with torch.backends.cudnn.flags(enabled=False):
+        with torch.backends.cudnn.flags(enabled=False) if x.is_cuda else contextlib.nullcontext():
             if self.transposed:
                 return F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, self.output_padding,
                                           1, self.dilation)
