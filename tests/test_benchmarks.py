@@ -423,3 +423,14 @@ def test_integer_cost_times_the_integer_loop_against_a_float_one(model):
     assert row["integer_loop_s"] > 0 and row["float_loop_s"] > 0
     if model != "rnn-sprites":
         assert row["integer_loop_s"] < row["decode_cpu_s"]
+
+
+def test_portability_reports_how_far_frames_are_from_the_default_decode():
+    portability = load_script("portability")
+    frames = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    assert portability.compare(frames, frames.copy()) == "same"
+    other = frames.copy()
+    other[0, 0, 0, 0], other[1, 0, 0, 1] = 2, 255  # an unsigned difference must not wrap around
+    assert portability.compare(frames, other) == "latents same, frames <= 255 levels (2.083%)"
+    with pytest.raises(ValueError, match="no clips"):
+        portability.shipped_clips("dsae-unknown", quick=True)

@@ -20,7 +20,7 @@ from dsaecodec.entropy import scale_index
 from dsaecodec.integer import INPUT_BOUND, IntegerConv2d, IntegerGain, round_shift
 from dsaecodec.models.layers import GDN
 from dsaecodec.priors import DynamicsPrior
-from helpers import synthetic_clip
+from helpers import load_script, synthetic_clip
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -271,48 +271,12 @@ def test_one_ulp_of_float_noise_moves_no_index_and_no_mean():
 
 
 # --- fresh processes under other kernels --------------------------------------------------------------------
-# Each entropy coder's calls hashed, one hash per coder object (a payload), in a form the encoder and the decoder
-# share: scale indices then symbols; pmf, count then symbols. A file's streams are compared as a sorted list of
-# those hashes (the DSAE decodes z before f).
-RECORDING = """
-import hashlib, json, sys
-import numpy as np, torch
-if sys.argv[1] == "no-mkldnn, 2 threads":
-    torch.backends.mkldnn.enabled = False
-    torch.set_num_threads(2)
-from bitstream import coder
-from dsaecodec import codec
-hashes = {}
-def note(owner, *values):
-    digest = hashes.setdefault(id(owner), (owner, hashlib.sha256()))[1]
-    for value in values:
-        value = np.asarray(value)
-        digest.update(np.ascontiguousarray(value, dtype=np.float64 if value.dtype.kind == "f" else np.int64).tobytes())
-def streams():
-    found = sorted(digest.hexdigest() for owner, digest in hashes.values())
-    hashes.clear()
-    return found
-"""
+# benchmarks/portability.py runs the same check on real clips for every shipped model; its decoding script records
+# a digest of each entropy coder's calls (equal digests: equal latents), and the encoding one here does the same.
+portability = load_script("portability")
+run_in_process = portability.run_in_process
 
-DECODE_SCRIPT = RECORDING + """
-gaussian, categorical = coder.SymbolDecoder.gaussian, coder.SymbolDecoder.categorical
-def decode_gaussian(self, index):
-    symbols = gaussian(self, index)
-    note(self, index, symbols)
-    return symbols
-def decode_categorical(self, pmf, count):
-    symbols = categorical(self, pmf, count)
-    note(self, pmf, [count], symbols)
-    return symbols
-coder.SymbolDecoder.gaussian, coder.SymbolDecoder.categorical = decode_gaussian, decode_categorical
-symbols, frames = {}, {}
-for path in sys.argv[2:]:
-    decoded = codec.decode(open(path, "rb").read())
-    symbols[path], frames[path] = streams(), hashlib.sha256(decoded.tobytes()).hexdigest()
-print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "symbols": symbols, "frames": frames}))
-"""
-
-ENCODE_SCRIPT = RECORDING + """
+ENCODE_SCRIPT = portability.RECORDING + """
 from helpers import encode_with_reconstruction, synthetic_clip
 gaussian, categorical = coder.SymbolEncoder.gaussian, coder.SymbolEncoder.categorical
 def encode_gaussian(self, symbols, index):
@@ -323,7 +287,7 @@ def encode_categorical(self, symbols, pmf):
     note(self, pmf, [len(symbols)], symbols)
 coder.SymbolEncoder.gaussian, coder.SymbolEncoder.categorical = encode_gaussian, encode_categorical
 symbols, frames = {}, {}
-for path in sys.argv[2:]:
+for path in sys.argv[3:]:
     model_name = path.rsplit("/", 1)[-1].removesuffix(".dsae")
     data, reconstruction = encode_with_reconstruction(synthetic_clip(2, 64, 64), model_name=model_name,
                                                       quality=2.5625, segment_length=2)
@@ -331,21 +295,6 @@ for path in sys.argv[2:]:
     symbols[path], frames[path] = streams(), hashlib.sha256(reconstruction.tobytes()).hexdigest()
 print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "symbols": symbols, "frames": frames}))
 """
-
-KERNELS = {
-    "default": {},
-    "sse41": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},
-    "avx": {"ONEDNN_MAX_CPU_ISA": "AVX"},
-    "no-mkldnn, 2 threads": {},
-}
-
-
-def run_in_process(script: str, kernels: str, paths: list[Path]) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), **KERNELS[kernels]}
-    result = subprocess.run([sys.executable, "-c", script, kernels, *map(str, paths)], env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout.splitlines()[-1])
 
 
 def exact_pixels(path: str | Path) -> bool:
@@ -370,14 +319,14 @@ def coded_files(tmp_path_factory) -> list[Path]:
 
 
 def test_files_decode_to_the_same_symbols_under_other_cpu_kernels(coded_files):
-    decoded = {kernels: run_in_process(DECODE_SCRIPT, kernels, coded_files)
-               for kernels in ("default", "sse41", "avx", "no-mkldnn, 2 threads")}
+    decoded = {kernels: run_in_process(portability.DECODE_SCRIPT, kernels, coded_files)
+               for kernels in portability.KERNELS}
     assert decoded["sse41"]["capability"] == "DEFAULT"  # torch took the environment's kernel choice
     # an RNN codec whose state reads its reconstructions decodes in integer arithmetic throughout: the same frames too
     exact = [str(path) for path in coded_files if exact_pixels(path)]
     assert exact
     for kernels, result in decoded.items():
-        assert result["symbols"] == decoded["default"]["symbols"], kernels
+        assert not result["errors"] and result["symbols"] == decoded["default"]["symbols"], kernels
         assert all(result["frames"][path] == decoded["default"]["frames"][path] for path in exact), kernels
 
 
@@ -389,7 +338,7 @@ def test_files_encoded_under_other_cpu_kernels_decode_here(tmp_path):
     if torch.backends.cpu.get_cpu_capability() == "DEFAULT":
         pytest.skip("this CPU runs the default kernels already")
     encoded = run_in_process(ENCODE_SCRIPT, "sse41", paths)
-    decoded = run_in_process(DECODE_SCRIPT, "default", paths)
+    decoded = run_in_process(portability.DECODE_SCRIPT, "default", paths)
     assert encoded["capability"] == "DEFAULT" and decoded["capability"] != "DEFAULT"
     for path in map(str, paths):
         assert encoded["symbols"][path] == decoded["symbols"][path] and len(encoded["symbols"][path]) >= 1, path
