@@ -67,8 +67,9 @@ def _device(name: str) -> str:
 
 
 DEVICE_OPTION = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-                             help="Where the networks run. Files are only guaranteed to decode bit-exactly on the "
-                                  "kind of device that encoded them.")
+                             help="Where the networks run. A file decodes to the same latents on any CPU or GPU; "
+                                  "where a model's synthesis runs in float, frames may differ by a level here and "
+                                  "there between kinds of device.")
 FORCE_OPTION = click.option("--force", is_flag=True, help="Overwrite the output if it exists.")
 JOBS_OPTION = click.option("-j", "--jobs", type=click.IntRange(1, 256),
                            help="Worker processes coding segments in parallel, one thread each; the bytes and frames "
