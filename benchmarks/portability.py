@@ -2,6 +2,7 @@
 
     python benchmarks/portability.py                              # every shipped model, ~5 min on 2 cores
     python benchmarks/portability.py --models dsae-natural --kernels default,sse41 --quick
+    python benchmarks/portability.py --models rnn-sprites,checkpoints/run/run.pt   # a training run's weights too
 
 PyTorch and oneDNN pick CPU kernels by instruction set, and forcing the choice another CPU would make reproduces
 that machine here. Each model codes the clips its geometry takes (natural models: carphone, 120 frames, and bikes'
@@ -40,16 +41,19 @@ KERNELS = {
 
 # Each entropy coder's calls hashed, one hash per coder object (a payload), in a form the encoder and the decoder
 # share: scale indices then symbols; pmf, count then symbols. A file's streams compare as a sorted list of those
-# hashes (the DSAE decodes z before f). argv[1]: the kernel choice's name.
+# hashes (the DSAE decodes z before f). argv[1]: the kernel choice's name; weights files that are not shipped are
+# registered from the environment (PORTABILITY_WEIGHTS, os.pathsep-separated).
 RECORDING = """
-import hashlib, json, sys
+import hashlib, json, os, sys
 import numpy as np, torch
 if sys.argv[1] == "no-mkldnn":
     torch.backends.mkldnn.enabled = False
 if sys.argv[1] == "2 threads":
     torch.set_num_threads(2)
 from bitstream import coder
-from dsaecodec import codec
+from dsaecodec import codec, zoo
+for weights in filter(None, os.environ.get("PORTABILITY_WEIGHTS", "").split(os.pathsep)):
+    zoo.register_weights_file(weights)
 hashes = {}
 def note(owner, *values):
     digest = hashes.setdefault(id(owner), (owner, hashlib.sha256()))[1]
@@ -91,10 +95,12 @@ print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "symbol
 """
 
 
-def run_in_process(script: str, kernels: str, paths: list[Path], frames_folder: Path | None = None) -> dict:
+def run_in_process(script: str, kernels: str, paths: list[Path], frames_folder: Path | None = None,
+                   weights: list[Path] = ()) -> dict:
     """`script` (DECODE_SCRIPT, or another built on RECORDING that reads the same arguments) in a fresh process
-    under the kernel choice `kernels`; its JSON result."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), **KERNELS[kernels]}
+    under the kernel choice `kernels`, with the weights files `weights` registered; its JSON result."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), **KERNELS[kernels],
+           "PORTABILITY_WEIGHTS": os.pathsep.join(map(str, weights))}
     result = subprocess.run([sys.executable, "-c", script, kernels, str(frames_folder or "-"), *map(str, paths)],
                             env=env, capture_output=True, text=True, timeout=1800)
     if result.returncode != 0:
@@ -118,14 +124,16 @@ def compare(default: np.ndarray, other: np.ndarray) -> str:
     if np.array_equal(default, other):
         return "same"
     difference = np.abs(default.astype(np.int16) - other.astype(np.int16))
-    return f"latents same, frames <= {int(difference.max())} levels ({100 * np.count_nonzero(difference) / difference.size:.3f}%)"
+    share = 100 * np.count_nonzero(difference) / difference.size
+    return f"latents same, frames <= {int(difference.max())} levels ({share:.3f}%)"
 
 
 def main() -> int:
     from dsaecodec import codec, zoo
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default=",".join(zoo.MODELS), help="comma-separated shipped models")
+    parser.add_argument("--models", default=",".join(zoo.MODELS),
+                        help="comma-separated shipped models or weights files (.pt)")
     parser.add_argument("--kernels", default=",".join(KERNELS), help=f"comma-separated, of {', '.join(KERNELS)}")
     parser.add_argument("--quality", type=float, default=2.5)
     parser.add_argument("--quick", action="store_true", help="16 frames of each natural clip")
@@ -135,7 +143,9 @@ def main() -> int:
         kernels.insert(0, "default")
     with tempfile.TemporaryDirectory() as folder:
         files = {}  # path -> (model, clip)
-        for model_name in args.models.split(","):
+        models = args.models.split(",")
+        weights = [Path(model) for model in models if model.endswith(".pt")]
+        for model_name in map(zoo.resolve, models):
             for clip_name, frames in shipped_clips(model_name, args.quick):
                 path = Path(folder) / f"{model_name}.{clip_name}.dsae"
                 path.write_bytes(codec.encode(frames, model_name=model_name, quality=args.quality))
@@ -144,7 +154,7 @@ def main() -> int:
         results = {}
         for name in kernels:
             (Path(folder) / name).mkdir()
-            results[name] = run_in_process(DECODE_SCRIPT, name, list(files), Path(folder) / name)
+            results[name] = run_in_process(DECODE_SCRIPT, name, list(files), Path(folder) / name, weights)
             print(f"decoded under {name} (torch's CPU capability {results[name]['capability']})", file=sys.stderr)
         failures = 0
         print(f"| model | clip | {' | '.join(name for name in kernels if name != 'default')} |")
