@@ -1,18 +1,19 @@
 """Files that decode on any machine: every shipped model's files decoded under every CPU kernel choice.
 
-    python benchmarks/portability.py                              # every shipped model, ~5 min on 2 cores
+    python benchmarks/portability.py                              # every shipped model, ~12 min on 2 cores
     python benchmarks/portability.py --models dsae-natural --kernels default,sse41 --quick
     python benchmarks/portability.py --models rnn-sprites,checkpoints/run/run.pt   # a training run's weights too
 
 PyTorch and oneDNN pick CPU kernels by instruction set, and forcing the choice another CPU would make reproduces
-that machine here. Each model codes the clips its geometry takes (natural models: carphone, 120 frames, and bikes'
-held-out centre, 64 frames at 320x176; sprites models: two test-split sprites clips; balls models: two balls clips;
-the clips of benchmarks/rate_distortion.py) at a fractional quality (interpolated gains), in this process. Then one
-fresh process per kernel choice decodes every file, recording a digest of each entropy coder's calls (the scale
-indices or pmfs it was given and the symbols it decoded: equal digests mean equal latents) and keeping the frames.
-The table compares each choice with the default one: `same` (latents and frames identical), `latents same,
-frames <= k levels (p%)` (the float synthesis rounding otherwise: p is the share of pixel values that differ),
-`LATENTS DIFFER`, or the error. Exit status 1 if any latents differ or any decode fails.
+that machine here. Each model codes the clips its geometry takes (natural models: carphone, 120 frames, bikes'
+held-out centre, 64 frames at 320x176, and a test-split sprites clip, 8 frames at 64x64; sprites models: two
+sprites clips; balls models: two balls clips; the clips of benchmarks/rate_distortion.py) at a fractional quality
+(interpolated gains), in this process. Then one fresh process per kernel choice decodes every file, recording a
+digest of each entropy coder's calls (the scale indices or pmfs it was given and the symbols it decoded: equal
+digests mean equal latents) and keeping the frames. The table compares each choice with the default one: `same`
+(latents and frames identical), `latents same, frames <= k levels (p%)` (the float synthesis rounds otherwise; p is
+the share of pixel values that differ), `LATENTS DIFFER`, or the error. Exit status 1 if any latents differ or any
+decode fails.
 """
 from __future__ import annotations
 
@@ -109,13 +110,15 @@ def run_in_process(script: str, kernels: str, paths: list[Path], frames_folder: 
 
 
 def shipped_clips(model_name: str, quick: bool) -> list[tuple[str, np.ndarray]]:
-    """(name, uint8 (T, H, W, 3)) clips that the shipped model's geometry takes."""
+    """(name, uint8 (T, H, W, 3)) clips that the shipped model's geometry takes: for a natural model carphone,
+    bikes' centre and a sprites clip, for a sprites or balls model (64x64 or 32x32 frames only) two of its clips."""
     from rate_distortion import SETS
 
-    for domain, sets in (("balls", ["balls"]), ("sprites", ["sprites"]), ("natural", ["carphone", "bikes"])):
+    for domain, sets in (("balls", {"balls": 2}), ("sprites", {"sprites": 2}),
+                         ("natural", {"carphone": 1, "bikes": 1, "sprites": 1})):
         if f"-{domain}" in model_name:
-            clips = [clip for name in sets for clip in SETS[name].load(quick)]
-            return [(name, frames) for name, frames, _ in clips[:2]]  # two sprites or balls clips at most
+            return [(name, frames) for set_name, count in sets.items()
+                    for name, frames, _ in SETS[set_name].load(quick)[:count]]
     raise ValueError(f"{model_name}: no clips for its domain")
 
 
