@@ -7,7 +7,7 @@
 1. Sequence length. The rate-distortion benchmark's balls set (test-split clips of 100 frames, 32x32) is coded
    through real .dsae bytes by dsae-balls, rnn-balls and frame-balls with segments of T = 8, 32 and 100 frames.
    Segments are coded independently: the DSAE sends one f per segment, and both recurrent priors (the DSAE's
-   stochastic p(z_t | z_<t), the RNN's deterministic state driven by past reconstructions) restart. Per T: each
+   stochastic p(z_t | z_<t), the RNN's deterministic state driven by its decoded latents) restart. Per T: each
    codec's curve, its bits per frame interpolated at one common PSNR, and the BD-rates (PSNR) of dsae vs rnn and
    vs frame. Claim (3) says the stochastic model's advantage grows with T.
 2. Generation. Sequences of 100 frames drawn from each model's own priors (highest quality; the frame VAE draws

@@ -15,7 +15,7 @@ at all: starting from the encoder's latents (unquantised), it fits them to the f
 MSE alone, no rounding and no rate, and prints the PSNR of the frames drawn from the fitted latents (DSAE: f and
 every z_t; frame VAE: every y_t). The gap to the finer-steps PSNR is what a better encoder could win; the fitted
 PSNR itself is the most these weights can give at any rate. About 4 min per 1500 steps for 16 carphone frames on 2
-cores; the RNN codec, whose latents are read back through its own reconstructions, is not fitted. `--fit-only z`
+cores; the RNN codec, whose latents also drive its own state, is not fitted. `--fit-only z`
 (or `f`) fits one of a DSAE's latents alone, the other staying the encoder's: which encoder leaves the gap.
 
     python benchmarks/ceiling.py --sets carphone --frames 16 --fit 1500

@@ -39,7 +39,7 @@ def families() -> dict[str, tuple[type[nn.Module], type]]:
     return {
         "dsae": (DSAE, DSAEConfig),  # DSAEConfig(use_f=False) is the ablation without the static latent
         "frame": (FrameVAE, FrameConfig),  # baseline: each frame alone under a scale hyperprior
-        "rnn": (RNNCodec, RNNConfig),  # baseline: deterministic ConvLSTM state driven by past reconstructions
+        "rnn": (RNNCodec, RNNConfig),  # baseline: deterministic ConvLSTM state driven by the past
     }
 
 
