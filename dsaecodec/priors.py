@@ -72,10 +72,12 @@ class IntegerConvLSTMCell:
 
     def __call__(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         h, c = state
-        i, f, o, g = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
-        c = round_shift(integer.sigmoid(f) * c + integer.sigmoid(i) * integer.tanh(g), FRACTION_BITS)
+        gates = self.gates(torch.cat([x, h], dim=1))
+        i, f, o = integer.sigmoid(gates[:, : 3 * self.hidden_channels]).chunk(3, dim=1)  # one lookup for three
+        g = gates[:, 3 * self.hidden_channels:]
+        c = round_shift(f * c + i * integer.tanh(g), FRACTION_BITS)
         c = c.clamp(-INPUT_BOUND, INPUT_BOUND)
-        h = round_shift(integer.sigmoid(o) * integer.tanh(c), FRACTION_BITS)
+        h = round_shift(o * integer.tanh(c), FRACTION_BITS)
         return h, c
 
 
