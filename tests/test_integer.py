@@ -3,11 +3,7 @@ float rounding moves, and files that decode under other CPU kernels in fresh pro
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
