@@ -148,8 +148,12 @@ def main() -> int:
         files = {}  # path -> (model, clip)
         models = args.models.split(",")
         weights = [Path(model) for model in models if model.endswith(".pt")]
-        for model_name in map(zoo.resolve, models):
-            for clip_name, frames in shipped_clips(model_name, args.quick):
+        try:
+            clips = {name: shipped_clips(name, args.quick) for name in map(zoo.resolve, models)}
+        except (ValueError, zoo.UnknownModelError) as error:
+            parser.error(str(error))  # one line, exit status 2
+        for model_name, model_clips in clips.items():
+            for clip_name, frames in model_clips:
                 path = Path(folder) / f"{model_name}.{clip_name}.dsae"
                 path.write_bytes(codec.encode(frames, model_name=model_name, quality=args.quality))
                 files[str(path)] = (model_name, clip_name, len(frames), frames.shape[1:3])
