@@ -11,9 +11,9 @@ fixed-point ones for coding:
                     +-ACTIVATION_LIMIT (so |integer| <= INPUT_BOUND = 2^26)
     weights         integers, value = integer / 2^shift, one power-of-two scale per layer, |integer| <= 2^WEIGHT_BITS
     biases          integers at the activations' scale
-    convolution     the integer tensors convolved in float64 by PyTorch's ordinary kernels, converted to int64 and
-                    rescaled by 2^-shift, rounding half up (an arithmetic shift)
-    leaky ReLU      slope rounded to a multiple of 2^-FRACTION_BITS, product rounded half up
+    convolution     the integer tensors convolved in float64 by PyTorch's ordinary kernels, rescaled by 2^-shift,
+                    rounding half up, and the bias added (in one pass: see `IntegerConv2d.exact_float`)
+    leaky ReLU      slope rounded to a multiple of 2^-FRACTION_BITS in [0, 1]: max(x, slope * x rounded half up)
     sigmoid, tanh,  tables on a grid of 2^-TABLE_BITS over [-TABLE_RANGE, TABLE_RANGE], interpolated linearly in
     softplus        integers; the tables come from Python's `decimal` (exp and ln correctly rounded), not from a
                     libm whose last bit differs between platforms, so they are the same everywhere
@@ -29,26 +29,30 @@ at or below 2^49.3, the largest in the RNN codecs' synthesis: kept with room. Co
 if a layer ever needs it.) This needs kernels that form sums of products: PyTorch's CPU convolutions of float64
 are im2col/col2im and GEMM (mkldnn, NNPACK and XNNPACK take no float64, so ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA
 and the thread count only change the order of exact operations); on CUDA the layers run with cuDNN off (its FFT
-and Winograd algorithms would round), which is GEMM again. Everything after the convolution is int64 arithmetic.
+and Winograd algorithms would round), which is GEMM again. A 1x1 kernel on a single 1x1 map (the vector models)
+is one matrix-vector product (GEMV): sums of the same products. The bias joins the sums, so the bound checked is
+S_o * INPUT_BOUND + |bias| * 2^shift + 2^(shift - 1). The nonlinearities by table are int64 arithmetic.
 
-A synthesis transform (convolutions, inverse GDNs and pixel shuffles only, as the RNN codecs' g_s) runs in float64
-throughout instead (`exact_float`): the same integers, held as float64 values, and every step an operation whose
-exact result is an integer (or an integer / 2^k) below 2^53, which IEEE 754 float64 then returns unrounded. That
-saves the int64 round trips around every convolution and halves the passes over memory. Each step states its bound.
+A sequence of convolutions, leaky ReLUs that follow a convolution (whose output bound they then know), inverse
+GDNs and pixel shuffles (the z priors' heads, the RNN codec's past encoder and prior, and its g_s where the state
+reads reconstructions) runs in float64 throughout (`exact_float`): the same integers, held as float64 values, and
+every step an operation whose exact result is an integer (or an integer / 2^k) below 2^53, which IEEE 754 float64
+then returns unrounded. That saves the int64 round trips around every convolution and halves the passes over
+memory. Each step states its bound.
 
 The quantities coding needs besides the networks are fixed-point too: `IntegerGain` holds each channel's
 quantisation step at a quality (from the float log gains by exact rational arithmetic and a correctly rounded
-exp) and maps fixed-point scales to scale indices by integer comparison.
+exp) and maps fixed-point scales to scale indices by integer comparison; since softplus is monotone, it compares
+the softplus's input itself with thresholds mapped back through it (`softplus_index`), which skips the table.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import math
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from fractions import Fraction
-from typing import Callable, Hashable, TypeVar
+from typing import Callable, Hashable, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +84,11 @@ def round_shift(x: Tensor, bits: int) -> Tensor:
     if bits <= 0:
         return x * (1 << -bits)
     return (x + (1 << (bits - 1))) >> bits
+
+
+def round_shift_(x: Tensor, bits: int) -> Tensor:
+    """`round_shift` in place, for bits >= 1 (x a fresh int64 tensor of the caller's)."""
+    return x.add_(1 << (bits - 1)).bitwise_right_shift_(bits)
 
 
 def round_shift_float(x: Tensor, bits: int) -> Tensor:
@@ -128,43 +137,77 @@ class IntegerConv2d:
                 break
             self.shift -= 1
         self.weight = integer_weight.to(layer.weight.device)
+        one_tap = not self.transposed and self.weight.shape[2:] == (1, 1) and self.padding == (0, 0)
+        self.matrix = self.weight.flatten(1) if one_tap else None  # (out, in): a 1x1 kernel on a 1x1 map
         self.tap_sum = tap_sum
         bias = layer.bias if layer.bias is not None else torch.zeros(self.weight.shape[out_dim])
         self.bias = to_fixed(bias.detach())[None, :, None, None].to(layer.weight.device)
-        # exact_float adds 2^(shift - 1) to a total of at most tap_sum * INPUT_BOUND before scaling by 2^-shift
-        self.float_exact = (self.shift >= 1 and tap_sum * INPUT_BOUND + (1 << (self.shift - 1)) <= EXACT_BOUND
-                            and int(self.bias.abs().max()) <= EXACT_BOUND >> self.shift)
-        self.float_bias = self.bias.double()  # exact when float_exact
+        largest_bias = int(self.bias.abs().max())
+        # |output| <= tap_sum * INPUT_BOUND / 2^shift + 1/2 + |bias|: below this bound
+        self.output_bound = math.ceil(Fraction(tap_sum * INPUT_BOUND) / Fraction(2)**self.shift) + largest_bias + 1
+        # In float64 the bias joins the sums, at their scale and with the rounding's half added: the convolution
+        # returns sums + bias * 2^shift + 2^(shift - 1), and floor(that * 2^-shift) = round_shift(sums, shift) +
+        # bias. Exact when its magnitude, at most the bound below, is at most EXACT_BOUND (see `exact_float`).
+        self.float_exact = (self.shift >= 1
+                            and tap_sum * INPUT_BOUND + (largest_bias << self.shift) + (1 << (self.shift - 1))
+                            <= EXACT_BOUND)
+        self.summed_bias = (self.bias.flatten().double() * 2.0**self.shift + 2.0**(self.shift - 1)
+                            if self.float_exact else None)
 
-    def _total(self, x: Tensor) -> Tensor:
-        """The sums of products w * x (float64, exact) of float64 integers x, clamped here."""
+    def _total(self, x: Tensor, bias: Tensor | None = None) -> Tensor:
+        """bias + the sums of products w * x (float64, exact) of float64 integers x, clamped here."""
         x = x.clamp(-INPUT_BOUND, INPUT_BOUND)
-        with torch.backends.cudnn.flags(enabled=False) if x.is_cuda else contextlib.nullcontext():
-            if self.transposed:
-                return F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, self.output_padding,
-                                          1, self.dilation)
-            return F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation)
+        if x.is_cuda:
+            with torch.backends.cudnn.flags(enabled=False):
+                return self._convolve(x, bias)
+        return self._convolve(x, bias)
+
+    def _convolve(self, x: Tensor, bias: Tensor | None) -> Tensor:
+        if self.matrix is not None and x.shape[0] == 1 and x.shape[2:] == (1, 1):  # one vector: a product (GEMV)
+            product = torch.mv(self.matrix, x.view(-1)) if bias is None else torch.addmv(bias, self.matrix, x.view(-1))
+            return product.view(1, -1, 1, 1)
+        if self.transposed:
+            return F.conv_transpose2d(x, self.weight, bias, self.stride, self.padding, self.output_padding, 1,
+                                      self.dilation)
+        return F.conv2d(x, self.weight, bias, self.stride, self.padding, self.dilation)
 
     def __call__(self, x: Tensor) -> Tensor:
+        return self.exact_float(x.double()).long() if self.float_exact else self.int64(x)
+
+    def int64(self, x: Tensor) -> Tensor:
+        """`__call__` with the rescaling in int64: round_shift(sums, shift) + bias."""
         return round_shift(self._total(x.double()).long(), self.shift) + self.bias
 
     def exact_float(self, x: Tensor) -> Tensor:
-        """`__call__` on float64 integers, in float64: floor(total * 2^-shift + 1/2) + bias. Exact when
-        `float_exact`: total * 2^-shift + 1/2 = (total + 2^(shift-1)) / 2^shift, an integer of magnitude at most
-        EXACT_BOUND over a power of two, and the output at most EXACT_BOUND / 2^shift + |bias| <= EXACT_BOUND."""
-        return round_shift_float(self._total(x), self.shift).add_(self.float_bias)
+        """`__call__` on float64 integers, in float64 (only when `float_exact`): every partial sum of the
+        convolution, its bias included, is an integer of magnitude at most EXACT_BOUND, and scaling by 2^-shift
+        and the floor do not round."""
+        return self._total(x, self.summed_bias).mul_(2.0**-self.shift).floor_()
 
 
 class IntegerLeakyReLU:
-    """max(x, 0) + slope * min(x, 0) on int64 activations, the slope a multiple of 2^-FRACTION_BITS (0: ReLU)."""
-
-    float_exact = False  # its input is unbounded, so x * slope may pass 2^53
+    """max(x, 0) + slope * min(x, 0) on int64 activations, the slope a multiple of 2^-FRACTION_BITS in [0, 1] (0:
+    ReLU): max(x, round(slope * x)), as round(slope * x) <= x for x >= 0 and >= x below."""
 
     def __init__(self, slope: float):
         self.slope = round(slope * ONE)
+        if not 0 <= self.slope <= ONE:
+            raise ValueError(f"a leaky ReLU converts with a slope in [0, 1], not {slope}")
+        self.input_bound: int | None = None  # |input| is below it, where a sequence knows (IntegerSequential)
+
+    @property
+    def float_exact(self) -> bool:
+        """Whether `exact_float` is exact: x * slope + 2^(FRACTION_BITS - 1) within EXACT_BOUND."""
+        return (self.input_bound is not None
+                and self.input_bound * self.slope + (1 << (FRACTION_BITS - 1)) <= EXACT_BOUND)
 
     def __call__(self, x: Tensor) -> Tensor:
-        return torch.where(x >= 0, x, round_shift(x * self.slope, FRACTION_BITS))
+        return torch.maximum(x, round_shift_(x * self.slope, FRACTION_BITS))
+
+    def exact_float(self, x: Tensor) -> Tensor:
+        """`__call__` on float64 integers below `input_bound`, in float64: x * slope and x * slope + 2^15 are
+        integers within EXACT_BOUND, so `round_shift_float` is exact."""
+        return torch.maximum(x, round_shift_float(x * self.slope, FRACTION_BITS))
 
 
 class IntegerAffine:
@@ -268,10 +311,13 @@ class IntegerSigmoid:
 class IntegerSequential:
     """`nn.Sequential` of convolutions (plain and transposed), (leaky) ReLUs, eval-mode batch norms, inverse GDNs,
     pixel shuffles and sigmoids, converted layer by layer; in float64 throughout (`exact_float`) where every layer
-    can be."""
+    can be. A leaky ReLU can be where it follows a convolution, whose output bound it then knows."""
 
     def __init__(self, network: nn.Sequential):
         self.layers = [convert(layer) for layer in network]
+        for before, layer in zip(self.layers, self.layers[1:]):
+            if isinstance(layer, IntegerLeakyReLU) and isinstance(before, IntegerConv2d):
+                layer.input_bound = before.output_bound
         self.float_exact = all(layer.float_exact for layer in self.layers)
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -320,8 +366,9 @@ def cached(model: nn.Module, key: Hashable, make: Callable[[], T]) -> T:
     parameters or buffers changes: an optimiser step or `load_state_dict` changes a tensor in place, which bumps its
     version counter; `to()` moves its storage. (Writing through `.data` in place would go unseen: nothing here
     does.) Coding converts once per model and quality, not once per segment."""
-    stamp = tuple((id(tensor), tensor._version, tensor.data_ptr())
-                  for tensor in itertools.chain(model.parameters(), model.buffers()))
+    stamp = tuple((id(tensor), tensor._version, tensor.data_ptr()) for module in model.modules()  # parameters()
+                  for tensor in itertools.chain(module._parameters.values(), module._buffers.values())  # and buffers(),
+                  if tensor is not None)  # at half the cost: no names, no deduplication
     store = model.__dict__.setdefault("_integer_parts", {})  # a plain attribute: not state, not a submodule
     if key not in store or store[key][0] != stamp:
         store[key] = (stamp, make())
@@ -364,14 +411,42 @@ def _entries_and_steps(name: str, bits: int) -> tuple[Tensor, Tensor]:
     return values[:-1], values[1:] - values[:-1]
 
 
+class Tables:
+    """Functions by table on int64 activations (B, C, ...), value / 2^FRACTION_BITS, as int64 value / 2^bits: one
+    function per block of channels (dim 1), e.g. `Tables([("sigmoid", 3 * n), ("tanh", n)])` for an LSTM's four
+    gates in one pass; a single block serves every channel, whatever its count. Each function is its `table`,
+    interpolated linearly between entries, its input clamped to +-TABLE_RANGE."""
+
+    def __init__(self, blocks: Sequence[tuple[str, int]], bits: int = FRACTION_BITS):
+        parts = [_entries_and_steps(name, bits) for name, _ in blocks]
+        self.entries, self.steps = torch.cat([e for e, _ in parts]), torch.cat([s for _, s in parts])
+        starts = itertools.accumulate((len(e) for e, _ in parts[:-1]), initial=0)  # each block's first entry
+        self.offset = (torch.cat([torch.full((channels,), start) for (_, channels), start in zip(blocks, starts)])
+                       [None, :, None, None] if len(blocks) > 1 else None)
+        self._on_device: dict[torch.device, tuple[Tensor, Tensor, Tensor | None]] = {}
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if x.device not in self._on_device:
+            self._on_device[x.device] = tuple(None if t is None else t.to(x.device)
+                                              for t in (self.entries, self.steps, self.offset))
+        entries, steps, offset = self._on_device[x.device]
+        step_bits = FRACTION_BITS - TABLE_BITS
+        position = x.clamp(-TABLE_RANGE * ONE, TABLE_RANGE * ONE).add_(TABLE_RANGE * ONE)  # 0 .. 2 * TABLE_RANGE * ONE
+        index = position >> step_bits
+        if offset is not None:
+            index += offset
+        fraction = position.bitwise_and_((1 << step_bits) - 1)
+        return round_shift_(torch.take(steps, index).mul_(fraction), step_bits).add_(torch.take(entries, index))
+
+
+@functools.lru_cache(maxsize=None)
+def _tables(name: str, bits: int) -> Tables:
+    return Tables([(name, 0)], bits)
+
+
 def lookup(x: Tensor, name: str, bits: int = FRACTION_BITS) -> Tensor:
-    """f(x) of int64 activations (value / 2^FRACTION_BITS) as int64 value / 2^bits: the table of `name`,
-    interpolated linearly between its entries, the input clamped to +-TABLE_RANGE."""
-    entries, steps = (t.to(x.device) for t in _entries_and_steps(name, bits))
-    step_bits = FRACTION_BITS - TABLE_BITS
-    position = x.clamp(-TABLE_RANGE * ONE, TABLE_RANGE * ONE) + TABLE_RANGE * ONE  # 0 .. 2 * TABLE_RANGE * ONE
-    index, fraction = position >> step_bits, position & ((1 << step_bits) - 1)
-    return torch.take(entries, index) + round_shift(torch.take(steps, index) * fraction, step_bits)
+    """f(x) of int64 activations as int64 value / 2^bits, by the table of `name` (see `Tables`)."""
+    return _tables(name, bits)(x)
 
 
 def sigmoid(x: Tensor) -> Tensor:
@@ -429,6 +504,28 @@ class IntegerGain:
         by_channel = scale.transpose(0, 1).reshape(scale.shape[1], -1).contiguous()
         index = torch.searchsorted(self.thresholds, by_channel)  # entries < scale
         return index.reshape(scale.shape[1], scale.shape[0], *scale.shape[2:]).transpose(0, 1)
+
+    def softplus_index(self, raw: Tensor) -> Tensor:
+        """`scale_index(softplus(raw))` of int64 activations raw (B, C, h, w), without the softplus: `softplus` is
+        non-decreasing (its table rises, the interpolation between neighbours stays between them, and past
+        TABLE_RANGE it continues above the table's end), so softplus(raw) > threshold exactly when raw reaches
+        the smallest activation whose softplus passes it (`_raw_thresholds`)."""
+        by_channel = raw.transpose(0, 1).reshape(raw.shape[1], -1).contiguous()
+        index = torch.searchsorted(self._raw_thresholds, by_channel, right=True)  # raw thresholds <= raw
+        return index.reshape(raw.shape[1], raw.shape[0], *raw.shape[2:]).transpose(0, 1)
+
+    @functools.cached_property
+    def _raw_thresholds(self) -> Tensor:
+        """(C, 63) int64: for each threshold of `thresholds`, the smallest activation x with softplus(x) above it,
+        by bisection over [-2^54, 2^54] (softplus(2^54) = 2^62 passes every threshold; -2^54 stands for any lower
+        activation, none of which a convolution can give)."""
+        low = torch.full_like(self.thresholds, -(2**54) - 1)  # softplus(low) <= threshold, or low below the range
+        high = torch.full_like(self.thresholds, 2**54)  # softplus(high) > threshold
+        while bool((high - low > 1).any()):
+            middle = (low + high) >> 1
+            above = softplus(middle) > self.thresholds
+            high, low = torch.where(above, middle, high), torch.where(above, low, middle)
+        return high
 
     def quantise(self, y: Tensor, mean: Tensor | None = None) -> Tensor:
         """Encoder side: the integers nearest (y - mean) / step (float64, unclamped), y physical (B, C, h, w), the

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from dsaecodec import integer
 from dsaecodec.entropy import in_float32
-from dsaecodec.integer import FRACTION_BITS, INPUT_BOUND, IntegerConv2d, IntegerSequential, round_shift
+from dsaecodec.integer import FRACTION_BITS, INPUT_BOUND, IntegerConv2d, IntegerSequential, round_shift_
 
 
 @contextlib.contextmanager
@@ -64,6 +64,7 @@ class IntegerConvLSTMCell:
     def __init__(self, cell: ConvLSTMCell):
         self.hidden_channels = cell.hidden_channels
         self.gates = IntegerConv2d(cell.gates)
+        self.activations = integer.Tables([("sigmoid", 3 * cell.hidden_channels), ("tanh", cell.hidden_channels)])
 
     def zero_state(self, like: Tensor) -> tuple[Tensor, Tensor]:
         b, _, h, w = like.shape
@@ -72,12 +73,9 @@ class IntegerConvLSTMCell:
 
     def __call__(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         h, c = state
-        gates = self.gates(torch.cat([x, h], dim=1))
-        i, f, o = integer.sigmoid(gates[:, : 3 * self.hidden_channels]).chunk(3, dim=1)  # one lookup for three
-        g = gates[:, 3 * self.hidden_channels:]
-        c = round_shift(f * c + i * integer.tanh(g), FRACTION_BITS)
-        c = c.clamp(-INPUT_BOUND, INPUT_BOUND)
-        h = round_shift(o * integer.tanh(c), FRACTION_BITS)
+        i, f, o, g = self.activations(self.gates(torch.cat([x, h], dim=1))).chunk(4, dim=1)  # one lookup for four
+        c = round_shift_((f * c).add_(i * g), FRACTION_BITS).clamp_(-INPUT_BOUND, INPUT_BOUND)
+        h = round_shift_(o * integer.tanh(c), FRACTION_BITS)
         return h, c
 
 
@@ -117,8 +115,9 @@ class IntegerDynamicsPrior:
     """`DynamicsPrior.step` in integer arithmetic, what the codec runs: the same on every machine.
 
     `step(z_prev, state)`: z_prev (B, C_z, h, w) int64 activations (the dequantised previous latent, value /
-    2^FRACTION_BITS) -> (mu, int64 activations: the mean the symbols are centred on; scale, int64 / 2^SCALE_BITS;
-    the new state, two int64 activation maps).
+    2^FRACTION_BITS) -> (mu, int64 activations: the mean the symbols are centred on; scale_raw, int64 activations:
+    the scale is `integer.softplus(scale_raw)`, whose indices `IntegerGain.softplus_index` gives; the new state, two
+    int64 activation maps).
     """
 
     def __init__(self, prior: DynamicsPrior):
@@ -130,4 +129,4 @@ class IntegerDynamicsPrior:
             state = self.cell.zero_state(z_prev)
         state = self.cell(z_prev, state)
         mu, scale_raw = self.head(state[0]).chunk(2, dim=1)
-        return mu, integer.softplus(scale_raw), state
+        return mu, scale_raw, state

@@ -117,6 +117,21 @@ def test_leaky_relu_rounds_its_slope_product():
     x = torch.tensor([-65536 * 3, -7, 0, 5], dtype=torch.int64)
     assert integer.IntegerLeakyReLU(0.1)(x).tolist() == [round(-3 * 6554), -1, 0, 5]
     assert integer.IntegerLeakyReLU(0.0)(x).tolist() == [0, 0, 0, 5]
+    generator = torch.Generator().manual_seed(5)
+    x = torch.cat([torch.arange(-70_000, 70_000), torch.randint(-2**36, 2**36, (100_000,), generator=generator)])
+    for slope in (0.0, 0.1, 0.5, 0.2 + 2**-17, 1.0):  # 0.5: every odd negative input a tie
+        relu = integer.IntegerLeakyReLU(slope)
+        assert torch.equal(relu(x), torch.where(x >= 0, x, round_shift(x * relu.slope, integer.FRACTION_BITS)))
+        relu.input_bound = 2**36 + 1  # the float64 path, up to its bound
+        assert relu.float_exact and _float64_agrees(relu, x)
+        relu.input_bound = None
+        assert not relu.float_exact
+    assert not integer.IntegerLeakyReLU(0.5).float_exact
+    relu = integer.IntegerLeakyReLU(1.0)
+    relu.input_bound = (integer.EXACT_BOUND - 2**15) // integer.ONE + 1  # x * slope + 2^15 would pass 2^53
+    assert not relu.float_exact
+    with pytest.raises(ValueError, match="slope"):
+        integer.IntegerLeakyReLU(1.5)
 
 
 def test_floor_sqrt_is_exact_around_every_square_up_to_2_to_the_52():
@@ -171,7 +186,7 @@ def test_integer_synthesis_layers_follow_their_float_layers():
 
 def _float64_agrees(layer, x: torch.Tensor) -> bool:
     """`layer`'s float64 path gives the integers of its int64 path on int64 activations x."""
-    return torch.equal(layer.exact_float(x.double()).long(), layer(x))
+    return torch.equal(layer.exact_float(x.double()).long(), getattr(layer, "int64", layer)(x))
 
 
 def test_float64_layers_give_the_int64_integers():
@@ -188,6 +203,15 @@ def test_float64_layers_give_the_int64_integers():
     odd = torch.arange(-41, 42, 2, dtype=torch.int64).reshape(1, 1, 6, 7)
     assert _float64_agrees(integer.IntegerConv2d(halve), odd)
     assert integer.IntegerConv2d(halve)(odd).tolist() == [[[[(v + 1) // 2 for v in row] for row in odd[0, 0].tolist()]]]
+
+    vector = nn.Conv2d(5, 3, 1)  # a 1x1 kernel on one 1x1 map: a matrix-vector product
+    with torch.no_grad():
+        vector.weight.copy_(torch.randn(3, 5, 1, 1, generator=generator)), vector.bias.copy_(torch.randn(3) * 40)
+    layer, x = integer.IntegerConv2d(vector), random_activations((1, 5, 1, 1), generator)
+    assert layer.matrix is not None and layer.float_exact
+    sums = torch.nn.functional.conv2d(x.double().clamp(-INPUT_BOUND, INPUT_BOUND), layer.weight).long()
+    assert torch.equal(layer(x), round_shift(sums, layer.shift) + layer.bias)
+    assert torch.equal(layer.int64(x), layer(x))
 
     network = synthesis_transform(5, 4)
     with torch.no_grad():
@@ -212,7 +236,7 @@ def test_float64_layers_give_the_int64_integers():
     x = random_activations((2, 5, 3, 4), generator)
     by_layers = x
     for layer in layers:
-        by_layers = layer(by_layers)
+        by_layers = getattr(layer, "int64", layer)(by_layers)
     assert torch.equal(converted(x), by_layers)
 
     wide = nn.Conv2d(1, 1, 1)
@@ -222,7 +246,21 @@ def test_float64_layers_give_the_int64_integers():
     with torch.no_grad():
         wide.weight.fill_(2.0**16), wide.bias.fill_(0.0)  # weights that need shift < 1
     assert not integer.IntegerConv2d(wide).float_exact
-    assert not integer.convert(nn.Sequential(nn.Conv2d(2, 2, 1), nn.LeakyReLU(0.1))).float_exact
+    # a leaky ReLU after a convolution knows its input's bound: the z priors' heads run in float64
+    head = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(4, 2, 3, padding=1))
+    with torch.no_grad():
+        for parameter in head.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 3)
+    converted = integer.convert(head)
+    assert converted.float_exact and converted.layers[1].input_bound == converted.layers[0].output_bound
+    for x in (random_activations((2, 3, 5, 4), generator), torch.full((1, 3, 5, 4), INPUT_BOUND),
+              torch.full((1, 3, 5, 4), -INPUT_BOUND)):
+        by_layers = x
+        for layer in converted.layers:
+            by_layers = getattr(layer, "int64", layer)(by_layers)
+            assert by_layers.abs().max() < getattr(layer, "output_bound", math.inf)
+        assert torch.equal(converted(x), by_layers)  # the float64 path: exact_float throughout
+    assert not integer.convert(nn.Sequential(nn.LeakyReLU(0.1), nn.Conv2d(2, 2, 1))).float_exact  # no bound
 
 
 def test_integer_gain_interpolates_exactly_and_picks_the_float_scale_index():
@@ -235,6 +273,23 @@ def test_integer_gain_interpolates_exactly_and_picks_the_float_scale_index():
     fixed_index = half.scale_index(integer.to_fixed(scale, integer.SCALE_BITS))
     float_index = scale_index((scale * gain).float())
     assert (fixed_index != float_index).float().mean() < 0.01  # only at the float32 table's edges
+
+
+def test_softplus_index_is_the_index_of_the_softplus():
+    """`IntegerGain.softplus_index` skips the softplus: the same indices at, and one either side of, every
+    activation where an index changes, over the table, past its ends, and at random."""
+    generator = torch.Generator().manual_seed(6)
+    for log_gain, quality in ((torch.tensor([[-6.5, -1.5, 0.0, 2.0, 6.0]]), 0.0),
+                              (torch.randn(3, 7, generator=generator) * 2, 1.25)):
+        gain = IntegerGain(log_gain, quality)
+        edges = gain._raw_thresholds  # (C, 63)
+        raw = torch.cat([edges - 1, edges, edges + 1,
+                         torch.randint(-20 * 2**16, 20 * 2**16, (edges.shape[0], 4000), generator=generator),
+                         torch.randint(-2**40, 2**40, (edges.shape[0], 1000), generator=generator)], dim=1)
+        raw = raw.T.reshape(-1, edges.shape[0], 1, 1)  # (B, C, 1, 1)
+        index = gain.softplus_index(raw)
+        assert torch.equal(index, gain.scale_index(integer.softplus(raw)))
+        assert len(torch.unique(index)) > 30
 
 
 def test_one_ulp_of_float_noise_moves_no_index_and_no_mean():
@@ -253,8 +308,8 @@ def test_one_ulp_of_float_noise_moves_no_index_and_no_mean():
         """Means and scale indices of two steps of the integer prior on float latents."""
         integer_prior, state, out = prior.integer(), None, []
         for z in inputs:
-            mu, scale, state = integer_prior.step(integer.to_fixed(z), state)
-            out += [mu, gain.scale_index(scale)]
+            mu, scale_raw, state = integer_prior.step(integer.to_fixed(z), state)
+            out += [mu, gain.softplus_index(scale_raw)]
         return out
 
     exact = [integer.to_float(z) for z in z_int]

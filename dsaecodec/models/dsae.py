@@ -223,8 +223,8 @@ class DSAE(CodecModel):
         z_prev = self.z_log_gain.new_zeros(1, self.config.z_channels, *shape, dtype=torch.int64)
         state = None
         for t in range(frames):
-            mu, scale, state = prior.step(z_prev, state)
-            z_prev = mu + z_gain.dequantise(take_symbols(t, mu, z_gain.scale_index(scale), z_gain))
+            mu, scale_raw, state = prior.step(z_prev, state)
+            z_prev = mu + z_gain.dequantise(take_symbols(t, mu, z_gain.softplus_index(scale_raw), z_gain))
             yield to_float(z_prev)
 
     def _synthesise_frames(self, z_hats: Iterable[Tensor], f_hat: Tensor | None) -> Iterator[Tensor]:

@@ -161,8 +161,8 @@ class FrameVAE(CodecModel):
         h_s = integer.cached(self, "h_s", lambda: integer.IntegerSequential(self.h_s))
         z_hat = self.z_entropy[nearest_level(quality)].dequantise_fixed(z_symbols, z_gain)
         for t in range(z_hat.shape[0]):
-            scale = integer.softplus(h_s(z_hat[t:t + 1]))[..., : shape[0], : shape[1]]
-            yield integer.to_float(y_gain.dequantise(take_y(t, y_gain.scale_index(scale), y_gain))).contiguous()
+            scale_raw = h_s(z_hat[t:t + 1])[..., : shape[0], : shape[1]]
+            yield integer.to_float(y_gain.dequantise(take_y(t, y_gain.softplus_index(scale_raw), y_gain))).contiguous()
 
     def _synthesise_frames(self, y_hats: Iterable[Tensor]) -> Iterator[Tensor]:
         """Frames (3, 16h, 16w), uint8 pixels, one per y_hat_t (1, N, h, w), each synthesised when asked for."""

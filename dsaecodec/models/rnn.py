@@ -200,7 +200,7 @@ class RNNCodec(CodecModel):
                 inputs = past(self.past_input(previous, state[0]))
             state = cell(inputs, state if state is not None else cell.zero_state(inputs))
             mu, scale_raw = prior(state[0]).chunk(2, dim=1)
-            index = y_gain.scale_index(integer.softplus(scale_raw))
+            index = y_gain.softplus_index(scale_raw)
             y_hat = mu + y_gain.dequantise(take_symbols(t, state[0], mu, index, y_gain))
             if g_s is None:
                 previous = y_hat
