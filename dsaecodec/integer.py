@@ -509,16 +509,17 @@ class IntegerGain:
         """`scale_index(softplus(raw))` of int64 activations raw (B, C, h, w), without the softplus: `softplus` is
         non-decreasing (its table rises, the interpolation between neighbours stays between them, and past
         TABLE_RANGE it continues above the table's end), so softplus(raw) > threshold exactly when raw reaches
-        the smallest activation whose softplus passes it (`_raw_thresholds`)."""
-        by_channel = raw.transpose(0, 1).reshape(raw.shape[1], -1).contiguous()
+        the smallest activation whose softplus passes it (`_raw_thresholds`). raw is clamped to +-2^54 first, which
+        moves no softplus across a threshold."""
+        by_channel = raw.clamp(-(2**54), 2**54).transpose(0, 1).reshape(raw.shape[1], -1).contiguous()
         index = torch.searchsorted(self._raw_thresholds, by_channel, right=True)  # raw thresholds <= raw
         return index.reshape(raw.shape[1], raw.shape[0], *raw.shape[2:]).transpose(0, 1)
 
     @functools.cached_property
     def _raw_thresholds(self) -> Tensor:
-        """(C, 63) int64: for each threshold of `thresholds`, the smallest activation x with softplus(x) above it,
-        by bisection over [-2^54, 2^54] (softplus(2^54) = 2^62 passes every threshold; -2^54 stands for any lower
-        activation, none of which a convolution can give)."""
+        """(C, 63) int64: for each threshold of `thresholds`, the smallest activation x in [-2^54, 2^54] with
+        softplus(x) above it, by bisection (softplus(2^54) = 2^62 passes every threshold; the table's first entry
+        serves every x below -TABLE_RANGE)."""
         low = torch.full_like(self.thresholds, -(2**54) - 1)  # softplus(low) <= threshold, or low below the range
         high = torch.full_like(self.thresholds, 2**54)  # softplus(high) > threshold
         while bool((high - low > 1).any()):

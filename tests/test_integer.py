@@ -285,7 +285,8 @@ def test_softplus_index_is_the_index_of_the_softplus():
         edges = gain._raw_thresholds  # (C, 63)
         raw = torch.cat([edges - 1, edges, edges + 1,
                          torch.randint(-20 * 2**16, 20 * 2**16, (edges.shape[0], 4000), generator=generator),
-                         torch.randint(-2**40, 2**40, (edges.shape[0], 1000), generator=generator)], dim=1)
+                         torch.randint(-2**40, 2**40, (edges.shape[0], 1000), generator=generator),
+                         torch.tensor([-2**62, -2**54 - 1, 2**54 + 1]).expand(edges.shape[0], -1)], dim=1)
         raw = raw.T.reshape(-1, edges.shape[0], 1, 1)  # (B, C, 1, 1)
         index = gain.softplus_index(raw)
         assert torch.equal(index, gain.scale_index(integer.softplus(raw)))
