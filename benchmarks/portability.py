@@ -1,6 +1,6 @@
 """Files that decode on any machine: every shipped model's files decoded under every CPU kernel choice.
 
-    python benchmarks/portability.py                              # every shipped model, ~12 min on 2 cores
+    python benchmarks/portability.py                              # every shipped model, ~8 min on 2 cores
     python benchmarks/portability.py --models dsae-natural --kernels default,sse41 --quick
     python benchmarks/portability.py --models rnn-sprites,checkpoints/run/run.pt   # a training run's weights too
 
