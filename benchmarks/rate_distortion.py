@@ -313,12 +313,14 @@ def plot(curves: dict[tuple[str, str], list[dict]], path: Path) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     set_names = sorted({s for s, _ in curves})
+    codec_names = sorted({c for _, c in curves})  # one colour per codec in every panel
     figure, axes = plt.subplots(1, len(set_names), figsize=(5.5 * len(set_names), 4.2), squeeze=False)
     for axis, set_name in zip(axes[0], set_names):
         for (s, codec_name), curve in sorted(curves.items()):
             if s == set_name:
                 style = "o-" if base_codec(codec_name) in LEARNED else ".--"
-                axis.plot([r["bpp"] for r in curve], [r["psnr"] for r in curve], style, label=codec_name)
+                axis.plot([r["bpp"] for r in curve], [r["psnr"] for r in curve], style, label=codec_name,
+                          color=f"C{codec_names.index(codec_name) % 10}")
         axis.set(title=set_name, xlabel="bits per pixel (file bytes)", ylabel="PSNR RGB (dB)", xscale="log")
         axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 1, 2, 5 per decade, as plain numbers:
         axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # a sub-decade range
