@@ -465,6 +465,14 @@ def softplus(x: Tensor) -> Tensor:
 
 
 # --- quantisation steps and scale indices ---------------------------------------------------------
+def _count_below(thresholds: Tensor, values: Tensor, right: bool = False) -> Tensor:
+    """For values (B, C, h, w) and each channel's sorted thresholds (C, K): how many thresholds of its channel lie
+    below each value (int64, (B, C, h, w)); `right`: at or below."""
+    by_channel = values.transpose(0, 1).reshape(values.shape[1], -1).contiguous()
+    count = torch.searchsorted(thresholds, by_channel, right=right)
+    return count.reshape(values.shape[1], values.shape[0], *values.shape[2:]).transpose(0, 1)
+
+
 class IntegerGain:
     """Each channel's quantisation step 1 / gain at a quality, in fixed point, and what coding does with it.
 
@@ -501,9 +509,7 @@ class IntegerGain:
     def scale_index(self, scale: Tensor) -> Tensor:
         """Scale indices (int64) of physical scales (B, C, h, w), int64 value / 2^SCALE_BITS: the smallest table
         entry >= scale * gain, as `entropy.scale_index` picks it."""
-        by_channel = scale.transpose(0, 1).reshape(scale.shape[1], -1).contiguous()
-        index = torch.searchsorted(self.thresholds, by_channel)  # entries < scale
-        return index.reshape(scale.shape[1], scale.shape[0], *scale.shape[2:]).transpose(0, 1)
+        return _count_below(self.thresholds, scale)  # entries < scale
 
     def softplus_index(self, raw: Tensor) -> Tensor:
         """`scale_index(softplus(raw))` of int64 activations raw (B, C, h, w), without the softplus: `softplus` is
@@ -511,9 +517,7 @@ class IntegerGain:
         TABLE_RANGE it continues above the table's end), so softplus(raw) > threshold exactly when raw reaches
         the smallest activation whose softplus passes it (`_raw_thresholds`). raw is clamped to +-2^54 first, which
         moves no softplus across a threshold."""
-        by_channel = raw.clamp(-(2**54), 2**54).transpose(0, 1).reshape(raw.shape[1], -1).contiguous()
-        index = torch.searchsorted(self._raw_thresholds, by_channel, right=True)  # raw thresholds <= raw
-        return index.reshape(raw.shape[1], raw.shape[0], *raw.shape[2:]).transpose(0, 1)
+        return _count_below(self._raw_thresholds, raw.clamp(-(2**54), 2**54), right=True)  # raw thresholds <= raw
 
     @functools.cached_property
     def _raw_thresholds(self) -> Tensor:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from dsaecodec import zoo
-from helpers import load_script
+from helpers import RECONSTRUCTION_DRIVEN, load_script
 
 @pytest.fixture
 def one_torch_thread():
@@ -413,10 +413,8 @@ def test_integer_cost_measures_the_integer_paths_share_of_decoding():
     assert len(rows) == 1 and 0.01 < rows[0]["integer_share"] < 0.9
 
 
-RECONSTRUCTION_DRIVEN = "checkpoints/rnn-sprites-recon/rnn-sprites-recon.pt"  # an RNN whose loop holds its synthesis
-
-
-@pytest.mark.parametrize("model", ["dsae-natural", "frame-natural", "rnn-natural", "rnn-sprites", RECONSTRUCTION_DRIVEN])
+@pytest.mark.parametrize("model", ["dsae-natural", "frame-natural", "rnn-natural", "rnn-sprites",
+                                   str(RECONSTRUCTION_DRIVEN)])
 def test_integer_cost_times_the_integer_loop_against_a_float_one(model):
     """The same-tree table of benchmarks/integer_cost.py runs, for each family, spatial and vector, the codec's
     integer loop and a float one over the decode's segments: both take time, and for a model whose loop leaves the
@@ -424,7 +422,7 @@ def test_integer_cost_times_the_integer_loop_against_a_float_one(model):
     integer_cost = load_script("integer_cost")
     (row,) = integer_cost.measure(integer_cost.ROOT, model, 2, 1, "1", integer_cost.FLOAT_LOOP)
     assert row["integer_loop_s"] > 0 and row["float_loop_s"] > 0
-    if model != RECONSTRUCTION_DRIVEN:
+    if model != str(RECONSTRUCTION_DRIVEN):
         assert row["integer_loop_s"] < row["decode_cpu_s"]
 
 

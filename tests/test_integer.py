@@ -16,9 +16,7 @@ from dsaecodec.entropy import scale_index
 from dsaecodec.integer import INPUT_BOUND, IntegerConv2d, IntegerGain, round_shift
 from dsaecodec.models.layers import GDN
 from dsaecodec.priors import DynamicsPrior
-from helpers import load_script, synthetic_clip
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import RECONSTRUCTION_DRIVEN, load_script, synthetic_clip
 
 
 def reference_conv(x: np.ndarray, weight: np.ndarray, stride: int, padding: int) -> np.ndarray:
@@ -347,11 +345,6 @@ for path in sys.argv[3:]:
     symbols[path], frames[path] = streams(), hashlib.sha256(reconstruction.tobytes()).hexdigest()
 print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "symbols": symbols, "frames": frames}))
 """
-
-
-# rnn-sprites as shipped until 2026-12-04: its state reads its reconstructions, so it decodes in integer arithmetic
-# throughout and its frames are exact too (no shipped model does that now)
-RECONSTRUCTION_DRIVEN = ROOT / "checkpoints" / "rnn-sprites-recon" / "rnn-sprites-recon.pt"
 
 
 def coding_models() -> list[str]:
